@@ -1,0 +1,44 @@
+import { Command, CommanderError } from 'commander';
+import { ReplicatorError, UsageError } from '../errors.ts';
+import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
+
+/** Exit codes: 0 done, 1 failed, 2 bad usage. */
+function fail(error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`s3az: ${message.split('\n')[0]}\n`);
+  process.exit(error instanceof UsageError ? 2 : 1);
+}
+
+const program = new Command('s3az')
+  .description('Two-way, event-driven mirror between Amazon S3 and Azure Blob Storage')
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] ?? text) });
+
+program
+  .command('copy')
+  .description(
+    'copy one object, or every object under a prefix (source ending in "/"), between S3 and Azure',
+  )
+  .argument('<source>', 's3://bucket/key, az://container/key or https://<account>.blob.core.windows.net/<container>/<key>')
+  .argument('<destination>', 'same forms; a destination ending in "/" is a prefix')
+  .option('--part-size <size>', 'part/block size, bytes or with a unit (8MiB, 64MB)', '8MiB')
+  .option('--concurrency <n>', 'ranges in flight at once', String(DEFAULT_CONCURRENCY))
+  .option('--stream', 'stream bytes through this process even where Azure could pull from S3')
+  .option('--json', 'print a JSON summary on stdout')
+  .action(async (source: string, destination: string, options) => {
+    await runCopyCommand(source, destination, options, {
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    if (error.exitCode === 0) process.exit(0);
+    process.exit(2);
+  }
+  if (error instanceof ReplicatorError) fail(error);
+  fail(error);
+}

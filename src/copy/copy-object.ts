@@ -1,0 +1,383 @@
+import { createHash } from 'node:crypto';
+import { checkKeyFor } from '../core/keys.ts';
+import { buildNativeMetadata, userMetadataOf } from '../core/metadata.ts';
+import { planRanges } from '../core/range-plan.ts';
+import {
+  NotFoundError,
+  PreconditionFailedError,
+  PullUnsupportedError,
+  ReplicatorError,
+  RetryableError,
+} from '../errors.ts';
+import {
+  isPresigner,
+  isPullFromUrl,
+  type ObjectHead,
+  type ObjectStore,
+  type StagedPart,
+  type StagedUpload,
+  type WriteCondition,
+  type WriteOptions,
+} from '../stores/object-store.ts';
+import { PullMemory } from './pull-memory.ts';
+import { readExactly } from './read-exactly.ts';
+import { runPool } from './pool.ts';
+
+/** What to copy, where, and how. */
+export interface CopyObjectRequest {
+  source: ObjectStore;
+  sourceKey: string;
+  destination: ObjectStore;
+  destinationKey: string;
+  /** Destination state the caller decided on; the commit is conditional on it. Default: read now. */
+  condition?: WriteCondition;
+  /** Preferred part size in bytes; the planner grows it when the object needs more parts. */
+  partSize: number;
+  /** Ranges in flight at once; memory is about concurrency x part size. */
+  concurrency: number;
+  /** `stream` forces bytes through this process even where the destination could pull. */
+  transfer?: 'auto' | 'stream';
+  /** Where "this destination cannot pull" is remembered across copies. */
+  pullMemory?: PullMemory;
+  /** Per-key sequencer of the event that caused the copy, recorded in the replica marker. */
+  sourceSequencer?: string;
+  signal?: AbortSignal;
+  /** Called as bytes are committed to the staging area. */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  log?: (message: string) => void;
+  /** How often a copy starts over on a source that changes under it. Default 3. */
+  maxRestarts?: number;
+  /** Lifetime of presigned source URLs for server-side pulls. Default 900 s. */
+  presignExpirySeconds?: number;
+}
+
+export interface CopyObjectResult {
+  sourceKey: string;
+  destinationKey: string;
+  size: number;
+  sourceEtag: string;
+  destinationEtag: string;
+  /** `pull`: the destination fetched the bytes itself; `stream`: they passed through here. */
+  transfer: 'pull' | 'stream';
+  mode: 'single' | 'staged';
+  parts: number;
+  /** Times the copy started over because the source changed. */
+  restarts: number;
+}
+
+/** The source changed (or vanished) while it was being read; the copy starts over. */
+class SourceChangedError extends RetryableError {
+  readonly destinationCondition: WriteCondition | undefined;
+
+  constructor(message: string, destinationCondition?: WriteCondition) {
+    super(message);
+    this.name = 'SourceChangedError';
+    this.destinationCondition = destinationCondition;
+  }
+}
+
+const PART_ATTEMPTS = 3;
+const defaultPullMemory = new PullMemory();
+
+/**
+ * Copies one object between stores: one request for small objects, otherwise ranged and
+ * parallel; every range read `If-Match` the source eTag; each part sent with its MD5 for
+ * the destination to verify; committed conditionally on `condition`. A source that changes
+ * mid-copy restarts the copy on the new version, so a mixed object is never committed.
+ * A 412 on the destination is thrown as `PreconditionFailedError` for the caller to re-decide.
+ */
+export async function copyObject(request: CopyObjectRequest): Promise<CopyObjectResult> {
+  const { source, sourceKey, destination, destinationKey } = request;
+  checkKeyFor(destination.side, destinationKey);
+  const maxRestarts = request.maxRestarts ?? 3;
+  let condition = request.condition;
+  let restarts = 0;
+  for (;;) {
+    const head = await source.head(sourceKey, withSignal(request.signal));
+    if (!head) throw new NotFoundError(`${source.describe(sourceKey)}: source object does not exist`);
+    condition ??= await currentCondition(destination, destinationKey, request.signal);
+    try {
+      const result = await copyVersion(request, head, condition);
+      return { ...result, restarts };
+    } catch (error) {
+      if (!(error instanceof SourceChangedError)) throw error;
+      if (restarts >= maxRestarts) {
+        throw new RetryableError(
+          `${source.describe(sourceKey)}: the source changed ${restarts + 1} times during the copy; giving up for now`,
+          { cause: error },
+        );
+      }
+      restarts += 1;
+      if (error.destinationCondition) condition = error.destinationCondition;
+      request.log?.(`${source.describe(sourceKey)} changed during the copy; starting over`);
+    }
+  }
+}
+
+async function currentCondition(
+  store: ObjectStore,
+  key: string,
+  signal: AbortSignal | undefined,
+): Promise<WriteCondition> {
+  const head = await store.head(key, withSignal(signal));
+  return head ? { kind: 'match', etag: head.etag } : { kind: 'absent' };
+}
+
+function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
+}
+
+type VersionResult = Omit<CopyObjectResult, 'restarts'>;
+
+async function copyVersion(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  condition: WriteCondition,
+): Promise<VersionResult> {
+  const { source, destination } = request;
+  const metadata = buildNativeMetadata(destination.side, userMetadataOf(source.side, head.metadata), {
+    origin: source.side,
+    sourceEtag: head.etag,
+    sourceLastModified: head.lastModified.toISOString(),
+    ...(request.sourceSequencer !== undefined && { sourceSequencer: request.sourceSequencer }),
+  });
+  const write: WriteOptions = {
+    properties: head.properties,
+    metadata,
+    condition,
+    ...withSignal(request.signal),
+  };
+  const plan = planRanges(head.size, { partSize: request.partSize, limits: destination.limits });
+  const ranges = plan.mode === 'single' ? [] : plan.parts;
+  const memory = request.pullMemory ?? defaultPullMemory;
+  const base = {
+    sourceKey: request.sourceKey,
+    destinationKey: request.destinationKey,
+    size: head.size,
+    sourceEtag: head.etag,
+    mode: plan.mode,
+    parts: plan.mode === 'single' ? 1 : ranges.length,
+  } as const;
+
+  if (
+    request.transfer !== 'stream' &&
+    isPullFromUrl(destination) &&
+    isPresigner(source) &&
+    !memory.isDisabled(destination)
+  ) {
+    try {
+      const destinationEtag = await pullCopy(request, head, write, ranges);
+      return { ...base, destinationEtag, transfer: 'pull' };
+    } catch (error) {
+      if (!(error instanceof PullUnsupportedError)) throw error;
+      await assertSourceUnchanged(request, head);
+      if (memory.disable(destination, error.message)) {
+        request.log?.(
+          `${destination.describe('')}: server-side pull is not available (${error.message}); streaming through this process instead`,
+        );
+      }
+    }
+  }
+  const destinationEtag = await streamCopy(request, head, write, ranges);
+  return { ...base, destinationEtag, transfer: 'stream' };
+}
+
+interface PlannedPart {
+  partNumber: number;
+  start: number;
+  end: number;
+  size: number;
+}
+
+/** Staging id: the same source version, size and part plan always names the same blocks. */
+function stagingIdFor(head: ObjectHead, destinationKey: string, partSize: number): string {
+  return createHash('sha256')
+    .update(`${head.etag}\n${head.size}\n${partSize}\n${destinationKey}`)
+    .digest('hex')
+    .slice(0, 16);
+}
+
+async function assertSourceUnchanged(request: CopyObjectRequest, head: ObjectHead): Promise<void> {
+  const now = await request.source.head(request.sourceKey, withSignal(request.signal));
+  if (
+    !now ||
+    now.etag !== head.etag ||
+    now.lastModified.getTime() !== head.lastModified.getTime()
+  ) {
+    throw new SourceChangedError(`${request.source.describe(request.sourceKey)} changed`);
+  }
+}
+
+async function pullCopy(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  write: WriteOptions,
+  parts: PlannedPart[],
+): Promise<string> {
+  const { source, destination } = request;
+  if (!isPresigner(source) || !isPullFromUrl(destination)) {
+    throw new PullUnsupportedError('the stores cannot do a server-side pull');
+  }
+  // A versioned source is pinned by the URL; otherwise a re-read of the source before the
+  // commit proves no range came from another version.
+  const url = await source.presignGet(request.sourceKey, {
+    expiresInSeconds: request.presignExpirySeconds ?? 900,
+    ...(head.versionId !== undefined && { versionId: head.versionId }),
+  });
+  if (parts.length === 0) {
+    const result = await destination.putFromUrl(request.destinationKey, url, head.size, write);
+    try {
+      await assertSourceUnchanged(request, head);
+    } catch (error) {
+      if (error instanceof SourceChangedError) {
+        // What was written may be the newer version under the older marker: copy again over it.
+        throw new SourceChangedError(error.message, { kind: 'match', etag: result.etag });
+      }
+      throw error;
+    }
+    request.onProgress?.(head.size, head.size);
+    return result.etag;
+  }
+  const partSize = parts[0]?.size ?? head.size;
+  const upload = await destination.beginStaged(
+    request.destinationKey,
+    write,
+    stagingIdFor(head, request.destinationKey, partSize),
+  );
+  const staged = await stagedParts(destination, upload, parts, request);
+  const missing = parts.filter((part) => !staged.has(part.partNumber));
+  let done = sumSizes(staged);
+  await runPool(
+    missing,
+    request.concurrency,
+    async (part, signal) => {
+      const result = await withPartRetries(() =>
+        destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),
+      );
+      staged.set(part.partNumber, result);
+      done += part.size;
+      request.onProgress?.(done, head.size);
+    },
+    request.signal,
+  );
+  await assertSourceUnchanged(request, head);
+  const result = await destination.commitStaged(upload, [...staged.values()], {
+    ...write,
+    expectedSize: head.size,
+  });
+  return result.etag;
+}
+
+async function streamCopy(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  write: WriteOptions,
+  parts: PlannedPart[],
+): Promise<string> {
+  const { source, destination } = request;
+  if (parts.length === 0) {
+    const body =
+      head.size === 0
+        ? Buffer.alloc(0)
+        : await readRange(request, head, { partNumber: 1, start: 0, end: head.size - 1, size: head.size });
+    const result = await destination.put(request.destinationKey, body, { ...write, md5: md5(body) });
+    request.onProgress?.(head.size, head.size);
+    return result.etag;
+  }
+  const partSize = parts[0]?.size ?? head.size;
+  const upload = await destination.beginStaged(
+    request.destinationKey,
+    write,
+    stagingIdFor(head, request.destinationKey, partSize),
+  );
+  try {
+    const staged = await stagedParts(destination, upload, parts, request);
+    const missing = parts.filter((part) => !staged.has(part.partNumber));
+    let done = sumSizes(staged);
+    await runPool(
+      missing,
+      request.concurrency,
+      async (part, signal) => {
+        const result = await withPartRetries(async () => {
+          const body = await readRange({ ...request, signal }, head, part);
+          return destination.stagePart(upload, part.partNumber, body, { md5: md5(body), signal });
+        });
+        staged.set(part.partNumber, result);
+        done += part.size;
+        request.onProgress?.(done, head.size);
+      },
+      request.signal,
+    );
+    const result = await destination.commitStaged(upload, [...staged.values()], {
+      ...write,
+      expectedSize: head.size,
+    });
+    return result.etag;
+  } catch (error) {
+    // An S3 multipart upload that will not be committed costs storage until it is aborted.
+    await destination.abortStaged(upload).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Parts already staged under this upload with the planned size (a resumed copy skips them). */
+async function stagedParts(
+  destination: ObjectStore,
+  upload: StagedUpload,
+  parts: PlannedPart[],
+  request: CopyObjectRequest,
+): Promise<Map<number, StagedPart>> {
+  const planned = new Map(parts.map((part) => [part.partNumber, part.size]));
+  const existing = await destination.listStaged(upload, withSignal(request.signal));
+  return new Map(
+    existing
+      .filter((part) => planned.get(part.partNumber) === part.size)
+      .map((part) => [part.partNumber, part]),
+  );
+}
+
+async function readRange(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  part: PlannedPart,
+): Promise<Buffer> {
+  const what = `${request.source.describe(request.sourceKey)} bytes ${part.start}-${part.end}`;
+  try {
+    const object = await request.source.get(request.sourceKey, {
+      range: { start: part.start, end: part.end },
+      ifMatch: head.etag,
+      ...withSignal(request.signal),
+    });
+    return await readExactly(object.body, part.size, what);
+  } catch (error) {
+    if (error instanceof PreconditionFailedError || error instanceof NotFoundError) {
+      throw new SourceChangedError(`${what}: the source changed`);
+    }
+    throw error;
+  }
+}
+
+async function withPartRetries<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const retryable =
+        error instanceof ReplicatorError &&
+        error.retryable &&
+        !(error instanceof SourceChangedError);
+      if (!retryable || tries >= PART_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** tries));
+    }
+  }
+}
+
+function md5(body: Buffer): Buffer {
+  return createHash('md5').update(body).digest();
+}
+
+function sumSizes(parts: Map<number, StagedPart>): number {
+  let total = 0;
+  for (const part of parts.values()) total += part.size;
+  return total;
+}

@@ -1,0 +1,37 @@
+/**
+ * Runs `worker` over `items` with at most `concurrency` in flight. The first failure stops
+ * new work, aborts the signal handed to the workers in flight, and is rethrown once they end.
+ */
+export async function runPool<T>(
+  items: readonly T[],
+  concurrency: number,
+  worker: (item: T, signal: AbortSignal) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+
+  const lane = async () => {
+    while (failure === undefined && !controller.signal.aborted) {
+      const index = next++;
+      if (index >= items.length) return;
+      try {
+        await worker(items[index] as T, controller.signal);
+      } catch (error) {
+        failure ??= { error };
+        controller.abort(error);
+      }
+    }
+  };
+
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, lane));
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (failure !== undefined) throw failure.error;
+  signal?.throwIfAborted();
+}

@@ -1,0 +1,28 @@
+import type { Readable } from 'node:stream';
+import { RetryableError } from '../errors.ts';
+
+/**
+ * Reads a body of known size into one buffer, copying each chunk once. A body that ends
+ * short or runs long is a transport fault and retryable.
+ */
+export async function readExactly(body: Readable, size: number, what: string): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(size);
+  let offset = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Uint8Array>) {
+      if (offset + chunk.length > size) {
+        throw new RetryableError(`${what}: body is longer than the ${size} bytes expected`);
+      }
+      buffer.set(chunk, offset);
+      offset += chunk.length;
+    }
+  } catch (error) {
+    body.destroy();
+    if (error instanceof RetryableError) throw error;
+    throw new RetryableError(`${what}: reading the body failed`, { cause: error });
+  }
+  if (offset !== size) {
+    throw new RetryableError(`${what}: body ended after ${offset} of ${size} bytes`);
+  }
+  return buffer;
+}

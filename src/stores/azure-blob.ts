@@ -1,0 +1,353 @@
+import type { Readable } from 'node:stream';
+import type { BlobHTTPHeaders, BlobRequestConditions, ContainerClient } from '@azure/storage-blob';
+import { AZURE_BLOCK_BLOB_LIMITS } from '../core/range-plan.ts';
+import { NotFoundError, PermanentError } from '../errors.ts';
+import { azureErrorCode, classifyAzureError } from './azure-errors.ts';
+import type {
+  ByteRange,
+  CallOptions,
+  CommitOptions,
+  GetOptions,
+  ListPage,
+  ObjectBody,
+  ObjectHead,
+  ObjectProperties,
+  ObjectStore,
+  PullFromUrl,
+  PutOptions,
+  PutResult,
+  StagedPart,
+  StagedUpload,
+  StagePartOptions,
+  WriteCondition,
+  WriteOptions,
+} from './object-store.ts';
+
+/** Length of the staging id inside every block id; Azure requires equal-length ids per blob. */
+const STAGING_ID_LENGTH = 16;
+const PART_DIGITS = 6;
+
+/** Block id for part `partNumber` of staging `uploadId`: base64 of `<uploadId>-<000001>`. */
+export function blockIdFor(uploadId: string, partNumber: number): string {
+  return Buffer.from(`${uploadId}-${String(partNumber).padStart(PART_DIGITS, '0')}`).toString(
+    'base64',
+  );
+}
+
+function parseBlockId(blockId: string): { uploadId: string; partNumber: number } | undefined {
+  const text = Buffer.from(blockId, 'base64').toString('utf8');
+  const match = /^(.+)-(\d+)$/.exec(text);
+  if (!match?.[1] || !match[2]) return undefined;
+  return { uploadId: match[1], partNumber: Number(match[2]) };
+}
+
+function conditions(condition: WriteCondition | undefined): BlobRequestConditions {
+  if (condition?.kind === 'absent') return { ifNoneMatch: '*' };
+  if (condition?.kind === 'match') return { ifMatch: condition.etag };
+  return {};
+}
+
+function httpHeaders(properties: ObjectProperties, md5?: Buffer): BlobHTTPHeaders {
+  return {
+    ...(properties.contentType !== undefined && { blobContentType: properties.contentType }),
+    ...(properties.contentEncoding !== undefined && {
+      blobContentEncoding: properties.contentEncoding,
+    }),
+    ...(properties.contentLanguage !== undefined && {
+      blobContentLanguage: properties.contentLanguage,
+    }),
+    ...(properties.contentDisposition !== undefined && {
+      blobContentDisposition: properties.contentDisposition,
+    }),
+    ...(properties.cacheControl !== undefined && { blobCacheControl: properties.cacheControl }),
+    ...(md5 && { blobContentMD5: md5 }),
+  };
+}
+
+function definedProperties(source: {
+  contentType?: string | undefined;
+  contentEncoding?: string | undefined;
+  contentLanguage?: string | undefined;
+  contentDisposition?: string | undefined;
+  cacheControl?: string | undefined;
+}): ObjectProperties {
+  const properties: ObjectProperties = {};
+  if (source.contentType) properties.contentType = source.contentType;
+  if (source.contentEncoding) properties.contentEncoding = source.contentEncoding;
+  if (source.contentLanguage) properties.contentLanguage = source.contentLanguage;
+  if (source.contentDisposition) properties.contentDisposition = source.contentDisposition;
+  if (source.cacheControl) properties.cacheControl = source.cacheControl;
+  return properties;
+}
+
+/** `ObjectStore` over one Azure Blob container (block blobs; ADLS Gen2 accounts included). */
+export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
+  readonly side = 'azure' as const;
+  readonly limits = AZURE_BLOCK_BLOB_LIMITS;
+  readonly container: string;
+  readonly #client: ContainerClient;
+
+  constructor(client: ContainerClient) {
+    this.#client = client;
+    this.container = client.containerName;
+  }
+
+  describe(key: string): string {
+    return `az://${this.container}/${key}`;
+  }
+
+  async checkContainer(options: CallOptions = {}): Promise<void> {
+    try {
+      await this.#client.getProperties({ abortSignal: options.signal });
+    } catch (error) {
+      const classified = classifyAzureError(error, `az://${this.container}`);
+      if (classified instanceof NotFoundError) {
+        throw new NotFoundError(`az://${this.container}: container does not exist`, {
+          cause: error,
+        });
+      }
+      throw classified;
+    }
+  }
+
+  async head(key: string, options: CallOptions = {}): Promise<ObjectHead | undefined> {
+    try {
+      const out = await this.#client
+        .getBlobClient(key)
+        .getProperties({ abortSignal: options.signal });
+      return {
+        key,
+        size: out.contentLength ?? 0,
+        etag: out.etag ?? '',
+        lastModified: out.lastModified ?? new Date(0),
+        properties: definedProperties(out),
+        metadata: { ...(out.metadata ?? {}) },
+      };
+    } catch (error) {
+      const classified = classifyAzureError(error, this.describe(key));
+      if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
+        return undefined;
+      }
+      throw classified;
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {
+    try {
+      const offset = options.range?.start ?? 0;
+      const count = options.range ? options.range.end - options.range.start + 1 : undefined;
+      const out = await this.#client.getBlobClient(key).download(offset, count, {
+        abortSignal: options.signal,
+        ...(options.ifMatch !== undefined && { conditions: { ifMatch: options.ifMatch } }),
+        // One request per range; the copy engine retries whole ranges itself.
+        maxRetryRequests: 0,
+      });
+      if (!out.readableStreamBody) {
+        throw new PermanentError(`${this.describe(key)}: download returned no body`);
+      }
+      return {
+        body: out.readableStreamBody as Readable,
+        contentLength: out.contentLength ?? 0,
+        etag: out.etag ?? '',
+      };
+    } catch (error) {
+      throw classifyAzureError(error, this.describe(key));
+    }
+  }
+
+  async put(key: string, body: Buffer, options: PutOptions): Promise<PutResult> {
+    try {
+      const out = await this.#client.getBlockBlobClient(key).upload(body, body.length, {
+        abortSignal: options.signal,
+        // Put Blob verifies x-ms-blob-content-md5 against the body and stores it.
+        blobHTTPHeaders: httpHeaders(options.properties, options.md5),
+        metadata: options.metadata,
+        conditions: conditions(options.condition),
+      });
+      return { etag: out.etag ?? '' };
+    } catch (error) {
+      throw classifyAzureError(error, this.describe(key));
+    }
+  }
+
+  async beginStaged(_key: string, _options: WriteOptions, stagingId: string): Promise<StagedUpload> {
+    // Azure has no upload to open: blocks are staged on the blob itself and named by stagingId.
+    if (stagingId.length !== STAGING_ID_LENGTH || !/^[A-Za-z0-9]+$/.test(stagingId)) {
+      throw new PermanentError(
+        `staging id must be ${STAGING_ID_LENGTH} alphanumeric characters, got ${stagingId.length}`,
+      );
+    }
+    return { key: _key, uploadId: stagingId };
+  }
+
+  async stagePart(
+    upload: StagedUpload,
+    partNumber: number,
+    body: Buffer,
+    options: StagePartOptions = {},
+  ): Promise<StagedPart> {
+    const blockId = blockIdFor(upload.uploadId, partNumber);
+    try {
+      await this.#client.getBlockBlobClient(upload.key).stageBlock(blockId, body, body.length, {
+        abortSignal: options.signal,
+        ...(options.md5 && { transactionalContentMD5: options.md5 }),
+      });
+      return { partNumber, size: body.length, token: blockId };
+    } catch (error) {
+      throw classifyAzureError(error, `${this.describe(upload.key)} block ${partNumber}`);
+    }
+  }
+
+  async listStaged(upload: StagedUpload, options: CallOptions = {}): Promise<StagedPart[]> {
+    let blocks: Array<{ name: string; size: number }>;
+    try {
+      const out = await this.#client
+        .getBlockBlobClient(upload.key)
+        .getBlockList('uncommitted', { abortSignal: options.signal });
+      blocks = out.uncommittedBlocks ?? [];
+    } catch (error) {
+      const classified = classifyAzureError(error, this.describe(upload.key));
+      // No blob and no blocks yet: nothing is staged.
+      if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
+        return [];
+      }
+      throw classified;
+    }
+    return blocks.flatMap((block) => {
+      const parsed = parseBlockId(block.name);
+      return parsed?.uploadId === upload.uploadId
+        ? [{ partNumber: parsed.partNumber, size: block.size, token: block.name }]
+        : [];
+    });
+  }
+
+  async commitStaged(
+    upload: StagedUpload,
+    parts: StagedPart[],
+    options: CommitOptions,
+  ): Promise<PutResult> {
+    const ordered = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+    // Put Block List takes no size, so check what is staged adds up before committing it.
+    const staged = new Map(
+      (await this.listStaged(upload, options)).map((part) => [part.token, part.size]),
+    );
+    let total = 0;
+    for (const part of ordered) {
+      const size = staged.get(part.token);
+      if (size !== part.size) {
+        throw new PermanentError(
+          `${this.describe(upload.key)}: block ${part.partNumber} is staged with ${size ?? 'no'} bytes, expected ${part.size}`,
+        );
+      }
+      total += part.size;
+    }
+    if (total !== options.expectedSize) {
+      throw new PermanentError(
+        `${this.describe(upload.key)}: blocks add up to ${total} bytes, expected ${options.expectedSize}`,
+      );
+    }
+    try {
+      const out = await this.#client.getBlockBlobClient(upload.key).commitBlockList(
+        ordered.map((part) => part.token),
+        {
+          abortSignal: options.signal,
+          blobHTTPHeaders: httpHeaders(options.properties),
+          metadata: options.metadata,
+          conditions: conditions(options.condition),
+        },
+      );
+      return { etag: out.etag ?? '' };
+    } catch (error) {
+      throw classifyAzureError(error, this.describe(upload.key));
+    }
+  }
+
+  async abortStaged(): Promise<void> {
+    // Azure discards uncommitted blocks by itself after 7 days; there is nothing to call.
+  }
+
+  async delete(
+    key: string,
+    options: CallOptions & { condition?: WriteCondition } = {},
+  ): Promise<void> {
+    try {
+      await this.#client.getBlobClient(key).deleteIfExists({
+        abortSignal: options.signal,
+        conditions: conditions(options.condition),
+      });
+    } catch (error) {
+      throw classifyAzureError(error, this.describe(key));
+    }
+  }
+
+  async list(
+    prefix: string,
+    options: CallOptions & { continuationToken?: string; maxResults?: number } = {},
+  ): Promise<ListPage> {
+    try {
+      const pages = this.#client
+        .listBlobsFlat({ ...(prefix && { prefix }), abortSignal: options.signal })
+        .byPage({
+          ...(options.continuationToken !== undefined && {
+            continuationToken: options.continuationToken,
+          }),
+          maxPageSize: options.maxResults ?? 1000,
+        });
+      const page = await pages.next();
+      if (page.done) return { items: [] };
+      const items = page.value.segment.blobItems.map((blob) => ({
+        key: blob.name,
+        size: blob.properties.contentLength ?? 0,
+        etag: blob.properties.etag,
+        lastModified: blob.properties.lastModified,
+      }));
+      return {
+        items,
+        ...(page.value.continuationToken && { continuationToken: page.value.continuationToken }),
+      };
+    } catch (error) {
+      throw classifyAzureError(error, `az://${this.container}/${prefix}`);
+    }
+  }
+
+  async stagePartFromUrl(
+    upload: StagedUpload,
+    partNumber: number,
+    sourceUrl: string,
+    range: ByteRange,
+    options: CallOptions = {},
+  ): Promise<StagedPart> {
+    const blockId = blockIdFor(upload.uploadId, partNumber);
+    const size = range.end - range.start + 1;
+    try {
+      await this.#client
+        .getBlockBlobClient(upload.key)
+        .stageBlockFromURL(blockId, sourceUrl, range.start, size, {
+          abortSignal: options.signal,
+        });
+      return { partNumber, size, token: blockId };
+    } catch (error) {
+      throw classifyAzureError(error, `${this.describe(upload.key)} block ${partNumber}`);
+    }
+  }
+
+  async putFromUrl(
+    key: string,
+    sourceUrl: string,
+    _size: number,
+    options: WriteOptions,
+  ): Promise<PutResult> {
+    try {
+      const out = await this.#client.getBlockBlobClient(key).syncUploadFromURL(sourceUrl, {
+        abortSignal: options.signal,
+        blobHTTPHeaders: httpHeaders(options.properties),
+        metadata: options.metadata,
+        conditions: conditions(options.condition),
+        copySourceBlobProperties: false,
+      });
+      return { etag: out.etag ?? '' };
+    } catch (error) {
+      throw classifyAzureError(error, this.describe(key));
+    }
+  }
+}

@@ -1,0 +1,129 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import {
+  AnonymousCredential,
+  BlobServiceClient,
+  type StoragePipelineOptions,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
+import { UsageError } from '../errors.ts';
+
+/**
+ * The composition root for store clients: each client is built once from the environment,
+ * following each ecosystem's own conventions, and reused.
+ *
+ * - S3: the AWS SDK's standard chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, …,
+ *   `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`). A custom endpoint implies path-style URLs.
+ * - Azure: `AZURE_STORAGE_CONNECTION_STRING`; or an account URL (`AZURE_STORAGE_ACCOUNT_URL`,
+ *   or `AZURE_STORAGE_ACCOUNT` for `https://<account>.blob.core.windows.net`) with
+ *   `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`, or else `DefaultAzureCredential`.
+ */
+export type Environment = Record<string, string | undefined>;
+
+// The SDKs retry transient failures this many times in total; the copy engine retries a
+// failed range at most 3 times on top, so one range sees at most 9 requests.
+const SDK_ATTEMPTS = 3;
+
+/** Builds the S3 client from the standard AWS environment. */
+export function makeS3Client(env: Environment = process.env): S3Client {
+  const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  return new S3Client({
+    ...(endpoint !== undefined && endpoint !== '' && { forcePathStyle: true }),
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    maxAttempts: SDK_ATTEMPTS,
+    // Parts carry Content-MD5, which every S3 implementation verifies; no second checksum.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+const pipelineOptions: StoragePipelineOptions = {
+  retryOptions: { maxTries: SDK_ATTEMPTS },
+};
+
+function parseConnectionString(text: string): Map<string, string> {
+  const parts = new Map<string, string>();
+  for (const piece of text.split(';')) {
+    const index = piece.indexOf('=');
+    if (index > 0) parts.set(piece.slice(0, index).trim().toLowerCase(), piece.slice(index + 1));
+  }
+  return parts;
+}
+
+/** The account URL named by the environment, or `undefined` when none is configured. */
+export function defaultAccountUrl(env: Environment = process.env): string | undefined {
+  const connection = env.AZURE_STORAGE_CONNECTION_STRING;
+  if (connection) {
+    const parts = parseConnectionString(connection);
+    const endpoint = parts.get('blobendpoint');
+    if (endpoint) return endpoint.replace(/\/+$/, '');
+    const account = parts.get('accountname');
+    const suffix = parts.get('endpointsuffix') ?? 'core.windows.net';
+    const protocol = parts.get('defaultendpointsprotocol') ?? 'https';
+    if (account) return `${protocol}://${account}.blob.${suffix}`;
+    throw new UsageError('AZURE_STORAGE_CONNECTION_STRING names no AccountName or BlobEndpoint');
+  }
+  if (env.AZURE_STORAGE_ACCOUNT_URL) return env.AZURE_STORAGE_ACCOUNT_URL.replace(/\/+$/, '');
+  if (env.AZURE_STORAGE_ACCOUNT) return `https://${env.AZURE_STORAGE_ACCOUNT}.blob.core.windows.net`;
+  return undefined;
+}
+
+/**
+ * Builds a BlobServiceClient for `accountUrl` (default: the environment's account) with the
+ * environment's credential for that account.
+ */
+export async function makeBlobServiceClient(
+  accountUrl: string | undefined,
+  env: Environment = process.env,
+): Promise<BlobServiceClient> {
+  const configured = defaultAccountUrl(env);
+  const url = accountUrl ?? configured;
+  if (!url) {
+    throw new UsageError(
+      'no Azure account configured: set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_URL or AZURE_STORAGE_ACCOUNT, or use an https://<account>.blob.core.windows.net/... URL',
+    );
+  }
+  const sameAccount = configured !== undefined && sameUrl(configured, url);
+  const connection = env.AZURE_STORAGE_CONNECTION_STRING;
+  if (connection && sameAccount) {
+    try {
+      return BlobServiceClient.fromConnectionString(connection, pipelineOptions);
+    } catch (error) {
+      throw new UsageError('AZURE_STORAGE_CONNECTION_STRING is not a valid connection string', {
+        cause: error,
+      });
+    }
+  }
+  const account = accountNameOf(url);
+  if (env.AZURE_STORAGE_KEY && (sameAccount || env.AZURE_STORAGE_ACCOUNT === account)) {
+    let credential: StorageSharedKeyCredential;
+    try {
+      credential = new StorageSharedKeyCredential(account, env.AZURE_STORAGE_KEY);
+    } catch (error) {
+      throw new UsageError('AZURE_STORAGE_KEY is not a valid account key', { cause: error });
+    }
+    return new BlobServiceClient(url, credential, pipelineOptions);
+  }
+  if (env.AZURE_STORAGE_SAS_TOKEN && (sameAccount || env.AZURE_STORAGE_ACCOUNT === account)) {
+    const sas = env.AZURE_STORAGE_SAS_TOKEN.replace(/^\?/, '');
+    return new BlobServiceClient(`${url}?${sas}`, new AnonymousCredential(), pipelineOptions);
+  }
+  const { DefaultAzureCredential } = await import('@azure/identity');
+  return new BlobServiceClient(url, new DefaultAzureCredential(), pipelineOptions);
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '').toLowerCase() === b.replace(/\/+$/, '').toLowerCase();
+}
+
+/** Account name of an account URL: the first host label, or the first path segment for emulators. */
+export function accountNameOf(accountUrl: string): string {
+  const url = new URL(accountUrl);
+  const segment = url.pathname.split('/').find((part) => part !== '');
+  if (segment && isEmulatorHost(url.hostname)) return segment;
+  return url.hostname.split('.')[0] ?? url.hostname;
+}
+
+/** Emulators (Azurite) put the account in the path: `http://127.0.0.1:10000/<account>`. */
+export function isEmulatorHost(hostname: string): boolean {
+  return hostname === 'localhost' || /^\d+\.\d+\.\d+\.\d+$/.test(hostname) || hostname === '[::1]';
+}

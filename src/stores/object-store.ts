@@ -1,0 +1,188 @@
+import type { Readable } from 'node:stream';
+
+/** Which cloud an object lives in. */
+export type Side = 's3' | 'azure';
+
+/** The standard HTTP properties both stores keep beside the bytes. */
+export interface ObjectProperties {
+  contentType?: string;
+  contentEncoding?: string;
+  contentLanguage?: string;
+  contentDisposition?: string;
+  cacheControl?: string;
+}
+
+/** What `head` and `list` know about one object. */
+export interface ObjectHead {
+  key: string;
+  size: number;
+  /** The store's entity tag, quoted as the store returns it. */
+  etag: string;
+  lastModified: Date;
+  /** S3 version id when the bucket is versioned. */
+  versionId?: string;
+  properties: ObjectProperties;
+  /** User metadata with the store's own (native) names. */
+  metadata: Record<string, string>;
+}
+
+/** One entry of a listing page. */
+export interface ListedObject {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+/** One page of a listing. */
+export interface ListPage {
+  items: ListedObject[];
+  /** Present when there is another page. */
+  continuationToken?: string;
+}
+
+/** Inclusive byte range, as in an HTTP Range header. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The destination state a write is conditional on: `absent` sends `If-None-Match: *`,
+ * `match` sends `If-Match: <etag>`, `any` is unconditional.
+ */
+export type WriteCondition = { kind: 'absent' } | { kind: 'match'; etag: string } | { kind: 'any' };
+
+/** Stores' hard limits, used by the range planner. */
+export interface StoreLimits {
+  /** Largest object the store can hold, in bytes. */
+  maxObjectSize: number;
+  /** Largest object one single-request write can take. */
+  maxSinglePutSize: number;
+  /** Most parts (S3) or blocks (Azure) one object can be committed from. */
+  maxParts: number;
+  /** Smallest part except the last (S3: 5 MiB); 1 where the store has no minimum. */
+  minPartSize: number;
+  /** Largest single part or block. */
+  maxPartSize: number;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface GetOptions extends CallOptions {
+  range?: ByteRange;
+  /** Read only if the object still has this eTag; a 412 becomes PreconditionFailedError. */
+  ifMatch?: string;
+}
+
+export interface ObjectBody {
+  body: Readable;
+  contentLength: number;
+  etag: string;
+}
+
+export interface WriteOptions extends CallOptions {
+  properties: ObjectProperties;
+  /** User metadata with the store's own (native) names. */
+  metadata: Record<string, string>;
+  condition: WriteCondition;
+}
+
+export interface PutOptions extends WriteOptions {
+  /** MD5 of the body; the store verifies it. */
+  md5?: Buffer;
+}
+
+export interface PutResult {
+  etag: string;
+}
+
+/** An open staged write: an S3 multipart upload or a set of uncommitted Azure blocks. */
+export interface StagedUpload {
+  key: string;
+  /** S3 upload id, or for Azure the prefix that names this copy's blocks. */
+  uploadId: string;
+}
+
+/** One staged part or block. */
+export interface StagedPart {
+  /** 1-based. */
+  partNumber: number;
+  size: number;
+  /** What the commit needs: the S3 part ETag or the Azure block id. */
+  token: string;
+}
+
+export interface StagePartOptions extends CallOptions {
+  /** MD5 of the body; the store verifies it. */
+  md5?: Buffer;
+}
+
+export interface CommitOptions extends WriteOptions {
+  /** Sum of the part sizes; the commit fails rather than write another size. */
+  expectedSize: number;
+}
+
+/** The one interface every store implements. Small and streaming. */
+export interface ObjectStore {
+  readonly side: Side;
+  /** Bucket or container name. */
+  readonly container: string;
+  readonly limits: StoreLimits;
+
+  /** A URI naming the object, for messages: `s3://bucket/key`, `az://container/key`. */
+  describe(key: string): string;
+  /** `undefined` only when the object does not exist; every other failure throws. */
+  head(key: string, options?: CallOptions): Promise<ObjectHead | undefined>;
+  get(key: string, options?: GetOptions): Promise<ObjectBody>;
+  put(key: string, body: Buffer, options: PutOptions): Promise<PutResult>;
+
+  /** Opens a staged write. `stagingId` (Azure) names the blocks so a later run can resume. */
+  beginStaged(key: string, options: WriteOptions, stagingId: string): Promise<StagedUpload>;
+  stagePart(
+    upload: StagedUpload,
+    partNumber: number,
+    body: Buffer,
+    options?: StagePartOptions,
+  ): Promise<StagedPart>;
+  /** What is already staged for this upload (the resume checkpoint). */
+  listStaged(upload: StagedUpload, options?: CallOptions): Promise<StagedPart[]>;
+  commitStaged(upload: StagedUpload, parts: StagedPart[], options: CommitOptions): Promise<PutResult>;
+  abortStaged(upload: StagedUpload, options?: CallOptions): Promise<void>;
+
+  /** Deletes the object; a missing object is not an error. */
+  delete(key: string, options?: CallOptions & { condition?: WriteCondition }): Promise<void>;
+  list(
+    prefix: string,
+    options?: CallOptions & { continuationToken?: string; maxResults?: number },
+  ): Promise<ListPage>;
+  /** Confirms the bucket or container exists and is reachable with these credentials. */
+  checkContainer(options?: CallOptions): Promise<void>;
+}
+
+/** A store that can hand out short-lived read URLs (S3 presigned GET). */
+export interface Presigner {
+  presignGet(key: string, options: { versionId?: string; expiresInSeconds: number }): Promise<string>;
+}
+
+/** A store that can pull bytes from a URL itself (Azure Put Block From URL / Put Blob From URL). */
+export interface PullFromUrl {
+  stagePartFromUrl(
+    upload: StagedUpload,
+    partNumber: number,
+    sourceUrl: string,
+    range: ByteRange,
+    options?: CallOptions,
+  ): Promise<StagedPart>;
+  putFromUrl(key: string, sourceUrl: string, size: number, options: WriteOptions): Promise<PutResult>;
+}
+
+export function isPresigner(store: ObjectStore): store is ObjectStore & Presigner {
+  return typeof (store as Partial<Presigner>).presignGet === 'function';
+}
+
+export function isPullFromUrl(store: ObjectStore): store is ObjectStore & PullFromUrl {
+  return typeof (store as Partial<PullFromUrl>).stagePartFromUrl === 'function';
+}

@@ -1,0 +1,359 @@
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { S3_LIMITS } from '../core/range-plan.ts';
+import { NotFoundError, PermanentError } from '../errors.ts';
+import type {
+  CallOptions,
+  CommitOptions,
+  GetOptions,
+  ListPage,
+  ObjectBody,
+  ObjectHead,
+  ObjectProperties,
+  ObjectStore,
+  Presigner,
+  PutOptions,
+  PutResult,
+  StagedPart,
+  StagedUpload,
+  StagePartOptions,
+  WriteCondition,
+  WriteOptions,
+} from './object-store.ts';
+import { classifyS3Error } from './s3-errors.ts';
+
+function conditionHeaders(condition: WriteCondition): { IfMatch?: string; IfNoneMatch?: string } {
+  if (condition.kind === 'absent') return { IfNoneMatch: '*' };
+  if (condition.kind === 'match') return { IfMatch: condition.etag };
+  return {};
+}
+
+function propertyParams(properties: ObjectProperties) {
+  return {
+    ...(properties.contentType !== undefined && { ContentType: properties.contentType }),
+    ...(properties.contentEncoding !== undefined && { ContentEncoding: properties.contentEncoding }),
+    ...(properties.contentLanguage !== undefined && { ContentLanguage: properties.contentLanguage }),
+    ...(properties.contentDisposition !== undefined && {
+      ContentDisposition: properties.contentDisposition,
+    }),
+    ...(properties.cacheControl !== undefined && { CacheControl: properties.cacheControl }),
+  };
+}
+
+function definedProperties(source: {
+  ContentType?: string | undefined;
+  ContentEncoding?: string | undefined;
+  ContentLanguage?: string | undefined;
+  ContentDisposition?: string | undefined;
+  CacheControl?: string | undefined;
+}): ObjectProperties {
+  const properties: ObjectProperties = {};
+  if (source.ContentType) properties.contentType = source.ContentType;
+  if (source.ContentEncoding) properties.contentEncoding = source.ContentEncoding;
+  if (source.ContentLanguage) properties.contentLanguage = source.ContentLanguage;
+  if (source.ContentDisposition) properties.contentDisposition = source.ContentDisposition;
+  if (source.CacheControl) properties.cacheControl = source.CacheControl;
+  return properties;
+}
+
+/** `ObjectStore` over one S3 bucket. The client is built by the caller (composition root). */
+export class S3ObjectStore implements ObjectStore, Presigner {
+  readonly side = 's3' as const;
+  readonly limits = S3_LIMITS;
+  readonly container: string;
+  readonly #client: S3Client;
+
+  constructor(client: S3Client, bucket: string) {
+    this.#client = client;
+    this.container = bucket;
+  }
+
+  describe(key: string): string {
+    return `s3://${this.container}/${key}`;
+  }
+
+  async checkContainer(options: CallOptions = {}): Promise<void> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.container }), {
+        abortSignal: options.signal,
+      });
+    } catch (error) {
+      const classified = classifyS3Error(error, `s3://${this.container}`);
+      if (classified instanceof NotFoundError) {
+        throw new NotFoundError(`s3://${this.container}: bucket does not exist`, { cause: error });
+      }
+      throw classified;
+    }
+  }
+
+  async head(key: string, options: CallOptions = {}): Promise<ObjectHead | undefined> {
+    try {
+      const out = await this.#client.send(
+        new HeadObjectCommand({ Bucket: this.container, Key: key }),
+        { abortSignal: options.signal },
+      );
+      return {
+        key,
+        size: out.ContentLength ?? 0,
+        etag: out.ETag ?? '',
+        lastModified: out.LastModified ?? new Date(0),
+        ...(out.VersionId !== undefined && out.VersionId !== 'null' && { versionId: out.VersionId }),
+        properties: definedProperties(out),
+        metadata: { ...(out.Metadata ?? {}) },
+      };
+    } catch (error) {
+      const classified = classifyS3Error(error, this.describe(key));
+      // HEAD has no body, so a missing bucket also reads as 404 here; checkContainer tells them apart.
+      if (classified instanceof NotFoundError) return undefined;
+      throw classified;
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {
+    try {
+      const out = await this.#client.send(
+        new GetObjectCommand({
+          Bucket: this.container,
+          Key: key,
+          ...(options.range && { Range: `bytes=${options.range.start}-${options.range.end}` }),
+          ...(options.ifMatch !== undefined && { IfMatch: options.ifMatch }),
+        }),
+        { abortSignal: options.signal },
+      );
+      if (!out.Body) throw new PermanentError(`${this.describe(key)}: GetObject returned no body`);
+      return {
+        body: out.Body as Readable,
+        contentLength: out.ContentLength ?? 0,
+        etag: out.ETag ?? '',
+      };
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(key));
+    }
+  }
+
+  async put(key: string, body: Buffer, options: PutOptions): Promise<PutResult> {
+    try {
+      const out = await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.container,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          ...(options.md5 && { ContentMD5: options.md5.toString('base64') }),
+          ...propertyParams(options.properties),
+          Metadata: options.metadata,
+          ...conditionHeaders(options.condition),
+        }),
+        { abortSignal: options.signal },
+      );
+      return { etag: out.ETag ?? '' };
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(key));
+    }
+  }
+
+  async beginStaged(key: string, options: WriteOptions): Promise<StagedUpload> {
+    try {
+      const out = await this.#client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.container,
+          Key: key,
+          ...propertyParams(options.properties),
+          Metadata: options.metadata,
+        }),
+        { abortSignal: options.signal },
+      );
+      if (!out.UploadId) throw new PermanentError(`${this.describe(key)}: no upload id returned`);
+      return { key, uploadId: out.UploadId };
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(key));
+    }
+  }
+
+  async stagePart(
+    upload: StagedUpload,
+    partNumber: number,
+    body: Buffer,
+    options: StagePartOptions = {},
+  ): Promise<StagedPart> {
+    try {
+      const out = await this.#client.send(
+        new UploadPartCommand({
+          Bucket: this.container,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+          ...(options.md5 && { ContentMD5: options.md5.toString('base64') }),
+        }),
+        { abortSignal: options.signal },
+      );
+      return { partNumber, size: body.length, token: out.ETag ?? '' };
+    } catch (error) {
+      throw classifyS3Error(error, `${this.describe(upload.key)} part ${partNumber}`);
+    }
+  }
+
+  async listStaged(upload: StagedUpload, options: CallOptions = {}): Promise<StagedPart[]> {
+    const parts: StagedPart[] = [];
+    let marker: string | undefined;
+    try {
+      for (;;) {
+        const out = await this.#client.send(
+          new ListPartsCommand({
+            Bucket: this.container,
+            Key: upload.key,
+            UploadId: upload.uploadId,
+            ...(marker !== undefined && { PartNumberMarker: marker }),
+          }),
+          { abortSignal: options.signal },
+        );
+        for (const part of out.Parts ?? []) {
+          if (part.PartNumber === undefined || part.ETag === undefined) continue;
+          parts.push({ partNumber: part.PartNumber, size: part.Size ?? 0, token: part.ETag });
+        }
+        if (!out.IsTruncated || out.NextPartNumberMarker === undefined) return parts;
+        marker = out.NextPartNumberMarker;
+      }
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(upload.key));
+    }
+  }
+
+  async commitStaged(
+    upload: StagedUpload,
+    parts: StagedPart[],
+    options: CommitOptions,
+  ): Promise<PutResult> {
+    try {
+      const out = await this.#client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.container,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+          MultipartUpload: {
+            Parts: [...parts]
+              .sort((a, b) => a.partNumber - b.partNumber)
+              .map((part) => ({ PartNumber: part.partNumber, ETag: part.token })),
+          },
+          // S3 refuses the commit if the parts do not add up to this size.
+          MpuObjectSize: options.expectedSize,
+          ...conditionHeaders(options.condition),
+        }),
+        { abortSignal: options.signal },
+      );
+      return { etag: out.ETag ?? '' };
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(upload.key));
+    }
+  }
+
+  async abortStaged(upload: StagedUpload, options: CallOptions = {}): Promise<void> {
+    try {
+      await this.#client.send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.container,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+        }),
+        { abortSignal: options.signal },
+      );
+    } catch (error) {
+      const classified = classifyS3Error(error, this.describe(upload.key));
+      if (!(classified instanceof NotFoundError)) throw classified;
+    }
+  }
+
+  async delete(
+    key: string,
+    options: CallOptions & { condition?: WriteCondition } = {},
+  ): Promise<void> {
+    try {
+      await this.#client.send(
+        new DeleteObjectCommand({
+          Bucket: this.container,
+          Key: key,
+          ...(options.condition?.kind === 'match' && { IfMatch: options.condition.etag }),
+        }),
+        { abortSignal: options.signal },
+      );
+    } catch (error) {
+      const classified = classifyS3Error(error, this.describe(key));
+      if (!(classified instanceof NotFoundError)) throw classified;
+    }
+  }
+
+  async list(
+    prefix: string,
+    options: CallOptions & { continuationToken?: string; maxResults?: number } = {},
+  ): Promise<ListPage> {
+    try {
+      const out = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.container,
+          Prefix: prefix,
+          ...(options.continuationToken !== undefined && {
+            ContinuationToken: options.continuationToken,
+          }),
+          ...(options.maxResults !== undefined && { MaxKeys: options.maxResults }),
+        }),
+        { abortSignal: options.signal },
+      );
+      const items = (out.Contents ?? []).flatMap((item) =>
+        item.Key === undefined
+          ? []
+          : [
+              {
+                key: item.Key,
+                size: item.Size ?? 0,
+                etag: item.ETag ?? '',
+                lastModified: item.LastModified ?? new Date(0),
+              },
+            ],
+      );
+      return {
+        items,
+        ...(out.IsTruncated &&
+          out.NextContinuationToken !== undefined && {
+            continuationToken: out.NextContinuationToken,
+          }),
+      };
+    } catch (error) {
+      throw classifyS3Error(error, `s3://${this.container}/${prefix}`);
+    }
+  }
+
+  async presignGet(
+    key: string,
+    options: { versionId?: string; expiresInSeconds: number },
+  ): Promise<string> {
+    try {
+      return await getSignedUrl(
+        this.#client,
+        new GetObjectCommand({
+          Bucket: this.container,
+          Key: key,
+          ...(options.versionId !== undefined && { VersionId: options.versionId }),
+        }),
+        { expiresIn: options.expiresInSeconds },
+      );
+    } catch (error) {
+      throw classifyS3Error(error, this.describe(key));
+    }
+  }
+}
