@@ -32,6 +32,8 @@ export interface CopySummary {
   seconds: number;
   mibPerSecond: number;
   transfer: Array<'pull' | 'stream'>;
+  /** Peak resident set size of this process, in bytes. */
+  maxRssBytes: number;
 }
 
 /** Output sinks, injectable for tests. */
@@ -159,6 +161,8 @@ export async function runCopyCommand(
     seconds,
     mibPerSecond: seconds > 0 ? bytes / 1024 / 1024 / seconds : 0,
     transfer: [...new Set(results.map((result) => result.transfer))],
+    // resourceUsage reports kilobytes.
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
   };
   if (options.json) io.stdout.write(`${JSON.stringify(summary)}\n`);
   if (failures.length > 0) {

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
 import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
+import { runLocalCommand } from './local-command.ts';
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage. */
 function fail(error: unknown): never {
@@ -30,6 +31,18 @@ program
       stdout: process.stdout,
       stderr: process.stderr,
     });
+  });
+
+program
+  .command('local')
+  .description('run the local stack: S3 + SQS (fauxqs) and Azure Blob (Azurite) with their shims')
+  .option('--s3-port <port>', 'S3 and SQS port', '4566')
+  .option('--azure-port <port>', 'Azure Blob port', '10000')
+  .option('--bucket <name>', 'bucket to create', 'replicated')
+  .option('--container <name>', 'container to create', 'replicated')
+  .option('--data <dir>', 'keep Azure Blob data in this folder instead of in memory')
+  .action(async (options) => {
+    await runLocalCommand(options);
   });
 
 try {

@@ -41,6 +41,10 @@ function parseBlockId(blockId: string): { uploadId: string; partNumber: number }
   return { uploadId: match[1], partNumber: Number(match[2]) };
 }
 
+function abortOf(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
+  return signal ? { abortSignal: signal } : {};
+}
+
 function conditions(condition: WriteCondition | undefined): BlobRequestConditions {
   if (condition?.kind === 'absent') return { ifNoneMatch: '*' };
   if (condition?.kind === 'match') return { ifMatch: condition.etag };
@@ -98,7 +102,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
 
   async checkContainer(options: CallOptions = {}): Promise<void> {
     try {
-      await this.#client.getProperties({ abortSignal: options.signal });
+      await this.#client.getProperties(abortOf(options.signal));
     } catch (error) {
       const classified = classifyAzureError(error, `az://${this.container}`);
       if (classified instanceof NotFoundError) {
@@ -114,7 +118,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       const out = await this.#client
         .getBlobClient(key)
-        .getProperties({ abortSignal: options.signal });
+        .getProperties(abortOf(options.signal));
       return {
         key,
         size: out.contentLength ?? 0,
@@ -137,7 +141,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       const offset = options.range?.start ?? 0;
       const count = options.range ? options.range.end - options.range.start + 1 : undefined;
       const out = await this.#client.getBlobClient(key).download(offset, count, {
-        abortSignal: options.signal,
+        ...abortOf(options.signal),
         ...(options.ifMatch !== undefined && { conditions: { ifMatch: options.ifMatch } }),
         // One request per range; the copy engine retries whole ranges itself.
         maxRetryRequests: 0,
@@ -158,7 +162,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   async put(key: string, body: Buffer, options: PutOptions): Promise<PutResult> {
     try {
       const out = await this.#client.getBlockBlobClient(key).upload(body, body.length, {
-        abortSignal: options.signal,
+        ...abortOf(options.signal),
         // Put Blob verifies x-ms-blob-content-md5 against the body and stores it.
         blobHTTPHeaders: httpHeaders(options.properties, options.md5),
         metadata: options.metadata,
@@ -189,7 +193,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     const blockId = blockIdFor(upload.uploadId, partNumber);
     try {
       await this.#client.getBlockBlobClient(upload.key).stageBlock(blockId, body, body.length, {
-        abortSignal: options.signal,
+        ...abortOf(options.signal),
         ...(options.md5 && { transactionalContentMD5: options.md5 }),
       });
       return { partNumber, size: body.length, token: blockId };
@@ -203,7 +207,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       const out = await this.#client
         .getBlockBlobClient(upload.key)
-        .getBlockList('uncommitted', { abortSignal: options.signal });
+        .getBlockList('uncommitted', abortOf(options.signal));
       blocks = out.uncommittedBlocks ?? [];
     } catch (error) {
       const classified = classifyAzureError(error, this.describe(upload.key));
@@ -250,7 +254,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       const out = await this.#client.getBlockBlobClient(upload.key).commitBlockList(
         ordered.map((part) => part.token),
         {
-          abortSignal: options.signal,
+          ...abortOf(options.signal),
           blobHTTPHeaders: httpHeaders(options.properties),
           metadata: options.metadata,
           conditions: conditions(options.condition),
@@ -272,7 +276,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   ): Promise<void> {
     try {
       await this.#client.getBlobClient(key).deleteIfExists({
-        abortSignal: options.signal,
+        ...abortOf(options.signal),
         conditions: conditions(options.condition),
       });
     } catch (error) {
@@ -286,7 +290,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   ): Promise<ListPage> {
     try {
       const pages = this.#client
-        .listBlobsFlat({ ...(prefix && { prefix }), abortSignal: options.signal })
+        .listBlobsFlat({ ...(prefix && { prefix }), ...abortOf(options.signal) })
         .byPage({
           ...(options.continuationToken !== undefined && {
             continuationToken: options.continuationToken,
@@ -323,7 +327,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       await this.#client
         .getBlockBlobClient(upload.key)
         .stageBlockFromURL(blockId, sourceUrl, range.start, size, {
-          abortSignal: options.signal,
+          ...abortOf(options.signal),
         });
       return { partNumber, size, token: blockId };
     } catch (error) {
@@ -339,7 +343,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   ): Promise<PutResult> {
     try {
       const out = await this.#client.getBlockBlobClient(key).syncUploadFromURL(sourceUrl, {
-        abortSignal: options.signal,
+        ...abortOf(options.signal),
         blobHTTPHeaders: httpHeaders(options.properties),
         metadata: options.metadata,
         conditions: conditions(options.condition),

@@ -36,6 +36,10 @@ import type {
 } from './object-store.ts';
 import { classifyS3Error } from './s3-errors.ts';
 
+function abortOf(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
+  return signal ? { abortSignal: signal } : {};
+}
+
 function conditionHeaders(condition: WriteCondition): { IfMatch?: string; IfNoneMatch?: string } {
   if (condition.kind === 'absent') return { IfNoneMatch: '*' };
   if (condition.kind === 'match') return { IfMatch: condition.etag };
@@ -88,9 +92,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
 
   async checkContainer(options: CallOptions = {}): Promise<void> {
     try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.container }), {
-        abortSignal: options.signal,
-      });
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.container }), abortOf(options.signal));
     } catch (error) {
       const classified = classifyS3Error(error, `s3://${this.container}`);
       if (classified instanceof NotFoundError) {
@@ -104,7 +106,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     try {
       const out = await this.#client.send(
         new HeadObjectCommand({ Bucket: this.container, Key: key }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       return {
         key,
@@ -132,7 +134,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           ...(options.range && { Range: `bytes=${options.range.start}-${options.range.end}` }),
           ...(options.ifMatch !== undefined && { IfMatch: options.ifMatch }),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       if (!out.Body) throw new PermanentError(`${this.describe(key)}: GetObject returned no body`);
       return {
@@ -158,7 +160,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           Metadata: options.metadata,
           ...conditionHeaders(options.condition),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       return { etag: out.ETag ?? '' };
     } catch (error) {
@@ -175,7 +177,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           ...propertyParams(options.properties),
           Metadata: options.metadata,
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       if (!out.UploadId) throw new PermanentError(`${this.describe(key)}: no upload id returned`);
       return { key, uploadId: out.UploadId };
@@ -201,7 +203,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           ContentLength: body.length,
           ...(options.md5 && { ContentMD5: options.md5.toString('base64') }),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       return { partNumber, size: body.length, token: out.ETag ?? '' };
     } catch (error) {
@@ -221,7 +223,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
             UploadId: upload.uploadId,
             ...(marker !== undefined && { PartNumberMarker: marker }),
           }),
-          { abortSignal: options.signal },
+          abortOf(options.signal),
         );
         for (const part of out.Parts ?? []) {
           if (part.PartNumber === undefined || part.ETag === undefined) continue;
@@ -255,7 +257,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           MpuObjectSize: options.expectedSize,
           ...conditionHeaders(options.condition),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       return { etag: out.ETag ?? '' };
     } catch (error) {
@@ -271,7 +273,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           Key: upload.key,
           UploadId: upload.uploadId,
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
     } catch (error) {
       const classified = classifyS3Error(error, this.describe(upload.key));
@@ -290,7 +292,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           Key: key,
           ...(options.condition?.kind === 'match' && { IfMatch: options.condition.etag }),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
     } catch (error) {
       const classified = classifyS3Error(error, this.describe(key));
@@ -312,7 +314,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           }),
           ...(options.maxResults !== undefined && { MaxKeys: options.maxResults }),
         }),
-        { abortSignal: options.signal },
+        abortOf(options.signal),
       );
       const items = (out.Contents ?? []).flatMap((item) =>
         item.Key === undefined

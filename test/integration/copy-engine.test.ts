@@ -1,0 +1,332 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readReplicaMarker } from '../../src/core/metadata.ts';
+import { copyObject } from '../../src/copy/copy-object.ts';
+import { PullMemory } from '../../src/copy/pull-memory.ts';
+import { PreconditionFailedError, UnrepresentableError } from '../../src/errors.ts';
+import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
+import type { ObjectStore } from '../../src/stores/object-store.ts';
+import { S3ObjectStore } from '../../src/stores/s3.ts';
+import {
+  emulatorEnv,
+  makeBlobServiceClient,
+  makeS3Client,
+  uniqueName,
+} from '../support/emulators.ts';
+import { readAll } from '../support/streams.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+// The emulators cap request bodies at 11 MiB; real deployments use larger parts.
+const PART = 5 * MiB;
+
+let s3: S3ObjectStore;
+let azure: AzureBlobObjectStore;
+let s3Client: ReturnType<typeof makeS3Client>;
+
+beforeAll(async () => {
+  s3Client = makeS3Client();
+  const bucket = uniqueName('engine');
+  await s3Client.send(new CreateBucketCommand({ Bucket: bucket }));
+  s3 = new S3ObjectStore(s3Client, bucket);
+  const container = makeBlobServiceClient().getContainerClient(uniqueName('engine'));
+  await container.create();
+  azure = new AzureBlobObjectStore(container);
+});
+
+async function content(store: ObjectStore, key: string): Promise<Buffer> {
+  return readAll((await store.get(key)).body);
+}
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+function copy(
+  source: ObjectStore,
+  sourceKey: string,
+  destination: ObjectStore,
+  destinationKey: string,
+  extra: Partial<Parameters<typeof copyObject>[0]> = {},
+) {
+  return copyObject({
+    source,
+    sourceKey,
+    destination,
+    destinationKey,
+    partSize: PART,
+    concurrency: 4,
+    pullMemory: new PullMemory(),
+    ...extra,
+  });
+}
+
+describe('Function: copyObject', () => {
+  describe.each([
+    ['0 B', 0],
+    ['1 B', 1],
+    ['part-1', PART - 1],
+    ['part', PART],
+    ['part+1', PART + 1],
+    ['100 MiB', 100 * MiB],
+  ])('round trip S3 -> Azure -> S3 of %s', (_label, size) => {
+    it('is byte-identical both ways', async () => {
+      // Prepare
+      const body = randomBytes(size);
+      const key = `sizes/${size}.bin`;
+      await s3.put(key, body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+      // Act
+      const there = await copy(s3, key, azure, key);
+      const back = await copy(azure, key, s3, `${key}.back`);
+      // Assess
+      expect(there.size).toBe(size);
+      expect(back.size).toBe(size);
+      expect(sha(await content(azure, key))).toBe(sha(body));
+      expect(sha(await content(s3, `${key}.back`))).toBe(sha(body));
+      expect(there.mode).toBe(size > PART ? 'staged' : 'single');
+    });
+  });
+
+  it.each([
+    ['spaces', 'with spaces/a file.txt'],
+    ['plus', 'a+b/c+d.txt'],
+    ['percent', 'fifty%25off/100%.txt'],
+    ['unicode', 'données/日本語/ファイル 🎉.txt'],
+    ['deep paths', `${Array.from({ length: 40 }, (_, i) => `d${i}`).join('/')}/leaf`],
+    ['1,024-byte names', `long/${'n'.repeat(1024 - 'long/'.length)}`],
+  ])('round trips keys with %s', async (_label, key) => {
+    const body = randomBytes(3 * KiB);
+    await s3.put(key, body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    await copy(s3, key, azure, key);
+    await copy(azure, key, s3, `back/${key}`.slice(0, 1024));
+    expect((await azure.head(key))?.key).toBe(key);
+    expect(sha(await content(azure, key))).toBe(sha(body));
+    expect(sha(await content(s3, `back/${key}`.slice(0, 1024)))).toBe(sha(body));
+  });
+
+  it('carries properties and user metadata across both ways and marks the replica', async () => {
+    // Prepare
+    const properties = {
+      contentType: 'application/json',
+      contentEncoding: 'gzip',
+      contentLanguage: 'fr-CA',
+      contentDisposition: 'attachment; filename="data.json"',
+      cacheControl: 'public, max-age=300',
+    };
+    const put = await s3Client.send(
+      new PutObjectCommand({
+        Bucket: s3.container,
+        Key: 'meta/object.json',
+        Body: Buffer.from('{"a":1}'),
+        ContentType: properties.contentType,
+        ContentEncoding: properties.contentEncoding,
+        ContentLanguage: properties.contentLanguage,
+        ContentDisposition: properties.contentDisposition,
+        CacheControl: properties.cacheControl,
+        Metadata: { 'my-key': 'dash', 'my.dotted': 'dot', plain_name: 'plain', color: 'blue' },
+      }),
+    );
+    // Act
+    await copy(s3, 'meta/object.json', azure, 'meta/object.json');
+    const onAzure = await azure.head('meta/object.json');
+    await copy(azure, 'meta/object.json', s3, 'meta/back.json');
+    const back = await s3.head('meta/back.json');
+    // Assess
+    expect(onAzure?.properties).toEqual(properties);
+    expect(back?.properties).toEqual(properties);
+    for (const name of Object.keys(onAzure?.metadata ?? {})) {
+      expect(name).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
+    }
+    expect(readReplicaMarker(onAzure?.metadata ?? {})).toMatchObject({
+      origin: 's3',
+      sourceEtag: put.ETag,
+    });
+    const backMarker = readReplicaMarker(back?.metadata ?? {});
+    expect(backMarker).toMatchObject({ origin: 'azure', sourceEtag: onAzure?.etag });
+    const userBack = Object.fromEntries(
+      Object.entries(back?.metadata ?? {}).filter(([name]) => !name.startsWith('s3az_')),
+    );
+    expect(userBack).toEqual({
+      'my-key': 'dash',
+      'my.dotted': 'dot',
+      plain_name: 'plain',
+      color: 'blue',
+    });
+  });
+
+  it('restores case-sensitive Azure metadata names after a trip through S3', async () => {
+    const blob = azure as AzureBlobObjectStore;
+    await blob.put('meta/cased', Buffer.from('x'), {
+      properties: {},
+      metadata: { MyKey: 'v1', lower: 'v2' },
+      condition: { kind: 'any' },
+    });
+    await copy(azure, 'meta/cased', s3, 'meta/cased');
+    await copy(s3, 'meta/cased', azure, 'meta/cased-back');
+    const metadata = (await azure.head('meta/cased-back'))?.metadata ?? {};
+    expect(metadata.MyKey).toBe('v1');
+    expect(metadata.lower).toBe('v2');
+  });
+
+  it('refuses, as permanent, metadata larger than S3 can hold', async () => {
+    await azure.put('meta/huge', Buffer.from('x'), {
+      properties: {},
+      metadata: { big: 'v'.repeat(3000) },
+      condition: { kind: 'any' },
+    });
+    const error = await copy(azure, 'meta/huge', s3, 'meta/huge').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnrepresentableError);
+    expect(await s3.head('meta/huge')).toBeUndefined();
+  });
+
+  it('refuses an S3 key that Azure would trim', async () => {
+    await s3.put('folder/', Buffer.alloc(0), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    await expect(copy(s3, 'folder/', azure, 'folder/')).rejects.toBeInstanceOf(
+      UnrepresentableError,
+    );
+  });
+
+  it('pulls S3 -> Azure server side through Put Block From URL', async () => {
+    const body = randomBytes(3 * PART + 17);
+    await s3.put('pull/big', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    const result = await copy(s3, 'pull/big', azure, 'pull/big');
+    expect(result.transfer).toBe('pull');
+    expect(sha(await content(azure, 'pull/big'))).toBe(sha(body));
+  });
+
+  it('streams instead when asked to', async () => {
+    const body = randomBytes(PART + 1);
+    await s3.put('pull/forced', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    const result = await copy(s3, 'pull/forced', azure, 'pull/forced', { transfer: 'stream' });
+    expect(result.transfer).toBe('stream');
+    expect(sha(await content(azure, 'pull/forced'))).toBe(sha(body));
+  });
+
+  it('falls back to streaming, says so once, and remembers it, when the destination cannot pull', async () => {
+    // Prepare: Azurite itself, without the shim, answers 501 to Put Block From URL.
+    const env = emulatorEnv();
+    const direct = new BlobServiceClient(
+      env.azuriteAccountUrl,
+      new StorageSharedKeyCredential(env.azureAccountName, env.azureAccountKey),
+    ).getContainerClient(azure.container);
+    const noPull = new AzureBlobObjectStore(direct);
+    const memory = new PullMemory();
+    const lines: string[] = [];
+    const body = randomBytes(PART + 5);
+    await s3.put('fallback/a', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    // Act
+    const first = await copy(s3, 'fallback/a', noPull, 'fallback/a', {
+      pullMemory: memory,
+      log: (line) => lines.push(line),
+    });
+    const second = await copy(s3, 'fallback/a', noPull, 'fallback/b', {
+      pullMemory: memory,
+      log: (line) => lines.push(line),
+    });
+    // Assess
+    expect([first.transfer, second.transfer]).toEqual(['stream', 'stream']);
+    expect(lines.filter((line) => line.includes('server-side pull is not available'))).toHaveLength(1);
+    expect(sha(await content(azure, 'fallback/b'))).toBe(sha(body));
+  });
+
+  it.each(['stream', 'auto'] as const)(
+    'never commits a mixed object when the source is overwritten mid-copy (%s)',
+    async (transfer) => {
+      // Prepare: a source store that overwrites the object after the first range is read.
+      const key = `overwrite/${transfer}`;
+      const v1 = Buffer.alloc(3 * PART, 1);
+      const v2 = Buffer.alloc(3 * PART, 2);
+      await s3.put(key, v1, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+      let overwritten = false;
+      let calls = 0;
+      // Overwrite just before the second range is read, so the first came from v1.
+      const overwriteBeforeSecondRange = async () => {
+        calls += 1;
+        if (calls !== 2) return;
+        overwritten = true;
+        await s3Client.send(new PutObjectCommand({ Bucket: s3.container, Key: key, Body: v2 }));
+      };
+      const source = interpose(s3, { get: overwriteBeforeSecondRange });
+      const target = interpose(azure, { stagePartFromUrl: overwriteBeforeSecondRange });
+      // Act
+      const result = await copy(source, key, transfer === 'auto' ? target : azure, key, {
+        transfer,
+        concurrency: 1,
+      });
+      // Assess
+      expect(overwritten).toBe(true);
+      expect(result.restarts).toBeGreaterThanOrEqual(1);
+      const copied = await content(azure, key);
+      expect(copied.equals(v2)).toBe(true);
+      expect(readReplicaMarker((await azure.head(key))?.metadata ?? {})?.sourceEtag).toBe(
+        (await s3.head(key))?.etag,
+      );
+    },
+  );
+
+  it('commits only on the destination state it was given', async () => {
+    await s3.put('cond/src', Buffer.from('new'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    await azure.put('cond/src', Buffer.from('user wrote this'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    await expect(
+      copy(s3, 'cond/src', azure, 'cond/src', { condition: { kind: 'absent' } }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    expect((await content(azure, 'cond/src')).toString()).toBe('user wrote this');
+  });
+
+  it('resumes from what is already staged and copies only the missing parts', async () => {
+    // Prepare: a first attempt that fails after staging two of four parts.
+    const body = randomBytes(4 * PART);
+    await s3.put('resume/obj', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    let staged = 0;
+    const failing = interpose(azure, {
+      stagePart: async () => {
+        staged += 1;
+        if (staged > 2) throw new Error('simulated crash');
+      },
+    });
+    await expect(
+      copy(s3, 'resume/obj', failing, 'resume/obj', { transfer: 'stream', concurrency: 1 }),
+    ).rejects.toThrow();
+    // Act
+    let second = 0;
+    const counting = interpose(azure, {
+      stagePart: async () => {
+        second += 1;
+      },
+    });
+    await copy(s3, 'resume/obj', counting, 'resume/obj', { transfer: 'stream', concurrency: 1 });
+    // Assess
+    expect(second).toBe(2);
+    expect(sha(await content(azure, 'resume/obj'))).toBe(sha(body));
+  });
+});
+
+type Hooks = Partial<Record<string, () => Promise<void>>>;
+
+/** Wraps a real store so a test can act (overwrite, fail) just before a named call. */
+function interpose<T extends ObjectStore>(store: T, hooks: Hooks): T {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      const hook = typeof property === 'string' ? hooks[property] : undefined;
+      if (!hook) return (value as (...a: unknown[]) => unknown).bind(target);
+      return async (...args: unknown[]) => {
+        await hook();
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}

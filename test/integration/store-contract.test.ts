@@ -1,0 +1,228 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { NotFoundError, PreconditionFailedError, ReplicatorError } from '../../src/errors.ts';
+import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
+import type { ObjectStore } from '../../src/stores/object-store.ts';
+import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { makeBlobServiceClient, makeS3Client, uniqueName } from '../support/emulators.ts';
+import { readAll } from '../support/streams.ts';
+
+const MiB = 1024 * 1024;
+
+interface StoreFactory {
+  name: string;
+  create(): Promise<ObjectStore>;
+  missing(): ObjectStore;
+  /** Smallest part the store accepts for all but the last part. */
+  partSize: number;
+}
+
+const factories: StoreFactory[] = [
+  {
+    name: 'S3ObjectStore',
+    partSize: 5 * MiB,
+    async create() {
+      const client = makeS3Client();
+      const bucket = uniqueName('contract');
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      return new S3ObjectStore(client, bucket);
+    },
+    missing: () => new S3ObjectStore(makeS3Client(), uniqueName('missing')),
+  },
+  {
+    name: 'AzureBlobObjectStore',
+    partSize: 1 * MiB,
+    async create() {
+      const container = makeBlobServiceClient().getContainerClient(uniqueName('contract'));
+      await container.create();
+      return new AzureBlobObjectStore(container);
+    },
+    missing: () =>
+      new AzureBlobObjectStore(makeBlobServiceClient().getContainerClient(uniqueName('missing'))),
+  },
+];
+
+const md5 = (data: Buffer) => createHash('md5').update(data).digest();
+
+describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
+  let store: ObjectStore;
+  const write = { properties: {}, metadata: {}, condition: { kind: 'any' as const } };
+
+  beforeAll(async () => {
+    store = await factory.create();
+  });
+
+  it('answers head with undefined for a missing object', async () => {
+    expect(await store.head('no/such/object')).toBeUndefined();
+  });
+
+  it('puts an object and heads it with size, eTag, properties and metadata', async () => {
+    // Prepare
+    const body = randomBytes(1234);
+    // Act
+    const put = await store.put('props/one', body, {
+      properties: {
+        contentType: 'text/csv',
+        contentEncoding: 'gzip',
+        contentLanguage: 'de-DE',
+        contentDisposition: 'attachment; filename="one.csv"',
+        cacheControl: 'max-age=60',
+      },
+      metadata: { color: 'blue', owner_team: 'data' },
+      condition: { kind: 'absent' },
+      md5: md5(body),
+    });
+    const head = await store.head('props/one');
+    // Assess
+    expect(head).toMatchObject({
+      key: 'props/one',
+      size: 1234,
+      etag: put.etag,
+      properties: {
+        contentType: 'text/csv',
+        contentEncoding: 'gzip',
+        contentLanguage: 'de-DE',
+        contentDisposition: 'attachment; filename="one.csv"',
+        cacheControl: 'max-age=60',
+      },
+      metadata: { color: 'blue', owner_team: 'data' },
+    });
+  });
+
+  it('refuses a put whose MD5 does not match the body, and stores nothing', async () => {
+    const body = randomBytes(100);
+    const error = await store
+      .put('digest/bad', body, { ...write, md5: md5(Buffer.from('other')) })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReplicatorError);
+    expect(await store.head('digest/bad')).toBeUndefined();
+  });
+
+  it('honours If-None-Match: * and If-Match on put', async () => {
+    const first = await store.put('cond/key', Buffer.from('v1'), {
+      ...write,
+      condition: { kind: 'absent' },
+    });
+    await expect(
+      store.put('cond/key', Buffer.from('v2'), { ...write, condition: { kind: 'absent' } }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    await expect(
+      store.put('cond/key', Buffer.from('v2'), {
+        ...write,
+        condition: { kind: 'match', etag: '"0000"' },
+      }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    const second = await store.put('cond/key', Buffer.from('v3'), {
+      ...write,
+      condition: { kind: 'match', etag: first.etag },
+    });
+    expect(second.etag).not.toBe(first.etag);
+    expect((await readAll((await store.get('cond/key')).body)).toString()).toBe('v3');
+  });
+
+  it('reads a range, conditional on the eTag', async () => {
+    const body = randomBytes(4096);
+    const { etag } = await store.put('range/key', body, write);
+    const part = await store.get('range/key', { range: { start: 100, end: 1099 }, ifMatch: etag });
+    expect(part.contentLength).toBe(1000);
+    expect((await readAll(part.body)).equals(body.subarray(100, 1100))).toBe(true);
+    await expect(
+      store.get('range/key', { range: { start: 0, end: 9 }, ifMatch: '"stale"' }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+  });
+
+  it('classifies a missing object on get as not-found', async () => {
+    await expect(store.get('no/such/object')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('stages parts, lists what is staged, and commits them with properties and metadata', async () => {
+    // Prepare
+    const a = randomBytes(factory.partSize);
+    const b = randomBytes(777);
+    const options = {
+      properties: { contentType: 'application/x-test', cacheControl: 'no-cache' },
+      metadata: { stage: 'yes' },
+      condition: { kind: 'absent' as const },
+    };
+    const upload = await store.beginStaged('staged/key', options, 'abcdef0123456789');
+    // Act
+    const partB = await store.stagePart(upload, 2, b, { md5: md5(b) });
+    const partA = await store.stagePart(upload, 1, a, { md5: md5(a) });
+    const listed = await store.listStaged(upload);
+    await store.commitStaged(upload, [partA, partB], { ...options, expectedSize: a.length + b.length });
+    // Assess
+    expect(listed.map((p) => [p.partNumber, p.size]).sort()).toEqual(
+      [
+        [1, a.length],
+        [2, b.length],
+      ].sort(),
+    );
+    const head = await store.head('staged/key');
+    expect(head).toMatchObject({
+      size: a.length + b.length,
+      properties: { contentType: 'application/x-test', cacheControl: 'no-cache' },
+      metadata: { stage: 'yes' },
+    });
+    const all = await readAll((await store.get('staged/key')).body);
+    expect(all.equals(Buffer.concat([a, b]))).toBe(true);
+  });
+
+  it('refuses a staged commit whose parts do not add up to the expected size', async () => {
+    const a = randomBytes(2048);
+    const upload = await store.beginStaged('staged/size', write, '0123456789abcdef');
+    const part = await store.stagePart(upload, 1, a, { md5: md5(a) });
+    await expect(
+      store.commitStaged(upload, [part], { ...write, expectedSize: a.length + 1 }),
+    ).rejects.toBeInstanceOf(ReplicatorError);
+    expect(await store.head('staged/size')).toBeUndefined();
+  });
+
+  it('refuses a staged commit whose condition no longer holds', async () => {
+    await store.put('staged/cond', Buffer.from('exists'), write);
+    const a = randomBytes(10);
+    const upload = await store.beginStaged('staged/cond', write, 'fedcba9876543210');
+    const part = await store.stagePart(upload, 1, a, { md5: md5(a) });
+    await expect(
+      store.commitStaged(upload, [part], {
+        ...write,
+        condition: { kind: 'absent' },
+        expectedSize: a.length,
+      }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    expect((await readAll((await store.get('staged/cond')).body)).toString()).toBe('exists');
+  });
+
+  it('deletes an object, and a missing one without error', async () => {
+    await store.put('del/key', Buffer.from('x'), write);
+    await store.delete('del/key');
+    expect(await store.head('del/key')).toBeUndefined();
+    await expect(store.delete('del/key')).resolves.toBeUndefined();
+  });
+
+  it('lists a prefix page by page', async () => {
+    for (const name of ['a', 'b', 'c', 'd', 'e']) {
+      await store.put(`list/${name}`, Buffer.from(name), write);
+    }
+    await store.put('listing-other', Buffer.from('x'), write);
+    const keys: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await store.list('list/', {
+        maxResults: 2,
+        ...(token !== undefined && { continuationToken: token }),
+      });
+      keys.push(...page.items.map((item) => item.key));
+      token = page.continuationToken;
+      pages += 1;
+    } while (token !== undefined);
+    expect(keys).toEqual(['list/a', 'list/b', 'list/c', 'list/d', 'list/e']);
+    expect(pages).toBe(3);
+  });
+
+  it('says a missing bucket or container does not exist', async () => {
+    await expect(factory.missing().checkContainer()).rejects.toThrow(/does not exist/);
+    await expect(factory.missing().checkContainer()).rejects.toBeInstanceOf(NotFoundError);
+  });
+});
