@@ -302,7 +302,8 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       const items = page.value.segment.blobItems.map((blob) => ({
         key: blob.name,
         size: blob.properties.contentLength ?? 0,
-        etag: blob.properties.etag,
+        // Listings give the eTag without the quotes that HEAD and GET have.
+        etag: blob.properties.etag.startsWith('"') ? blob.properties.etag : `"${blob.properties.etag}"`,
         lastModified: blob.properties.lastModified,
       }));
       return {

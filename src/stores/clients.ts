@@ -27,8 +27,17 @@ const SDK_ATTEMPTS = 3;
 export function makeS3Client(env: Environment = process.env): S3Client {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   return new S3Client({
-    ...(endpoint !== undefined && endpoint !== '' && { forcePathStyle: true }),
+    ...(endpoint !== undefined && endpoint !== '' && { endpoint, forcePathStyle: true }),
     region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
+    ...(env.AWS_ACCESS_KEY_ID &&
+      env.AWS_SECRET_ACCESS_KEY && {
+        credentials: {
+          accessKeyId: env.AWS_ACCESS_KEY_ID,
+          secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+          ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }),
+        },
+      }),
     maxAttempts: SDK_ATTEMPTS,
     // Parts carry Content-MD5, which every S3 implementation verifies; no second checksum.
     requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -10,7 +10,7 @@ import {
   makeS3Client,
   uniqueName,
 } from '../support/emulators.ts';
-import { readAll } from '../support/streams.ts';
+import { putObject, readAll } from '../support/streams.ts';
 
 const BIN = new URL('../../bin/s3az.js', import.meta.url).pathname;
 
@@ -77,7 +77,7 @@ function expectOneLineError(run: Run, pattern: RegExp) {
 describe('Command: s3az copy', () => {
   it('copies one object S3 -> Azure and prints a JSON summary', async () => {
     const body = randomBytes(9 * 1024 * 1024 + 3);
-    await s3.put('one/data.bin', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    await putObject(s3, 'one/data.bin', body);
     const run = await s3az([
       'copy',
       `s3://${bucket}/one/data.bin`,

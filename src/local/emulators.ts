@@ -1,0 +1,212 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** Endpoints and credentials of a running local stack. */
+export interface RunningEmulators {
+  s3Endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  azureAccountName: string;
+  azureAccountKey: string;
+  /** Public Azure account URL (the shim in front of Azurite). */
+  azureAccountUrl: string;
+  /** Azurite itself, without the shim (it answers 501 to Put Block From URL). */
+  azuriteAccountUrl: string;
+  azureConnectionString: string;
+  stop(): Promise<void>;
+}
+
+export interface StartEmulatorsOptions {
+  /** Public S3 + SQS port; 0 or absent for any free port. */
+  s3Port?: number;
+  /** Public Azure Blob port; 0 or absent for any free port. */
+  azurePort?: number;
+  host?: string;
+  /** Keep Azurite's data in this folder instead of in memory. */
+  azuriteDataDir?: string;
+  log?: (line: string) => void;
+}
+
+const ACCOUNT = 'devstoreaccount1';
+const READY_TIMEOUT_MS = 30_000;
+const require = createRequire(import.meta.url);
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function nodeArgs(): string[] {
+  return [
+    '--import',
+    pathToFileURL(require.resolve('tsx')).href,
+    '--import',
+    new URL('./exit-with-parent.ts', import.meta.url).href,
+  ];
+}
+
+function startChild(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  log: ((line: string) => void) | undefined,
+): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs(), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  child.stderr?.on('data', (chunk: Buffer) => log?.(`${name}: ${chunk.toString().trimEnd()}`));
+  return child;
+}
+
+/** Resolves with the `{"ready":true,"port":N}` line a child prints, or rejects on exit/timeout. */
+function readyPort(name: string, child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS);
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with code ${code} before it was ready`));
+    };
+    child.once('exit', onExit);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n')) {
+        try {
+          const message = JSON.parse(line) as { ready?: boolean; port?: number };
+          if (message.ready && typeof message.port === 'number') {
+            clearTimeout(timer);
+            child.off('exit', onExit);
+            resolve(message.port);
+            return;
+          }
+        } catch {
+          // not a ready line
+        }
+      }
+    });
+  });
+}
+
+async function waitForPort(name: string, host: string, port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, host, () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${name} did not open port ${port} within ${READY_TIMEOUT_MS / 1000} s`);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * Starts the local stack as child processes: fauxqs with the S3 fidelity hooks (S3 + SQS),
+ * Azurite (Blob, in memory unless a data folder is given) and the Azure shim in front of it.
+ * Credentials are generated for this run; no well-known key is used.
+ */
+export async function startEmulators(options: StartEmulatorsOptions = {}): Promise<RunningEmulators> {
+  const host = options.host ?? '127.0.0.1';
+  const region = 'us-east-1';
+  const accessKeyId = `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`;
+  const secretAccessKey = randomBytes(24).toString('base64url');
+  const azureAccountKey = randomBytes(64).toString('base64');
+  const children: ChildProcess[] = [];
+  const stop = async () => {
+    await Promise.all(children.map(stopChild));
+  };
+  try {
+    const s3 = startChild(
+      's3',
+      [fileURLToPath(new URL('./s3-emulator-main.ts', import.meta.url))],
+      {
+        S3AZ_PORT: String(options.s3Port ?? 0),
+        S3AZ_HOST: host,
+        S3AZ_REGION: region,
+        S3AZ_ACCESS_KEY_ID: accessKeyId,
+      },
+      options.log,
+    );
+    children.push(s3);
+
+    const azuritePort = await freePort(host);
+    const azuriteArgs = [
+      require.resolve('azurite/dist/src/blob/main.js'),
+      '--blobHost',
+      host,
+      '--blobPort',
+      String(azuritePort),
+      '--skipApiVersionCheck',
+      '--disableTelemetry',
+      '--loose',
+      '--silent',
+      ...(options.azuriteDataDir ? ['--location', options.azuriteDataDir] : ['--inMemoryPersistence']),
+    ];
+    const azurite = startChild('azurite', azuriteArgs, { AZURITE_ACCOUNTS: `${ACCOUNT}:${azureAccountKey}` }, options.log);
+    children.push(azurite);
+
+    const shim = startChild(
+      'azure-shim',
+      [fileURLToPath(new URL('./azure-shim-main.ts', import.meta.url))],
+      {
+        S3AZ_TARGET: `http://${host}:${azuritePort}`,
+        S3AZ_ACCOUNT: ACCOUNT,
+        S3AZ_ACCOUNT_KEY: azureAccountKey,
+        S3AZ_PORT: String(options.azurePort ?? 0),
+        S3AZ_HOST: host,
+      },
+      options.log,
+    );
+    children.push(shim);
+
+    const [s3Port, shimPort] = await Promise.all([
+      readyPort('the S3 emulator', s3),
+      readyPort('the Azure shim', shim),
+      waitForPort('Azurite', host, azuritePort, azurite),
+    ]);
+    const azureAccountUrl = `http://${host}:${shimPort}/${ACCOUNT}`;
+    return {
+      s3Endpoint: `http://${host}:${s3Port}`,
+      region,
+      accessKeyId,
+      secretAccessKey,
+      azureAccountName: ACCOUNT,
+      azureAccountKey,
+      azureAccountUrl,
+      azuriteAccountUrl: `http://${host}:${azuritePort}/${ACCOUNT}`,
+      azureConnectionString: `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${azureAccountKey};BlobEndpoint=${azureAccountUrl};`,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

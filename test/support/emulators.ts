@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { inject } from 'vitest';
+import { makeS3Client as makeClient } from '../../src/stores/clients.ts';
+import type { EmulatorEnv } from './global-setup.ts';
+
+/** Endpoints and credentials of the emulators the global setup started. */
+export function emulatorEnv(): EmulatorEnv {
+  return inject('emulators');
+}
+
+/** The environment variables a user would set to point the SDKs and `s3az` at the emulators. */
+export function emulatorVariables(): Record<string, string> {
+  const env = emulatorEnv();
+  return {
+    AWS_ENDPOINT_URL_S3: env.s3Endpoint,
+    AWS_REGION: env.region,
+    AWS_ACCESS_KEY_ID: env.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: env.secretAccessKey,
+    AZURE_STORAGE_CONNECTION_STRING: env.azureConnectionString,
+  };
+}
+
+/** An S3 client for the S3 emulator, built the way the project builds its own. */
+export function makeS3Client(): S3Client {
+  return makeClient(emulatorVariables());
+}
+
+/** A BlobServiceClient for the public Azure endpoint (the shim in front of Azurite). */
+export function makeBlobServiceClient(): BlobServiceClient {
+  return BlobServiceClient.fromConnectionString(emulatorEnv().azureConnectionString);
+}
+
+/** A fresh bucket or container name, valid on both stores. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
