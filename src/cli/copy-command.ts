@@ -1,9 +1,9 @@
 import { basename } from 'node:path/posix';
-import { joinKey, relativeKey } from '../core/keys.ts';
-import { parseSize } from '../core/range-plan.ts';
-import { copyObject, type CopyObjectResult } from '../copy/copy-object.ts';
+import { type CopyObjectResult, copyObject } from '../copy/copy-object.ts';
 import { runPool } from '../copy/pool.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
+import { joinKey, relativeKey } from '../core/keys.ts';
+import { parseSize } from '../core/range-plan.ts';
 import { PreconditionFailedError, ReplicatorError, UsageError } from '../errors.ts';
 import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
 import { makeBlobServiceClient, makeS3Client } from '../stores/clients.ts';
@@ -63,7 +63,9 @@ function parseConcurrency(text: string | undefined): number {
   if (text === undefined) return DEFAULT_CONCURRENCY;
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1 || value > MAX_CONCURRENCY) {
-    throw new UsageError(`--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got "${text}"`);
+    throw new UsageError(
+      `--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got "${text}"`,
+    );
   }
   return value;
 }
@@ -114,7 +116,8 @@ export async function runCopyCommand(
       pullMemory,
       log,
       ...(progress && {
-        onProgress: (done: number, total: number) => progress.update(basename(sourceKey), done, total),
+        onProgress: (done: number, total: number) =>
+          progress.update(basename(sourceKey), done, total),
       }),
     });
     results.push(result);
@@ -136,7 +139,10 @@ export async function runCopyCommand(
     const small = objects.filter((item) => item.size <= partSize);
     const large = objects.filter((item) => item.size > partSize);
     const attempt = async (item: ListedObject, rangeConcurrency: number) => {
-      const destinationKey = joinKey(destinationLocation.key, relativeKey(sourceLocation.key, item.key));
+      const destinationKey = joinKey(
+        destinationLocation.key,
+        relativeKey(sourceLocation.key, item.key),
+      );
       try {
         await copyOne(item.key, destinationKey, rangeConcurrency);
       } catch (error) {

@@ -47,7 +47,8 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
   await s3
     .send(new CreateBucketCommand({ Bucket: options.bucket }))
     .catch((error: { name?: string }) => {
-      if (error.name !== 'BucketAlreadyOwnedByYou' && error.name !== 'BucketAlreadyExists') throw error;
+      if (error.name !== 'BucketAlreadyOwnedByYou' && error.name !== 'BucketAlreadyExists')
+        throw error;
     });
   await BlobServiceClient.fromConnectionString(emulators.azureConnectionString)
     .getContainerClient(options.container)

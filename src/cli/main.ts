@@ -20,7 +20,10 @@ program
   .description(
     'copy one object, or every object under a prefix (source ending in "/"), between S3 and Azure',
   )
-  .argument('<source>', 's3://bucket/key, az://container/key or https://<account>.blob.core.windows.net/<container>/<key>')
+  .argument(
+    '<source>',
+    's3://bucket/key, az://container/key or https://<account>.blob.core.windows.net/<container>/<key>',
+  )
   .argument('<destination>', 'same forms; a destination ending in "/" is a prefix')
   .option('--part-size <size>', 'part/block size, bytes or with a unit (8MiB, 64MB)', '8MiB')
   .option('--concurrency <n>', 'ranges in flight at once', String(DEFAULT_CONCURRENCY))

@@ -69,5 +69,7 @@ function checkContainer(name: string, text: string): string {
 
 /** Renders a location back as a URI for messages. */
 export function formatLocation(location: Location, key = location.key): string {
-  return location.side === 's3' ? `s3://${location.bucket}/${key}` : `az://${location.container}/${key}`;
+  return location.side === 's3'
+    ? `s3://${location.bucket}/${key}`
+    : `az://${location.container}/${key}`;
 }

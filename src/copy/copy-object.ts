@@ -19,9 +19,9 @@ import {
   type WriteCondition,
   type WriteOptions,
 } from '../stores/object-store.ts';
+import { runPool } from './pool.ts';
 import { PullMemory } from './pull-memory.ts';
 import { readExactly } from './read-exactly.ts';
-import { runPool } from './pool.ts';
 
 /** What to copy, where, and how. */
 export interface CopyObjectRequest {
@@ -94,7 +94,8 @@ export async function copyObject(request: CopyObjectRequest): Promise<CopyObject
   let restarts = 0;
   for (;;) {
     const head = await source.head(sourceKey, withSignal(request.signal));
-    if (!head) throw new NotFoundError(`${source.describe(sourceKey)}: source object does not exist`);
+    if (!head)
+      throw new NotFoundError(`${source.describe(sourceKey)}: source object does not exist`);
     condition ??= await currentCondition(destination, destinationKey, request.signal);
     try {
       const result = await copyVersion(request, head, condition);
@@ -135,12 +136,16 @@ async function copyVersion(
   condition: WriteCondition,
 ): Promise<VersionResult> {
   const { source, destination } = request;
-  const metadata = buildNativeMetadata(destination.side, userMetadataOf(source.side, head.metadata), {
-    origin: source.side,
-    sourceEtag: head.etag,
-    sourceLastModified: head.lastModified.toISOString(),
-    ...(request.sourceSequencer !== undefined && { sourceSequencer: request.sourceSequencer }),
-  });
+  const metadata = buildNativeMetadata(
+    destination.side,
+    userMetadataOf(source.side, head.metadata),
+    {
+      origin: source.side,
+      sourceEtag: head.etag,
+      sourceLastModified: head.lastModified.toISOString(),
+      ...(request.sourceSequencer !== undefined && { sourceSequencer: request.sourceSequencer }),
+    },
+  );
   const write: WriteOptions = {
     properties: head.properties,
     metadata,
@@ -274,13 +279,21 @@ async function streamCopy(
   write: WriteOptions,
   parts: PlannedPart[],
 ): Promise<string> {
-  const { source, destination } = request;
+  const { destination } = request;
   if (parts.length === 0) {
     const body =
       head.size === 0
         ? Buffer.alloc(0)
-        : await readRange(request, head, { partNumber: 1, start: 0, end: head.size - 1, size: head.size });
-    const result = await destination.put(request.destinationKey, body, { ...write, md5: md5(body) });
+        : await readRange(request, head, {
+            partNumber: 1,
+            start: 0,
+            end: head.size - 1,
+            size: head.size,
+          });
+    const result = await destination.put(request.destinationKey, body, {
+      ...write,
+      md5: md5(body),
+    });
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }

@@ -28,7 +28,9 @@ export async function runPool<T>(
   };
 
   try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, lane));
+    await Promise.all(
+      Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, lane),
+    );
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

@@ -116,7 +116,10 @@ const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
  * The user's metadata (logical names) of an object, without the replica marker. The four
  * marker names are reserved: an entry with one of them is always read as marker.
  */
-export function userMetadataOf(_side: Side, native: Record<string, string>): Record<string, string> {
+export function userMetadataOf(
+  _side: Side,
+  native: Record<string, string>,
+): Record<string, string> {
   const logical: Record<string, string> = {};
   for (const [name, value] of Object.entries(native)) {
     if (MARKER_NAME_SET.has(name.toLowerCase())) continue;

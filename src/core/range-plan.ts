@@ -69,7 +69,9 @@ export function planRanges(
 ): RangePlan {
   const { limits } = options;
   if (!Number.isSafeInteger(options.partSize) || options.partSize <= 0) {
-    throw new UsageError(`part size must be a positive whole number of bytes, got ${options.partSize}`);
+    throw new UsageError(
+      `part size must be a positive whole number of bytes, got ${options.partSize}`,
+    );
   }
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new UsageError(`object size must be a whole number of bytes, got ${size}`);
@@ -116,9 +118,7 @@ export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = UNITS[(match?.[2] ?? '').toLowerCase()];
   if (!match?.[1] || unit === undefined) {
-    throw new UsageError(
-      `"${text}" is not a size (use bytes or a unit: 512KiB, 8MiB, 64MB, 1GiB)`,
-    );
+    throw new UsageError(`"${text}" is not a size (use bytes or a unit: 512KiB, 8MiB, 64MB, 1GiB)`);
   }
   const bytes = Math.round(Number(match[1]) * unit);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {

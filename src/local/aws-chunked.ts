@@ -22,7 +22,8 @@ export function decodeAwsChunked(
   const trailers: Record<string, string> = {};
   for (const line of body.subarray(offset).toString('latin1').split('\r\n')) {
     const colon = line.indexOf(':');
-    if (colon > 0) trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    if (colon > 0)
+      trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
   return { data: Buffer.concat(chunks), trailers };
 }

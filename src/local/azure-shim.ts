@@ -43,7 +43,10 @@ function azureError(response: ServerResponse, status: number, code: string, mess
   response.end(body);
 }
 
-function isPullRequest(request: IncomingMessage, query: URLSearchParams): 'block' | 'blob' | undefined {
+function isPullRequest(
+  request: IncomingMessage,
+  query: URLSearchParams,
+): 'block' | 'blob' | undefined {
   if (request.method !== 'PUT' || !headerValue(request, 'x-ms-copy-source')) return undefined;
   if (query.get('comp') === 'block') return 'block';
   // Copy Blob is also a PUT with x-ms-copy-source; only Put Blob From URL names a blob type.
@@ -87,7 +90,8 @@ function pass(target: URL, request: IncomingMessage, response: ServerResponse): 
     },
   );
   upstream.on('error', () => {
-    if (!response.headersSent) azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
+    if (!response.headersSent)
+      azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
     else response.destroy();
   });
   request.pipe(upstream);
@@ -110,17 +114,27 @@ function stage(
   };
   all.authorization = sign(options.account, options.key, { method: 'PUT', url, headers: all });
   const upstream = http.request(
-    { host: target.hostname, port: target.port, method: 'PUT', path: url, headers: { ...all, host: target.host }, agent },
+    {
+      host: target.hostname,
+      port: target.port,
+      method: 'PUT',
+      path: url,
+      headers: { ...all, host: target.host },
+      agent,
+    },
     (reply) => {
       response.writeHead(reply.statusCode ?? 502, reply.headers);
       reply.pipe(response);
     },
   );
-  upstream.on('error', () => azureError(response, 502, 'InternalError', 'Azurite is not reachable.'));
+  upstream.on('error', () =>
+    azureError(response, 502, 'InternalError', 'Azurite is not reachable.'),
+  );
   upstream.end(body);
 }
 
-const FORWARDED_FOR_BLOB = /^(x-ms-blob-content-|x-ms-meta-|x-ms-version$|x-ms-client-request-id$|x-ms-access-tier$|x-ms-tags$)/;
+const FORWARDED_FOR_BLOB =
+  /^(x-ms-blob-content-|x-ms-meta-|x-ms-version$|x-ms-client-request-id$|x-ms-access-tier$|x-ms-tags$)/;
 
 async function pull(
   options: AzureShimOptions,
@@ -153,16 +167,25 @@ async function pull(
       response,
       fetched.status === 0 ? 500 : fetched.status,
       'CannotVerifyCopySource',
-      fetched.status === 0 ? 'Could not reach the copy source.' : `The copy source answered ${fetched.status}.`,
+      fetched.status === 0
+        ? 'Could not reach the copy source.'
+        : `The copy source answered ${fetched.status}.`,
     );
     return;
   }
   const sourceMd5 = headerValue(request, 'x-ms-source-content-md5');
   if (sourceMd5 && createHash('md5').update(fetched.body).digest('base64') !== sourceMd5) {
-    azureError(response, 400, 'Md5Mismatch', 'The MD5 value specified in the request did not match the MD5 value calculated by the server.');
+    azureError(
+      response,
+      400,
+      'Md5Mismatch',
+      'The MD5 value specified in the request did not match the MD5 value calculated by the server.',
+    );
     return;
   }
-  const headers: Record<string, string> = { 'x-ms-version': headerValue(request, 'x-ms-version') ?? '2021-12-02' };
+  const headers: Record<string, string> = {
+    'x-ms-version': headerValue(request, 'x-ms-version') ?? '2021-12-02',
+  };
   if (kind === 'blob') {
     headers['x-ms-blob-type'] = 'BlockBlob';
     for (const [name, raw] of Object.entries(request.headers)) {

@@ -74,7 +74,10 @@ function startChild(
 function readyPort(name: string, child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not start within ${READY_TIMEOUT_MS / 1000} s`)),
+      READY_TIMEOUT_MS,
+    );
     const onExit = (code: number | null) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited with code ${code} before it was ready`));
@@ -99,7 +102,12 @@ function readyPort(name: string, child: ChildProcess): Promise<number> {
   });
 }
 
-async function waitForPort(name: string, host: string, port: number, child: ChildProcess): Promise<void> {
+async function waitForPort(
+  name: string,
+  host: string,
+  port: number,
+  child: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
@@ -133,7 +141,9 @@ function stopChild(child: ChildProcess): Promise<void> {
  * Azurite (Blob, in memory unless a data folder is given) and the Azure shim in front of it.
  * Credentials are generated for this run; no well-known key is used.
  */
-export async function startEmulators(options: StartEmulatorsOptions = {}): Promise<RunningEmulators> {
+export async function startEmulators(
+  options: StartEmulatorsOptions = {},
+): Promise<RunningEmulators> {
   const host = options.host ?? '127.0.0.1';
   const region = 'us-east-1';
   const accessKeyId = `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`;
@@ -168,9 +178,16 @@ export async function startEmulators(options: StartEmulatorsOptions = {}): Promi
       '--disableTelemetry',
       '--loose',
       '--silent',
-      ...(options.azuriteDataDir ? ['--location', options.azuriteDataDir] : ['--inMemoryPersistence']),
+      ...(options.azuriteDataDir
+        ? ['--location', options.azuriteDataDir]
+        : ['--inMemoryPersistence']),
     ];
-    const azurite = startChild('azurite', azuriteArgs, { AZURITE_ACCOUNTS: `${ACCOUNT}:${azureAccountKey}` }, options.log);
+    const azurite = startChild(
+      'azurite',
+      azuriteArgs,
+      { AZURITE_ACCOUNTS: `${ACCOUNT}:${azureAccountKey}` },
+      options.log,
+    );
     children.push(azurite);
 
     const shim = startChild(

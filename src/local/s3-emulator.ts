@@ -106,13 +106,19 @@ function classify(request: FastifyRequest): RequestState | undefined {
       if (uploadId !== undefined && query.partNumber !== undefined) {
         return { ...base, operation: 'UploadPart' };
       }
-      return { ...base, operation: header(request, 'x-amz-copy-source') ? 'CopyObject' : 'PutObject' };
+      return {
+        ...base,
+        operation: header(request, 'x-amz-copy-source') ? 'CopyObject' : 'PutObject',
+      };
     case 'POST':
       if ('uploads' in query) return { ...base, operation: 'CreateMultipartUpload' };
       if (uploadId !== undefined) return { ...base, operation: 'CompleteMultipartUpload' };
       return { ...base, operation: 'Other' };
     case 'DELETE':
-      return { ...base, operation: uploadId !== undefined ? 'AbortMultipartUpload' : 'DeleteObject' };
+      return {
+        ...base,
+        operation: uploadId !== undefined ? 'AbortMultipartUpload' : 'DeleteObject',
+      };
     case 'GET':
       return { ...base, operation: uploadId !== undefined ? 'ListParts' : 'GetObject' };
     case 'HEAD':
@@ -167,7 +173,11 @@ class KeyLocks {
   }
 }
 
-function verifyDigests(request: FastifyRequest, reply: FastifyReply, raw: Buffer): Buffer | undefined {
+function verifyDigests(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  raw: Buffer,
+): Buffer | undefined {
   let body = raw;
   let trailers: Record<string, string> = {};
   if ((header(request, 'content-encoding') ?? '').includes('aws-chunked')) {
@@ -181,7 +191,12 @@ function verifyDigests(request: FastifyRequest, reply: FastifyReply, raw: Buffer
   }
   const md5 = header(request, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5) {
-    s3Error(reply, 400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.');
+    s3Error(
+      reply,
+      400,
+      'BadDigest',
+      'The Content-MD5 you specified did not match what we received.',
+    );
     return undefined;
   }
   const crc = header(request, 'x-amz-checksum-crc32') ?? trailers['x-amz-checksum-crc32'];
@@ -189,7 +204,12 @@ function verifyDigests(request: FastifyRequest, reply: FastifyReply, raw: Buffer
     const actual = Buffer.alloc(4);
     actual.writeUInt32BE(crc32(body));
     if (actual.toString('base64') !== crc) {
-      s3Error(reply, 400, 'BadDigest', 'The CRC32 you specified did not match the calculated checksum.');
+      s3Error(
+        reply,
+        400,
+        'BadDigest',
+        'The CRC32 you specified did not match the calculated checksum.',
+      );
       return undefined;
     }
   }
@@ -197,7 +217,10 @@ function verifyDigests(request: FastifyRequest, reply: FastifyReply, raw: Buffer
 }
 
 /** Adds the S3 behaviours listed above to a fauxqs app, before it listens. */
-export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?: string } = {}): void {
+export function installS3Fidelity(
+  app: FastifyInstance,
+  options: { accessKeyId?: string } = {},
+): void {
   const properties = new Map<string, KeptProperties>();
   const uploads = new Map<string, UploadRecord>();
   const locks = new KeyLocks();
@@ -229,12 +252,23 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
     if (current.uploadId !== undefined && current.operation !== 'CompleteMultipartUpload') {
       const upload = uploads.get(current.uploadId);
       if (!upload && current.operation !== 'AbortMultipartUpload') {
-        return s3Error(reply, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
+        return s3Error(
+          reply,
+          404,
+          'NoSuchUpload',
+          'The specified multipart upload does not exist.',
+        );
       }
     }
     if (current.operation === 'ListParts') {
       const upload = uploads.get(current.uploadId ?? '');
-      if (!upload) return s3Error(reply, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
+      if (!upload)
+        return s3Error(
+          reply,
+          404,
+          'NoSuchUpload',
+          'The specified multipart upload does not exist.',
+        );
       const parts = [...upload.parts.entries()]
         .sort(([a], [b]) => a - b)
         .map(
@@ -263,11 +297,19 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
     }
     if (operation === 'CompleteMultipartUpload') {
       const upload = uploads.get(current.uploadId ?? '');
-      if (!upload) return s3Error(reply, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
+      if (!upload)
+        return s3Error(
+          reply,
+          404,
+          'NoSuchUpload',
+          'The specified multipart upload does not exist.',
+        );
       const expected = header(request, 'x-amz-mp-object-size');
       if (expected !== undefined) {
         const text = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
-        const numbers = [...text.matchAll(/<PartNumber>(\d+)<\/PartNumber>/g)].map((m) => Number(m[1]));
+        const numbers = [...text.matchAll(/<PartNumber>(\d+)<\/PartNumber>/g)].map((m) =>
+          Number(m[1]),
+        );
         const total = numbers.reduce((sum, n) => sum + (upload.parts.get(n)?.size ?? 0), 0);
         if (total !== Number(expected)) {
           return s3Error(
@@ -281,16 +323,30 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
     }
     const ifMatch = header(request, 'if-match');
     const ifNoneMatch = header(request, 'if-none-match');
-    if ((operation === 'PutObject' || operation === 'CompleteMultipartUpload') && (ifMatch || ifNoneMatch)) {
+    if (
+      (operation === 'PutObject' || operation === 'CompleteMultipartUpload') &&
+      (ifMatch || ifNoneMatch)
+    ) {
       current.release = await locks.acquire(objectId(bucket, key));
       const etag = await currentEtag(bucket, key);
       if (ifNoneMatch === '*' && etag !== undefined) {
-        return s3Error(reply, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+        return s3Error(
+          reply,
+          412,
+          'PreconditionFailed',
+          'At least one of the pre-conditions you specified did not hold',
+        );
       }
       if (ifMatch !== undefined) {
-        if (etag === undefined) return s3Error(reply, 404, 'NoSuchKey', 'The specified key does not exist.');
+        if (etag === undefined)
+          return s3Error(reply, 404, 'NoSuchKey', 'The specified key does not exist.');
         if (ifMatch !== etag && ifMatch !== '*') {
-          return s3Error(reply, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+          return s3Error(
+            reply,
+            412,
+            'PreconditionFailed',
+            'At least one of the pre-conditions you specified did not hold',
+          );
         }
       }
     }
@@ -312,17 +368,30 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
         const newEtag = /<ETag>([^<]+)<\/ETag>/.exec(payload)?.[1]?.replaceAll('&quot;', '"');
         if (!newEtag) break;
         const replace = header(request, 'x-amz-metadata-directive') === 'REPLACE';
-        const sourcePath = decodeURIComponent(header(request, 'x-amz-copy-source') ?? '').replace(/^\//, '');
+        const sourcePath = decodeURIComponent(header(request, 'x-amz-copy-source') ?? '').replace(
+          /^\//,
+          '',
+        );
         const slash = sourcePath.indexOf('/');
-        const source = properties.get(objectId(sourcePath.slice(0, slash), sourcePath.slice(slash + 1)));
-        properties.set(id, { etag: newEtag, headers: replace ? keptHeaders(request) : { ...source?.headers } });
+        const source = properties.get(
+          objectId(sourcePath.slice(0, slash), sourcePath.slice(slash + 1)),
+        );
+        properties.set(id, {
+          etag: newEtag,
+          headers: replace ? keptHeaders(request) : { ...source?.headers },
+        });
         break;
       }
       case 'CreateMultipartUpload': {
         if (!ok || typeof payload !== 'string') break;
         const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(payload)?.[1];
         if (uploadId) {
-          uploads.set(uploadId, { bucket: current.bucket, key: current.key, headers: keptHeaders(request), parts: new Map() });
+          uploads.set(uploadId, {
+            bucket: current.bucket,
+            key: current.key,
+            headers: keptHeaders(request),
+            parts: new Map(),
+          });
         }
         break;
       }
@@ -330,7 +399,11 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
         const upload = uploads.get(current.uploadId ?? '');
         const query = (request.query ?? {}) as Record<string, string | undefined>;
         if (ok && upload && etag) {
-          upload.parts.set(Number(query.partNumber), { etag, size: current.partSize ?? 0, lastModified: new Date() });
+          upload.parts.set(Number(query.partNumber), {
+            etag,
+            size: current.partSize ?? 0,
+            lastModified: new Date(),
+          });
         }
         break;
       }
@@ -370,8 +443,15 @@ export function installS3Fidelity(app: FastifyInstance, options: { accessKeyId?:
 /** Starts fauxqs with the S3 fidelity hooks on `port` (0 for any free port). */
 export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<RunningS3Emulator> {
   const host = options.host ?? '127.0.0.1';
-  const app = buildApp({ logger: false, host, ...(options.region && { defaultRegion: options.region }) });
-  installS3Fidelity(app, options.accessKeyId === undefined ? {} : { accessKeyId: options.accessKeyId });
+  const app = buildApp({
+    logger: false,
+    host,
+    ...(options.region && { defaultRegion: options.region }),
+  });
+  installS3Fidelity(
+    app,
+    options.accessKeyId === undefined ? {} : { accessKeyId: options.accessKeyId },
+  );
   await app.listen({ port: options.port ?? 0, host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (options.port ?? 0);

@@ -116,9 +116,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
 
   async head(key: string, options: CallOptions = {}): Promise<ObjectHead | undefined> {
     try {
-      const out = await this.#client
-        .getBlobClient(key)
-        .getProperties(abortOf(options.signal));
+      const out = await this.#client.getBlobClient(key).getProperties(abortOf(options.signal));
       return {
         key,
         size: out.contentLength ?? 0,
@@ -174,7 +172,11 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     }
   }
 
-  async beginStaged(_key: string, _options: WriteOptions, stagingId: string): Promise<StagedUpload> {
+  async beginStaged(
+    _key: string,
+    _options: WriteOptions,
+    stagingId: string,
+  ): Promise<StagedUpload> {
     // Azure has no upload to open: blocks are staged on the blob itself and named by stagingId.
     if (stagingId.length !== STAGING_ID_LENGTH || !/^[A-Za-z0-9]+$/.test(stagingId)) {
       throw new PermanentError(
@@ -303,7 +305,9 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
         key: blob.name,
         size: blob.properties.contentLength ?? 0,
         // Listings give the eTag without the quotes that HEAD and GET have.
-        etag: blob.properties.etag.startsWith('"') ? blob.properties.etag : `"${blob.properties.etag}"`,
+        etag: blob.properties.etag.startsWith('"')
+          ? blob.properties.etag
+          : `"${blob.properties.etag}"`,
         lastModified: blob.properties.lastModified,
       }));
       return {

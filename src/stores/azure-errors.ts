@@ -15,7 +15,6 @@ interface RestErrorShape {
   details?: { errorCode?: string };
 }
 
-
 const ACCESS_CODES = new Set([
   'AuthenticationFailed',
   'AuthorizationFailure',

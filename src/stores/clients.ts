@@ -72,7 +72,8 @@ export function defaultAccountUrl(env: Environment = process.env): string | unde
     throw new UsageError('AZURE_STORAGE_CONNECTION_STRING names no AccountName or BlobEndpoint');
   }
   if (env.AZURE_STORAGE_ACCOUNT_URL) return env.AZURE_STORAGE_ACCOUNT_URL.replace(/\/+$/, '');
-  if (env.AZURE_STORAGE_ACCOUNT) return `https://${env.AZURE_STORAGE_ACCOUNT}.blob.core.windows.net`;
+  if (env.AZURE_STORAGE_ACCOUNT)
+    return `https://${env.AZURE_STORAGE_ACCOUNT}.blob.core.windows.net`;
   return undefined;
 }
 

@@ -149,7 +149,11 @@ export interface ObjectStore {
   ): Promise<StagedPart>;
   /** What is already staged for this upload (the resume checkpoint). */
   listStaged(upload: StagedUpload, options?: CallOptions): Promise<StagedPart[]>;
-  commitStaged(upload: StagedUpload, parts: StagedPart[], options: CommitOptions): Promise<PutResult>;
+  commitStaged(
+    upload: StagedUpload,
+    parts: StagedPart[],
+    options: CommitOptions,
+  ): Promise<PutResult>;
   abortStaged(upload: StagedUpload, options?: CallOptions): Promise<void>;
 
   /** Deletes the object; a missing object is not an error. */
@@ -164,7 +168,10 @@ export interface ObjectStore {
 
 /** A store that can hand out short-lived read URLs (S3 presigned GET). */
 export interface Presigner {
-  presignGet(key: string, options: { versionId?: string; expiresInSeconds: number }): Promise<string>;
+  presignGet(
+    key: string,
+    options: { versionId?: string; expiresInSeconds: number },
+  ): Promise<string>;
 }
 
 /** A store that can pull bytes from a URL itself (Azure Put Block From URL / Put Blob From URL). */
@@ -176,7 +183,12 @@ export interface PullFromUrl {
     range: ByteRange,
     options?: CallOptions,
   ): Promise<StagedPart>;
-  putFromUrl(key: string, sourceUrl: string, size: number, options: WriteOptions): Promise<PutResult>;
+  putFromUrl(
+    key: string,
+    sourceUrl: string,
+    size: number,
+    options: WriteOptions,
+  ): Promise<PutResult>;
 }
 
 export function isPresigner(store: ObjectStore): store is ObjectStore & Presigner {

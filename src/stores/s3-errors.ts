@@ -72,7 +72,10 @@ export function classifyS3Error(error: unknown, what: string): ReplicatorError {
     );
   }
   if (status === 412 || code === 'PreconditionFailed') {
-    return new PreconditionFailedError(`${what}: precondition failed (the object changed)`, options);
+    return new PreconditionFailedError(
+      `${what}: precondition failed (the object changed)`,
+      options,
+    );
   }
   if (NOT_FOUND_CODES.has(code) || status === 404) {
     const thing =

@@ -49,8 +49,12 @@ function conditionHeaders(condition: WriteCondition): { IfMatch?: string; IfNone
 function propertyParams(properties: ObjectProperties) {
   return {
     ...(properties.contentType !== undefined && { ContentType: properties.contentType }),
-    ...(properties.contentEncoding !== undefined && { ContentEncoding: properties.contentEncoding }),
-    ...(properties.contentLanguage !== undefined && { ContentLanguage: properties.contentLanguage }),
+    ...(properties.contentEncoding !== undefined && {
+      ContentEncoding: properties.contentEncoding,
+    }),
+    ...(properties.contentLanguage !== undefined && {
+      ContentLanguage: properties.contentLanguage,
+    }),
     ...(properties.contentDisposition !== undefined && {
       ContentDisposition: properties.contentDisposition,
     }),
@@ -92,7 +96,10 @@ export class S3ObjectStore implements ObjectStore, Presigner {
 
   async checkContainer(options: CallOptions = {}): Promise<void> {
     try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.container }), abortOf(options.signal));
+      await this.#client.send(
+        new HeadBucketCommand({ Bucket: this.container }),
+        abortOf(options.signal),
+      );
     } catch (error) {
       const classified = classifyS3Error(error, `s3://${this.container}`);
       if (classified instanceof NotFoundError) {
@@ -113,7 +120,8 @@ export class S3ObjectStore implements ObjectStore, Presigner {
         size: out.ContentLength ?? 0,
         etag: out.ETag ?? '',
         lastModified: out.LastModified ?? new Date(0),
-        ...(out.VersionId !== undefined && out.VersionId !== 'null' && { versionId: out.VersionId }),
+        ...(out.VersionId !== undefined &&
+          out.VersionId !== 'null' && { versionId: out.VersionId }),
         properties: definedProperties(out),
         metadata: { ...(out.Metadata ?? {}) },
       };

@@ -97,7 +97,11 @@ describe('Command: s3az copy', () => {
 
   it('copies Azure -> S3 given a full account URL, streaming when asked', async () => {
     const body = randomBytes(100_000);
-    await azure.put('url/a b+c.bin', body, { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    await azure.put('url/a b+c.bin', body, {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
     const url = `${emulatorEnv().azureAccountUrl}/${container}/${encodeURIComponent('url/a b+c.bin').replace(/%2F/g, '/')}`;
     const run = await s3az(['copy', url, `s3://${bucket}/from-url/`, '--stream']);
     expect(run.code).toBe(0);
@@ -108,7 +112,11 @@ describe('Command: s3az copy', () => {
   it('copies every object under a prefix', async () => {
     const keys = ['tree/a.txt', 'tree/sub/b.txt', 'tree/sub/deeper/c.txt'];
     for (const key of keys) {
-      await s3.put(key, Buffer.from(key), { properties: {}, metadata: {}, condition: { kind: 'any' } });
+      await s3.put(key, Buffer.from(key), {
+        properties: {},
+        metadata: {},
+        condition: { kind: 'any' },
+      });
     }
     const run = await s3az(['copy', `s3://${bucket}/tree/`, `az://${container}/mirror/`, '--json']);
     expect(run.code).toBe(0);
@@ -139,7 +147,11 @@ describe('Command: s3az copy', () => {
   });
 
   it('names a missing container', async () => {
-    await s3.put('x', Buffer.from('x'), { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    await s3.put('x', Buffer.from('x'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
     const run = await s3az(['copy', `s3://${bucket}/x`, 'az://no-such-container/x']);
     expectOneLineError(run, /az:\/\/no-such-container: container does not exist/);
   });
@@ -166,10 +178,17 @@ describe('Command: s3az copy', () => {
   });
 
   it('says wrong AWS credentials are refused, without printing them', async () => {
-    await s3.put('y', Buffer.from('y'), { properties: {}, metadata: {}, condition: { kind: 'any' } });
+    await s3.put('y', Buffer.from('y'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
     const run = await s3az(
       ['copy', `s3://${bucket}/y`, `az://${container}/y`],
-      cliEnv({ AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG1', AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' }),
+      cliEnv({
+        AWS_ACCESS_KEY_ID: 'AKIAWRONGWRONGWRONG1',
+        AWS_SECRET_ACCESS_KEY: 'wrong-secret-value',
+      }),
     );
     expectOneLineError(run, /access denied/);
     expect(run.stderr).not.toContain('wrong-secret-value');

@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readReplicaMarker } from '../../src/core/metadata.ts';
 import { copyObject } from '../../src/copy/copy-object.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
+import { readReplicaMarker } from '../../src/core/metadata.ts';
 import { PreconditionFailedError, UnrepresentableError } from '../../src/errors.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
@@ -233,7 +233,9 @@ describe('Function: copyObject', () => {
     });
     // Assess
     expect([first.transfer, second.transfer]).toEqual(['stream', 'stream']);
-    expect(lines.filter((line) => line.includes('server-side pull is not available'))).toHaveLength(1);
+    expect(lines.filter((line) => line.includes('server-side pull is not available'))).toHaveLength(
+      1,
+    );
     expect(sha(await content(azure, 'fallback/b'))).toBe(sha(body));
   });
 

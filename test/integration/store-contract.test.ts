@@ -150,7 +150,10 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
     const partB = await store.stagePart(upload, 2, b, { md5: md5(b) });
     const partA = await store.stagePart(upload, 1, a, { md5: md5(a) });
     const listed = await store.listStaged(upload);
-    await store.commitStaged(upload, [partA, partB], { ...options, expectedSize: a.length + b.length });
+    await store.commitStaged(upload, [partA, partB], {
+      ...options,
+      expectedSize: a.length + b.length,
+    });
     // Assess
     expect(listed.map((p) => [p.partNumber, p.size]).sort()).toEqual(
       [

@@ -1,5 +1,5 @@
-import type { ObjectStore } from '../../src/stores/object-store.ts';
 import type { Readable } from 'node:stream';
+import type { ObjectStore } from '../../src/stores/object-store.ts';
 
 /** Reads a whole stream into one buffer (tests only). */
 export async function readAll(body: Readable): Promise<Buffer> {

@@ -45,8 +45,14 @@ describe('Function: toNative / fromNative', () => {
   );
 
   it('keeps names the destination can carry unchanged', () => {
-    expect(toNative('azure', { color: 'blue', my_key: 'x' })).toEqual({ color: 'blue', my_key: 'x' });
-    expect(toNative('s3', { color: 'blue', 'my-key': 'x' })).toEqual({ color: 'blue', 'my-key': 'x' });
+    expect(toNative('azure', { color: 'blue', my_key: 'x' })).toEqual({
+      color: 'blue',
+      my_key: 'x',
+    });
+    expect(toNative('s3', { color: 'blue', 'my-key': 'x' })).toEqual({
+      color: 'blue',
+      'my-key': 'x',
+    });
     expect(toNative('azure', { 'my-key': 'x' })).toEqual({ s3azx_my_2dkey: 'x' });
   });
 
@@ -66,7 +72,11 @@ describe('Function: toNative / fromNative', () => {
 
 describe('Function: buildNativeMetadata / readReplicaMarker', () => {
   it.each(['s3', 'azure'] as const)('writes a marker that reads back on %s', (side) => {
-    const native = buildNativeMetadata(side, { color: 'blue' }, { ...marker, sourceSequencer: '0A1B' });
+    const native = buildNativeMetadata(
+      side,
+      { color: 'blue' },
+      { ...marker, sourceSequencer: '0A1B' },
+    );
     const stored = side === 's3' ? s3Returns(native) : native;
     expect(readReplicaMarker(stored)).toEqual({ ...marker, sourceSequencer: '0A1B' });
     expect(userMetadataOf(side, stored)).toEqual({ color: 'blue' });
@@ -83,11 +93,19 @@ describe('Function: buildNativeMetadata / readReplicaMarker', () => {
 
   it('finds no marker on an object a user wrote', () => {
     expect(readReplicaMarker({ color: 'blue' })).toBeUndefined();
-    expect(readReplicaMarker({ s3az_origin: 'elsewhere', s3az_source_etag: 'x', s3az_source_last_modified: 'y' })).toBeUndefined();
+    expect(
+      readReplicaMarker({
+        s3az_origin: 'elsewhere',
+        s3az_source_etag: 'x',
+        s3az_source_last_modified: 'y',
+      }),
+    ).toBeUndefined();
   });
 
   it("refuses metadata over S3's 2 KB, naming the limit", () => {
-    expect(() => buildNativeMetadata('s3', { big: 'v'.repeat(2000) }, marker)).toThrow(/limit of 2048/);
+    expect(() => buildNativeMetadata('s3', { big: 'v'.repeat(2000) }, marker)).toThrow(
+      /limit of 2048/,
+    );
     expect(() => buildNativeMetadata('azure', { big: 'v'.repeat(2000) }, marker)).not.toThrow();
   });
 

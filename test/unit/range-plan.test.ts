@@ -101,7 +101,11 @@ describe('Function: planRanges', () => {
   it('raises a part size below the S3 minimum to 5 MiB', () => {
     const plan = planRanges(12 * MiB, { partSize: MiB, limits: S3_LIMITS });
     expect(plan.mode === 'staged' && plan.partSize).toBe(5 * MiB);
-    expect(plan.mode === 'staged' && plan.parts.map((p) => p.size)).toEqual([5 * MiB, 5 * MiB, 2 * MiB]);
+    expect(plan.mode === 'staged' && plan.parts.map((p) => p.size)).toEqual([
+      5 * MiB,
+      5 * MiB,
+      2 * MiB,
+    ]);
   });
 
   it.each([0, -1, 1.5, Number.NaN])('refuses a part size of %s', (partSize) => {
@@ -126,7 +130,9 @@ describe('Function: parseSize', () => {
 
   it.each(['', 'abc', '8XB', '-1', '0', '1.2.3MiB', 'MiB'])('refuses "%s" naming it', (text) => {
     expect(() => parseSize(text)).toThrow(UsageError);
-    expect(() => parseSize(text)).toThrow(text === '' ? /""/ : new RegExp(text.replace('.', '\\.')));
+    expect(() => parseSize(text)).toThrow(
+      text === '' ? /""/ : new RegExp(text.replace('.', '\\.')),
+    );
   });
 });
 
