@@ -84,6 +84,8 @@ describe('Function: copyObject', () => {
       expect(sha(await content(azure, key))).toBe(sha(body));
       expect(sha(await content(s3, `${key}.back`))).toBe(sha(body));
       expect(there.mode).toBe(size > PART ? 'staged' : 'single');
+      expect(there.transfer).toBe('pull');
+      expect(back.transfer).toBe('stream');
     });
   });
 
