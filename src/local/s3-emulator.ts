@@ -153,6 +153,31 @@ function accessKeyOf(request: FastifyRequest): string | undefined {
   return query['X-Amz-Credential']?.split('/')[0];
 }
 
+function decodeXml(text: string): string {
+  return text.replace(
+    /&(quot|amp|lt|gt|apos|#(\d+)|#x([0-9a-fA-F]+));/g,
+    (entity, name: string, dec?: string, hex?: string) => {
+      if (dec) return String.fromCharCode(Number(dec));
+      if (hex) return String.fromCharCode(Number.parseInt(hex, 16));
+      return (
+        ({ quot: '"', amp: '&', lt: '<', gt: '>', apos: "'" } as Record<string, string>)[name] ??
+        entity
+      );
+    },
+  );
+}
+
+function parseCompletedParts(xml: string): Array<{ partNumber: number; etag: string }> {
+  return [...xml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].flatMap((match) => {
+    const inner = match[1] ?? '';
+    const number = /<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(inner)?.[1];
+    const etag = /<ETag>([\s\S]*?)<\/ETag>/.exec(inner)?.[1];
+    return number && etag !== undefined
+      ? [{ partNumber: Number(number), etag: decodeXml(etag).trim() }]
+      : [];
+  });
+}
+
 /** Per-key lock so a conditional check and its write cannot interleave with another's. */
 class KeyLocks {
   readonly #tails = new Map<string, Promise<void>>();
@@ -304,13 +329,20 @@ export function installS3Fidelity(
           'NoSuchUpload',
           'The specified multipart upload does not exist.',
         );
+      const parts = parseCompletedParts(
+        Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '',
+      );
+      // S3 takes a Part's elements in any order and any XML escaping (Go clients send ETag
+      // first, and &#34; for quotes); fauxqs reads one form, so it gets that form.
+      request.body = Buffer.from(
+        `<CompleteMultipartUpload>${parts.map((part) => `<Part><PartNumber>${part.partNumber}</PartNumber><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag></Part>`).join('')}</CompleteMultipartUpload>`,
+      );
       const expected = header(request, 'x-amz-mp-object-size');
       if (expected !== undefined) {
-        const text = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
-        const numbers = [...text.matchAll(/<PartNumber>(\d+)<\/PartNumber>/g)].map((m) =>
-          Number(m[1]),
+        const total = parts.reduce(
+          (sum, part) => sum + (upload.parts.get(part.partNumber)?.size ?? 0),
+          0,
         );
-        const total = numbers.reduce((sum, n) => sum + (upload.parts.get(n)?.size ?? 0), 0);
         if (total !== Number(expected)) {
           return s3Error(
             reply,
