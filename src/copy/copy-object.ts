@@ -19,6 +19,7 @@ import {
   type WriteCondition,
   type WriteOptions,
 } from '../stores/object-store.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { runPool } from './pool.ts';
 import { PullMemory } from './pull-memory.ts';
 import { readExactly } from './read-exactly.ts';
@@ -290,10 +291,7 @@ async function streamCopy(
             end: head.size - 1,
             size: head.size,
           });
-    const result = await destination.put(request.destinationKey, body, {
-      ...write,
-      md5: md5(body),
-    });
+    const result = await destination.put(request.destinationKey, body, write);
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
@@ -307,14 +305,16 @@ async function streamCopy(
     const staged = await stagedParts(destination, upload, parts, request);
     const missing = parts.filter((part) => !staged.has(part.partNumber));
     let done = sumSizes(staged);
+    const buffers = new BufferPool(request.concurrency, partSize);
     await runPool(
       missing,
       request.concurrency,
       async (part, signal) => {
+        const buffer = buffers.acquire();
         const result = await withPartRetries(async () => {
-          const body = await readRange({ ...request, signal }, head, part);
-          return destination.stagePart(upload, part.partNumber, body, { md5: md5(body), signal });
-        });
+          const body = await readRange({ ...request, signal }, head, part, buffer);
+          return destination.stagePart(upload, part.partNumber, body, { signal });
+        }).finally(() => buffers.release(buffer));
         staged.set(part.partNumber, result);
         done += part.size;
         request.onProgress?.(done, head.size);
@@ -353,6 +353,7 @@ async function readRange(
   request: CopyObjectRequest,
   head: ObjectHead,
   part: PlannedPart,
+  into?: Buffer,
 ): Promise<Buffer> {
   const what = `${request.source.describe(request.sourceKey)} bytes ${part.start}-${part.end}`;
   try {
@@ -361,7 +362,7 @@ async function readRange(
       ifMatch: head.etag,
       ...withSignal(request.signal),
     });
-    return await readExactly(object.body, part.size, what);
+    return await readExactly(object.body, part.size, what, into);
   } catch (error) {
     if (error instanceof PreconditionFailedError || error instanceof NotFoundError) {
       throw new SourceChangedError(`${what}: the source changed`);
@@ -383,10 +384,6 @@ async function withPartRetries<T>(attempt: () => Promise<T>): Promise<T> {
       await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** tries));
     }
   }
-}
-
-function md5(body: Buffer): Buffer {
-  return createHash('md5').update(body).digest();
 }
 
 function sumSizes(parts: Map<number, StagedPart>): number {

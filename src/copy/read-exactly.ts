@@ -2,11 +2,16 @@ import type { Readable } from 'node:stream';
 import { RetryableError } from '../errors.ts';
 
 /**
- * Reads a body of known size into one buffer, copying each chunk once. A body that ends
- * short or runs long is a transport fault and retryable.
+ * Reads a body of known size into one buffer (`into`, when given, else a new one), copying each
+ * chunk once. A body that ends short or runs long is a transport fault and retryable.
  */
-export async function readExactly(body: Readable, size: number, what: string): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(size);
+export async function readExactly(
+  body: Readable,
+  size: number,
+  what: string,
+  into?: Buffer,
+): Promise<Buffer> {
+  const buffer = into ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   let offset = 0;
   try {
     for await (const chunk of body as AsyncIterable<Uint8Array>) {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { sign, verify } from './shared-key.ts';
 
@@ -54,23 +55,45 @@ function isPullRequest(
   return undefined;
 }
 
-async function fetchSource(
+/** Opens the copy source; resolves with its response, or with the failure status (0: unreachable). */
+function openSource(
   url: string,
   range: string | undefined,
   ifMatch: string | undefined,
-): Promise<{ status: number; body?: Buffer }> {
-  try {
-    const response = await fetch(url, {
-      headers: { ...(range && { range }), ...(ifMatch && { 'if-match': ifMatch }) },
-    });
-    if (response.status !== 200 && response.status !== 206) {
-      await response.arrayBuffer().catch(() => undefined);
-      return { status: response.status };
+): Promise<{ status: number; response?: IncomingMessage }> {
+  return new Promise((resolve) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      resolve({ status: 400 });
+      return;
     }
-    return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
-  } catch {
-    return { status: 0 };
-  }
+    const client = parsed.protocol === 'https:' ? https : http;
+    const request = client.get(
+      parsed,
+      {
+        headers: { ...(range && { range }), ...(ifMatch && { 'if-match': ifMatch }) },
+        ...(parsed.protocol === 'http:' && { agent }),
+      },
+      (response) => {
+        const status = response.statusCode ?? 0;
+        if (status !== 200 && status !== 206) {
+          response.resume();
+          resolve({ status });
+          return;
+        }
+        resolve({ status, response });
+      },
+    );
+    request.once('error', () => resolve({ status: 0 }));
+  });
+}
+
+async function readBody(stream: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 /** Forwards a request to Azurite as it came, streaming both ways. */
@@ -97,19 +120,22 @@ function pass(target: URL, request: IncomingMessage, response: ServerResponse): 
   request.pipe(upstream);
 }
 
-/** Sends a signed request to Azurite with a buffered body and relays its answer. */
+/**
+ * Sends a signed PUT to Azurite whose body is the source's bytes, streamed through without
+ * being held, and relays Azurite's answer.
+ */
 function stage(
   options: AzureShimOptions,
   target: URL,
   url: string,
   headers: Record<string, string>,
-  body: Buffer,
+  body: IncomingMessage | Buffer,
+  length: number,
   response: ServerResponse,
 ): void {
   const all: Record<string, string> = {
     ...headers,
-    'content-length': String(body.length),
-    'content-md5': createHash('md5').update(body).digest('base64'),
+    'content-length': String(length),
     'x-ms-date': new Date().toUTCString(),
   };
   all.authorization = sign(options.account, options.key, { method: 'PUT', url, headers: all });
@@ -127,14 +153,23 @@ function stage(
       reply.pipe(response);
     },
   );
-  upstream.on('error', () =>
-    azureError(response, 502, 'InternalError', 'Azurite is not reachable.'),
-  );
-  upstream.end(body);
+  upstream.on('error', () => {
+    if (!response.headersSent)
+      azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
+    else response.destroy();
+  });
+  if (Buffer.isBuffer(body)) {
+    upstream.end(body);
+    return;
+  }
+  // A source that breaks off mid-body must not leave a short block behind.
+  body.once('error', () => upstream.destroy());
+  body.once('aborted', () => upstream.destroy());
+  body.pipe(upstream);
 }
 
 const FORWARDED_FOR_BLOB =
-  /^(x-ms-blob-content-|x-ms-meta-|x-ms-version$|x-ms-client-request-id$|x-ms-access-tier$|x-ms-tags$)/;
+  /^(x-ms-blob-content-|x-ms-blob-cache-control$|x-ms-meta-|x-ms-version$|x-ms-client-request-id$|x-ms-access-tier$|x-ms-tags$)/;
 
 async function pull(
   options: AzureShimOptions,
@@ -160,28 +195,35 @@ async function pull(
   }
   const source = headerValue(request, 'x-ms-copy-source') ?? '';
   const range = headerValue(request, 'x-ms-source-range');
-  const fetched = await fetchSource(source, range, headerValue(request, 'x-ms-source-if-match'));
-  if (!fetched.body) {
+  const opened = await openSource(source, range, headerValue(request, 'x-ms-source-if-match'));
+  if (!opened.response) {
     // Azure reports any failure to read the source as CannotVerifyCopySource with its status.
     azureError(
       response,
-      fetched.status === 0 ? 500 : fetched.status,
+      opened.status === 0 ? 500 : opened.status,
       'CannotVerifyCopySource',
-      fetched.status === 0
+      opened.status === 0
         ? 'Could not reach the copy source.'
-        : `The copy source answered ${fetched.status}.`,
+        : `The copy source answered ${opened.status}.`,
     );
     return;
   }
+  let body: IncomingMessage | Buffer = opened.response;
+  let length = Number(opened.response.headers['content-length']);
   const sourceMd5 = headerValue(request, 'x-ms-source-content-md5');
-  if (sourceMd5 && createHash('md5').update(fetched.body).digest('base64') !== sourceMd5) {
-    azureError(
-      response,
-      400,
-      'Md5Mismatch',
-      'The MD5 value specified in the request did not match the MD5 value calculated by the server.',
-    );
-    return;
+  if (sourceMd5 || !Number.isSafeInteger(length)) {
+    // Checking a source MD5 (or sizing a chunked source) needs the whole range first.
+    body = await readBody(opened.response);
+    length = body.length;
+    if (sourceMd5 && createHash('md5').update(body).digest('base64') !== sourceMd5) {
+      azureError(
+        response,
+        400,
+        'Md5Mismatch',
+        'The MD5 value specified in the request did not match the MD5 value calculated by the server.',
+      );
+      return;
+    }
   }
   const headers: Record<string, string> = {
     'x-ms-version': headerValue(request, 'x-ms-version') ?? '2021-12-02',
@@ -197,7 +239,7 @@ async function pull(
       if (text !== undefined) headers[name] = text;
     }
   }
-  stage(options, target, url, headers, fetched.body, response);
+  stage(options, target, url, headers, body, length, response);
 }
 
 /** Starts the shim on `port` (0 for any free port). */

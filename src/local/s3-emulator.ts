@@ -51,7 +51,7 @@ interface UploadRecord {
   bucket: string;
   key: string;
   headers: Record<string, string>;
-  parts: Map<number, { etag: string; size: number; lastModified: Date }>;
+  parts: Map<number, { etag: string; size: number; lastModified: Date; crc32?: string }>;
 }
 
 type Operation =
@@ -153,6 +153,11 @@ function accessKeyOf(request: FastifyRequest): string | undefined {
   return query['X-Amz-Credential']?.split('/')[0];
 }
 
+function checksumOf(request: FastifyRequest): { crc32?: string } {
+  const crc32 = header(request, 'x-amz-checksum-crc32');
+  return crc32 === undefined ? {} : { crc32 };
+}
+
 function decodeXml(text: string): string {
   return text.replace(
     /&(quot|amp|lt|gt|apos|#(\d+)|#x([0-9a-fA-F]+));/g,
@@ -167,13 +172,22 @@ function decodeXml(text: string): string {
   );
 }
 
-function parseCompletedParts(xml: string): Array<{ partNumber: number; etag: string }> {
+function parseCompletedParts(
+  xml: string,
+): Array<{ partNumber: number; etag: string; crc32?: string }> {
   return [...xml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].flatMap((match) => {
     const inner = match[1] ?? '';
     const number = /<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(inner)?.[1];
     const etag = /<ETag>([\s\S]*?)<\/ETag>/.exec(inner)?.[1];
+    const crc32 = /<ChecksumCRC32>([^<]*)<\/ChecksumCRC32>/.exec(inner)?.[1];
     return number && etag !== undefined
-      ? [{ partNumber: Number(number), etag: decodeXml(etag).trim() }]
+      ? [
+          {
+            partNumber: Number(number),
+            etag: decodeXml(etag).trim(),
+            ...(crc32 !== undefined && { crc32: crc32.trim() }),
+          },
+        ]
       : [];
   });
 }
@@ -298,7 +312,7 @@ export function installS3Fidelity(
         .sort(([a], [b]) => a - b)
         .map(
           ([number, part]) =>
-            `<Part><PartNumber>${number}</PartNumber><LastModified>${part.lastModified.toISOString()}</LastModified><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag><Size>${part.size}</Size></Part>`,
+            `<Part><PartNumber>${number}</PartNumber><LastModified>${part.lastModified.toISOString()}</LastModified><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag><Size>${part.size}</Size>${part.crc32 ? `<ChecksumCRC32>${part.crc32}</ChecksumCRC32>` : ''}</Part>`,
         )
         .join('');
       reply.header('content-type', 'application/xml');
@@ -337,6 +351,19 @@ export function installS3Fidelity(
       request.body = Buffer.from(
         `<CompleteMultipartUpload>${parts.map((part) => `<Part><PartNumber>${part.partNumber}</PartNumber><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag></Part>`).join('')}</CompleteMultipartUpload>`,
       );
+      // S3 checks each part's checksum in the commit against what the part was uploaded with.
+      const wrongChecksum = parts.find(
+        (part) =>
+          part.crc32 !== undefined && upload.parts.get(part.partNumber)?.crc32 !== part.crc32,
+      );
+      if (wrongChecksum) {
+        return s3Error(
+          reply,
+          400,
+          'InvalidPart',
+          `The checksum of part ${wrongChecksum.partNumber} does not match the uploaded part.`,
+        );
+      }
       const expected = header(request, 'x-amz-mp-object-size');
       if (expected !== undefined) {
         const total = parts.reduce(
@@ -435,6 +462,7 @@ export function installS3Fidelity(
             etag,
             size: current.partSize ?? 0,
             lastModified: new Date(),
+            ...checksumOf(request),
           });
         }
         break;

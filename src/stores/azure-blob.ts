@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobHTTPHeaders, BlobRequestConditions, ContainerClient } from '@azure/storage-blob';
 import { AZURE_BLOCK_BLOB_LIMITS } from '../core/range-plan.ts';
@@ -39,6 +40,10 @@ function parseBlockId(blockId: string): { uploadId: string; partNumber: number }
   const match = /^(.+)-(\d+)$/.exec(text);
   if (!match?.[1] || !match[2]) return undefined;
   return { uploadId: match[1], partNumber: Number(match[2]) };
+}
+
+function md5Of(body: Buffer): Buffer {
+  return createHash('md5').update(body).digest();
 }
 
 function abortOf(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
@@ -162,7 +167,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       const out = await this.#client.getBlockBlobClient(key).upload(body, body.length, {
         ...abortOf(options.signal),
         // Put Blob verifies x-ms-blob-content-md5 against the body and stores it.
-        blobHTTPHeaders: httpHeaders(options.properties, options.md5),
+        blobHTTPHeaders: httpHeaders(options.properties, options.md5 ?? md5Of(body)),
         metadata: options.metadata,
         conditions: conditions(options.condition),
       });
@@ -196,7 +201,8 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       await this.#client.getBlockBlobClient(upload.key).stageBlock(blockId, body, body.length, {
         ...abortOf(options.signal),
-        ...(options.md5 && { transactionalContentMD5: options.md5 }),
+        // Azure verifies the block's MD5 before it stages it.
+        transactionalContentMD5: options.md5 ?? md5Of(body),
       });
       return { partNumber, size: body.length, token: blockId };
     } catch (error) {

@@ -91,7 +91,10 @@ export interface WriteOptions extends CallOptions {
 }
 
 export interface PutOptions extends WriteOptions {
-  /** MD5 of the body; the store verifies it. */
+  /**
+   * MD5 of the body, when the caller has it; the store verifies it. Without it the store
+   * computes the checksum it verifies best itself (S3: CRC32, Azure: MD5).
+   */
   md5?: Buffer;
 }
 
@@ -113,10 +116,12 @@ export interface StagedPart {
   size: number;
   /** What the commit needs: the S3 part ETag or the Azure block id. */
   token: string;
+  /** The part's checksum, where the commit must repeat it (S3 CRC32, base64). */
+  checksum?: string;
 }
 
 export interface StagePartOptions extends CallOptions {
-  /** MD5 of the body; the store verifies it. */
+  /** MD5 of the body, when the caller has it; see `PutOptions.md5`. */
   md5?: Buffer;
 }
 

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -35,6 +36,13 @@ import type {
   WriteOptions,
 } from './object-store.ts';
 import { classifyS3Error } from './s3-errors.ts';
+
+/** CRC32 of a body as S3 wants it: base64 of the big-endian value. */
+function crc32Of(body: Buffer): string {
+  const value = Buffer.alloc(4);
+  value.writeUInt32BE(crc32(body));
+  return value.toString('base64');
+}
 
 function abortOf(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
   return signal ? { abortSignal: signal } : {};
@@ -163,7 +171,10 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           Key: key,
           Body: body,
           ContentLength: body.length,
-          ...(options.md5 && { ContentMD5: options.md5.toString('base64') }),
+          // S3 verifies the checksum before it stores anything.
+          ...(options.md5
+            ? { ContentMD5: options.md5.toString('base64') }
+            : { ChecksumCRC32: crc32Of(body) }),
           ...propertyParams(options.properties),
           Metadata: options.metadata,
           ...conditionHeaders(options.condition),
@@ -182,6 +193,8 @@ export class S3ObjectStore implements ObjectStore, Presigner {
         new CreateMultipartUploadCommand({
           Bucket: this.container,
           Key: key,
+          // Every part carries its CRC32, which S3 verifies on upload and again at the commit.
+          ChecksumAlgorithm: 'CRC32',
           ...propertyParams(options.properties),
           Metadata: options.metadata,
         }),
@@ -200,6 +213,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     body: Buffer,
     options: StagePartOptions = {},
   ): Promise<StagedPart> {
+    const checksum = crc32Of(body);
     try {
       const out = await this.#client.send(
         new UploadPartCommand({
@@ -209,11 +223,12 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           PartNumber: partNumber,
           Body: body,
           ContentLength: body.length,
+          ChecksumCRC32: checksum,
           ...(options.md5 && { ContentMD5: options.md5.toString('base64') }),
         }),
         abortOf(options.signal),
       );
-      return { partNumber, size: body.length, token: out.ETag ?? '' };
+      return { partNumber, size: body.length, token: out.ETag ?? '', checksum };
     } catch (error) {
       throw classifyS3Error(error, `${this.describe(upload.key)} part ${partNumber}`);
     }
@@ -235,7 +250,12 @@ export class S3ObjectStore implements ObjectStore, Presigner {
         );
         for (const part of out.Parts ?? []) {
           if (part.PartNumber === undefined || part.ETag === undefined) continue;
-          parts.push({ partNumber: part.PartNumber, size: part.Size ?? 0, token: part.ETag });
+          parts.push({
+            partNumber: part.PartNumber,
+            size: part.Size ?? 0,
+            token: part.ETag,
+            ...(part.ChecksumCRC32 !== undefined && { checksum: part.ChecksumCRC32 }),
+          });
         }
         if (!out.IsTruncated || out.NextPartNumberMarker === undefined) return parts;
         marker = out.NextPartNumberMarker;
@@ -259,7 +279,11 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           MultipartUpload: {
             Parts: [...parts]
               .sort((a, b) => a.partNumber - b.partNumber)
-              .map((part) => ({ PartNumber: part.partNumber, ETag: part.token })),
+              .map((part) => ({
+                PartNumber: part.partNumber,
+                ETag: part.token,
+                ...(part.checksum !== undefined && { ChecksumCRC32: part.checksum }),
+              })),
           },
           // S3 refuses the commit if the parts do not add up to this size.
           MpuObjectSize: options.expectedSize,
