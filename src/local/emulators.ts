@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -47,12 +48,18 @@ function freePort(host: string): Promise<number> {
   });
 }
 
+/** A file of this folder, also when this module runs from the CLI bundle in dist/. */
+function localFile(name: string): URL {
+  const beside = new URL(`./${name}`, import.meta.url);
+  return existsSync(beside) ? beside : new URL(`../src/local/${name}`, import.meta.url);
+}
+
 function nodeArgs(): string[] {
   return [
     '--import',
     pathToFileURL(require.resolve('tsx')).href,
     '--import',
-    new URL('./exit-with-parent.ts', import.meta.url).href,
+    localFile('exit-with-parent.ts').href,
   ];
 }
 
@@ -156,7 +163,7 @@ export async function startEmulators(
   try {
     const s3 = startChild(
       's3',
-      [fileURLToPath(new URL('./s3-emulator-main.ts', import.meta.url))],
+      [fileURLToPath(localFile('s3-emulator-main.ts'))],
       {
         S3AZ_PORT: String(options.s3Port ?? 0),
         S3AZ_HOST: host,
@@ -192,7 +199,7 @@ export async function startEmulators(
 
     const shim = startChild(
       'azure-shim',
-      [fileURLToPath(new URL('./azure-shim-main.ts', import.meta.url))],
+      [fileURLToPath(localFile('azure-shim-main.ts'))],
       {
         S3AZ_TARGET: `http://${host}:${azuritePort}`,
         S3AZ_ACCOUNT: ACCOUNT,

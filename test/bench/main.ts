@@ -36,7 +36,7 @@ interface Options {
 
 const MiB = 1024 * 1024;
 const ROOT = new URL('../../', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/s3az.js');
+const BIN = join(ROOT, 'src/cli/s3az.js');
 const LIMIT = join(ROOT, 'test/bench/limit.ts');
 const SMALL = 64 * MiB;
 

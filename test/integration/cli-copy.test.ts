@@ -12,7 +12,7 @@ import {
 } from '../support/emulators.ts';
 import { putObject, readAll } from '../support/streams.ts';
 
-const BIN = new URL('../../bin/s3az.js', import.meta.url).pathname;
+const BIN = new URL('../../src/cli/s3az.js', import.meta.url).pathname;
 
 interface Run {
   code: number;
