@@ -34,7 +34,10 @@ export interface CopyObjectRequest {
   condition?: WriteCondition;
   /** Preferred part size in bytes; the planner grows it when the object needs more parts. */
   partSize: number;
-  /** Ranges in flight at once; memory is about concurrency x part size. */
+  /**
+   * Ranges streamed at once; memory is about concurrency x part size. Server-side pulls, which
+   * hold no bytes here, run twice as many.
+   */
   concurrency: number;
   /** `stream` forces bytes through this process even where the destination could pull. */
   transfer?: 'auto' | 'stream';
@@ -78,6 +81,8 @@ class SourceChangedError extends RetryableError {
 }
 
 const PART_ATTEMPTS = 3;
+// A server-side pull holds no bytes here, so it can keep more ranges in flight for free.
+const PULL_CONCURRENCY_FACTOR = 2;
 const defaultPullMemory = new PullMemory();
 
 /**
@@ -255,7 +260,7 @@ async function pullCopy(
   let done = sumSizes(staged);
   await runPool(
     missing,
-    request.concurrency,
+    request.concurrency * PULL_CONCURRENCY_FACTOR,
     async (part, signal) => {
       const result = await withPartRetries(() =>
         destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),

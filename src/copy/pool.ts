@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * Runs `worker` over `items` with at most `concurrency` in flight. The first failure stops
  * new work, aborts the signal handed to the workers in flight, and is rethrown once they end.
@@ -9,6 +11,8 @@ export async function runPool<T>(
   signal?: AbortSignal,
 ): Promise<void> {
   const controller = new AbortController();
+  // Every request in flight listens on this signal; more than Node's default of 10 is expected.
+  setMaxListeners(Math.max(10, concurrency * 4), controller.signal);
   const onAbort = () => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   let next = 0;

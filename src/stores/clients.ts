@@ -1,4 +1,5 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import {
   AnonymousCredential,
   BlobServiceClient,
@@ -26,7 +27,7 @@ const SDK_ATTEMPTS = 3;
 /** Builds the S3 client from the standard AWS environment. */
 export function makeS3Client(env: Environment = process.env): S3Client {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
-  return new S3Client({
+  const client = new S3Client({
     ...(endpoint !== undefined && endpoint !== '' && { endpoint, forcePathStyle: true }),
     region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
     // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
@@ -43,7 +44,22 @@ export function makeS3Client(env: Environment = process.env): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  client.middlewareStack.add(unsignedPayload, { step: 'build', name: 's3azUnsignedPayload' });
+  return client;
 }
+
+/**
+ * Signs part and object bodies as UNSIGNED-PAYLOAD. Otherwise SigV4 hashes every body with
+ * SHA-256 (a second pass over each part), although each one already carries a CRC32 that S3
+ * verifies, and the SDK itself signs streamed bodies this way.
+ */
+const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next) => async (args) => {
+  const request = args.request as { headers?: Record<string, string>; body?: unknown };
+  if (request.headers && request.body instanceof Uint8Array) {
+    request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  }
+  return next(args);
+};
 
 const pipelineOptions: StoragePipelineOptions = {
   retryOptions: { maxTries: SDK_ATTEMPTS },
