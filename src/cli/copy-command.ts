@@ -40,6 +40,8 @@ export interface CopySummary {
 export interface CommandIo {
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
+  /** Fires on Ctrl-C: copies stop, and open staged uploads are aborted. */
+  signal?: AbortSignal;
 }
 
 async function storeFor(location: Location, cache: Map<string, ObjectStore>): Promise<ObjectStore> {
@@ -115,6 +117,7 @@ export async function runCopyCommand(
       transfer: options.stream ? 'stream' : 'auto',
       pullMemory,
       log,
+      ...(io.signal && { signal: io.signal }),
       ...(progress && {
         onProgress: (done: number, total: number) =>
           progress.update(basename(sourceKey), done, total),
@@ -146,6 +149,7 @@ export async function runCopyCommand(
       try {
         await copyOne(item.key, destinationKey, rangeConcurrency);
       } catch (error) {
+        if (io.signal?.aborted) throw error;
         const message = error instanceof Error ? error.message : String(error);
         failures.push(message);
         log(`failed: ${message}`);

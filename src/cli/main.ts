@@ -30,10 +30,23 @@ program
   .option('--stream', 'stream bytes through this process even where Azure could pull from S3')
   .option('--json', 'print a JSON summary on stdout')
   .action(async (source: string, destination: string, options) => {
-    await runCopyCommand(source, destination, options, {
-      stdout: process.stdout,
-      stderr: process.stderr,
-    });
+    const interrupt = new AbortController();
+    process.once('SIGINT', () => interrupt.abort(new Error('interrupted')));
+    try {
+      await runCopyCommand(source, destination, options, {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        signal: interrupt.signal,
+      });
+    } catch (error) {
+      if (interrupt.signal.aborted) {
+        process.stderr.write(
+          's3az: interrupted; nothing was committed for the object in progress\n',
+        );
+        process.exit(130);
+      }
+      throw error;
+    }
   });
 
 program
