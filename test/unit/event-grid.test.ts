@@ -1,0 +1,196 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseBlobUrl, parseEventGridDelivery } from '../../src/events/event-grid.ts';
+import { EventParseError } from '../../src/events/object-event.ts';
+
+const blobCreated = (api: string, url: string) => ({
+  id: 'eg-1',
+  topic: '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct',
+  subject: '/blobServices/default/containers/data/blobs/a b.txt',
+  eventType: 'Microsoft.Storage.BlobCreated',
+  eventTime: '2026-11-22T10:00:00.0000000Z',
+  dataVersion: '',
+  data: {
+    api,
+    eTag: '0x8DC0000000000001',
+    contentLength: 42,
+    sequencer: '00000000000004420000000000028963',
+    url,
+  },
+});
+
+describe('Function: parseEventGridDelivery', () => {
+  it('reads BlobCreated in the Event Grid schema', () => {
+    const parsed = parseEventGridDelivery([
+      blobCreated('PutBlockList', 'https://acct.blob.core.windows.net/data/dir/a%20b%2Bc.txt'),
+    ]);
+    expect(parsed).toEqual({
+      events: [
+        {
+          id: 'eg-1',
+          side: 'azure',
+          account: 'acct',
+          container: 'data',
+          key: 'dir/a b+c.txt',
+          kind: 'created',
+          eventTime: '2026-11-22T10:00:00.0000000Z',
+          etag: '"0x8DC0000000000001"',
+          size: 42,
+          sequencer: '00000000000004420000000000028963',
+          operation: 'PutBlockList',
+        },
+      ],
+      ignored: [],
+    });
+  });
+
+  it.each([
+    'PutBlob',
+    'PutBlockList',
+    'CopyBlob',
+    'FlushWithClose',
+    'PutBlobFromURL',
+    'SftpCommit',
+  ])('counts BlobCreated from %s as committed', (api) => {
+    const parsed = parseEventGridDelivery([
+      blobCreated(api, 'https://acct.dfs.core.windows.net/data/f'),
+    ]);
+    expect(parsed.events).toHaveLength(1);
+  });
+
+  it('ignores the empty file ADLS Gen2 creates before its data is flushed', () => {
+    const parsed = parseEventGridDelivery([
+      blobCreated('CreateFile', 'https://acct.dfs.core.windows.net/data/f'),
+    ]);
+    expect(parsed).toEqual({ events: [], ignored: ['Microsoft.Storage.BlobCreated:CreateFile'] });
+  });
+
+  it('reads CloudEvents 1.0, single and batched', () => {
+    const cloudEvent = {
+      specversion: '1.0',
+      type: 'Microsoft.Storage.BlobDeleted',
+      source: '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct',
+      id: 'ce-1',
+      time: '2026-11-22T10:00:00Z',
+      subject: '/blobServices/default/containers/data/blobs/k',
+      data: {
+        api: 'DeleteBlob',
+        url: 'https://acct.blob.core.windows.net/data/k',
+        sequencer: '01',
+      },
+    };
+    expect(parseEventGridDelivery(cloudEvent).events[0]).toMatchObject({
+      id: 'ce-1',
+      kind: 'deleted',
+      key: 'k',
+    });
+    expect(parseEventGridDelivery([cloudEvent, { ...cloudEvent, id: 'ce-2' }]).events).toHaveLength(
+      2,
+    );
+  });
+
+  it('reads renames and directory events with their old names', () => {
+    const rename = (type: string) => ({
+      id: 'r',
+      eventType: type,
+      eventTime: '2026-11-22T10:00:00Z',
+      data: {
+        api: 'RenameFile',
+        sourceUrl: 'https://acct.dfs.core.windows.net/data/old/name.txt',
+        destinationUrl: 'https://acct.dfs.core.windows.net/data/new/name.txt',
+      },
+    });
+    expect(
+      parseEventGridDelivery([rename('Microsoft.Storage.BlobRenamed')]).events[0],
+    ).toMatchObject({
+      kind: 'renamed',
+      key: 'new/name.txt',
+      sourceKey: 'old/name.txt',
+    });
+    expect(
+      parseEventGridDelivery([rename('Microsoft.Storage.DirectoryRenamed')]).events[0],
+    ).toMatchObject({
+      kind: 'directory-renamed',
+    });
+    const deleted = parseEventGridDelivery([
+      {
+        id: 'd',
+        eventType: 'Microsoft.Storage.DirectoryDeleted',
+        eventTime: '2026-11-22T10:00:00Z',
+        data: { url: 'https://acct.dfs.core.windows.net/data/dir', recursive: 'true' },
+      },
+    ]);
+    expect(deleted.events[0]).toMatchObject({ kind: 'directory-deleted', key: 'dir' });
+  });
+
+  it('returns the subscription handshake', () => {
+    const parsed = parseEventGridDelivery([
+      {
+        id: 'v',
+        eventType: 'Microsoft.EventGrid.SubscriptionValidationEvent',
+        eventTime: '2026-11-22T10:00:00Z',
+        data: { validationCode: 'CODE-123', validationUrl: 'https://example.invalid/validate' },
+      },
+    ]);
+    expect(parsed.validation).toEqual({
+      validationCode: 'CODE-123',
+      validationUrl: 'https://example.invalid/validate',
+    });
+    expect(parsed.events).toEqual([]);
+  });
+
+  it('lists unknown event types as ignored', () => {
+    const parsed = parseEventGridDelivery([
+      { id: 't', eventType: 'Microsoft.Storage.BlobTierChanged', eventTime: 'x', data: {} },
+    ]);
+    expect(parsed).toEqual({ events: [], ignored: ['Microsoft.Storage.BlobTierChanged'] });
+  });
+
+  it.each([
+    ['an empty batch', [], /no events/],
+    [
+      'an event without data',
+      [{ id: 'x', eventType: 'Microsoft.Storage.BlobCreated' }],
+      /"data" is missing/,
+    ],
+    [
+      'a CloudEvent of another version',
+      { specversion: '0.3', type: 't', id: 'i', data: {} },
+      /specversion/,
+    ],
+    ['a blob URL that is not a URL', [blobCreated('PutBlob', 'not a url')], /is not a URL/],
+  ])('refuses %s with a typed error', (_label, body, message) => {
+    expect(() => parseEventGridDelivery(body)).toThrow(EventParseError);
+    expect(() => parseEventGridDelivery(body)).toThrow(message);
+  });
+
+  it('never throws anything but EventParseError, whatever the body', () => {
+    fc.assert(
+      fc.property(fc.anything(), (body) => {
+        try {
+          parseEventGridDelivery(body);
+        } catch (error) {
+          expect(error).toBeInstanceOf(EventParseError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('Function: parseBlobUrl', () => {
+  it.each([
+    [
+      'https://acct.blob.core.windows.net/c/a/b.txt',
+      { account: 'acct', container: 'c', key: 'a/b.txt' },
+    ],
+    ['https://acct.dfs.core.windows.net/c/dir', { account: 'acct', container: 'c', key: 'dir' }],
+    ['https://acct.blob.core.chinacloudapi.cn/c/k', { account: 'acct', container: 'c', key: 'k' }],
+    [
+      'http://127.0.0.1:10000/devstoreaccount1/c/x%20y',
+      { account: 'devstoreaccount1', container: 'c', key: 'x y' },
+    ],
+  ])('reads %s', (url, expected) => {
+    expect(parseBlobUrl(url)).toEqual(expected);
+  });
+});
