@@ -9,6 +9,7 @@ import {
   ReplicatorError,
   RetryableError,
 } from '../errors.ts';
+import { PART_ATTEMPTS } from '../queue/timing.ts';
 import {
   isPresigner,
   isPullFromUrl,
@@ -80,7 +81,6 @@ class SourceChangedError extends RetryableError {
   }
 }
 
-const PART_ATTEMPTS = 3;
 // A server-side pull holds no bytes here, so it can keep more ranges in flight for free.
 const PULL_CONCURRENCY_FACTOR = 2;
 const defaultPullMemory = new PullMemory();

@@ -7,6 +7,7 @@ import {
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
 import { UsageError } from '../errors.ts';
+import { SDK_ATTEMPTS } from '../queue/timing.ts';
 
 /**
  * The composition root for store clients: each client is built once from the environment,
@@ -19,10 +20,6 @@ import { UsageError } from '../errors.ts';
  *   `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`, or else `DefaultAzureCredential`.
  */
 export type Environment = Record<string, string | undefined>;
-
-// The SDKs retry transient failures this many times in total; the copy engine retries a
-// failed range at most 3 times on top, so one range sees at most 9 requests.
-const SDK_ATTEMPTS = 3;
 
 /** Builds the S3 client from the standard AWS environment. */
 export function makeS3Client(env: Environment = process.env): S3Client {
