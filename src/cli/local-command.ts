@@ -1,6 +1,7 @@
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { startEmulators } from '../local/emulators.ts';
+import { UsageError } from '../errors.ts';
+import { type RunningEmulators, startEmulators } from '../local/emulators.ts';
 import { makeS3Client } from '../stores/clients.ts';
 
 export interface LocalCommandOptions {
@@ -14,7 +15,7 @@ export interface LocalCommandOptions {
 function port(text: string, name: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new Error(`${name} must be a port number (0-65535), got "${text}"`);
+    throw new UsageError(`${name} must be a port number (0-65535), got "${text}"`);
   }
   return value;
 }
@@ -40,9 +41,21 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 
+  try {
+    await prepare(emulators, options);
+  } catch (error) {
+    await emulators.stop();
+    throw error;
+  }
+  await new Promise<never>(() => undefined);
+}
+
+async function prepare(emulators: RunningEmulators, options: LocalCommandOptions): Promise<void> {
   const s3 = makeS3Client({
     AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
     AWS_REGION: emulators.region,
+    AWS_ACCESS_KEY_ID: emulators.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: emulators.secretAccessKey,
   });
   await s3
     .send(new CreateBucketCommand({ Bucket: options.bucket }))
@@ -73,5 +86,4 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
     'Ctrl-C stops everything. (Local emulator credentials, generated for this run only.)',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  await new Promise<never>(() => undefined);
 }

@@ -63,6 +63,9 @@ function nodeArgs(): string[] {
   ];
 }
 
+/** The last line each child wrote on stderr, to explain a failed start. */
+const lastError = new WeakMap<ChildProcess, string>();
+
 function startChild(
   name: string,
   args: string[],
@@ -73,7 +76,11 @@ function startChild(
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  child.stderr?.on('data', (chunk: Buffer) => log?.(`${name}: ${chunk.toString().trimEnd()}`));
+  child.stderr?.on('data', (chunk: Buffer) => {
+    const text = chunk.toString().trimEnd();
+    lastError.set(child, text.split('\n').at(-1) ?? text);
+    log?.(`${name}: ${text}`);
+  });
   return child;
 }
 
@@ -87,7 +94,10 @@ function readyPort(name: string, child: ChildProcess): Promise<number> {
     );
     const onExit = (code: number | null) => {
       clearTimeout(timer);
-      reject(new Error(`${name} exited with code ${code} before it was ready`));
+      const why = lastError.get(child);
+      reject(
+        new Error(`${name} exited with code ${code} before it was ready${why ? `: ${why}` : ''}`),
+      );
     };
     child.once('exit', onExit);
     child.stdout?.on('data', (chunk: Buffer) => {
