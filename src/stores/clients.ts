@@ -1,4 +1,5 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import {
   AnonymousCredential,
@@ -27,15 +28,7 @@ export function makeS3Client(env: Environment = process.env): S3Client {
   const client = new S3Client({
     ...(endpoint !== undefined && endpoint !== '' && { endpoint, forcePathStyle: true }),
     region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
-    ...(env.AWS_ACCESS_KEY_ID &&
-      env.AWS_SECRET_ACCESS_KEY && {
-        credentials: {
-          accessKeyId: env.AWS_ACCESS_KEY_ID,
-          secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-          ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }),
-        },
-      }),
+    ...credentialsOf(env),
     maxAttempts: SDK_ATTEMPTS,
     // Parts carry Content-MD5, which every S3 implementation verifies; no second checksum.
     requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -57,6 +50,30 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next) => async
   }
   return next(args);
 };
+
+/** Builds the SQS client from the standard AWS environment (`AWS_ENDPOINT_URL_SQS` included). */
+export function makeSqsClient(env: Environment = process.env): SQSClient {
+  const endpoint = env.AWS_ENDPOINT_URL_SQS ?? env.AWS_ENDPOINT_URL;
+  return new SQSClient({
+    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    maxAttempts: SDK_ATTEMPTS,
+    ...credentialsOf(env),
+  });
+}
+
+function credentialsOf(env: Environment) {
+  // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
+  return env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+    ? {
+        credentials: {
+          accessKeyId: env.AWS_ACCESS_KEY_ID,
+          secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+          ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }),
+        },
+      }
+    : {};
+}
 
 const pipelineOptions: StoragePipelineOptions = {
   retryOptions: { maxTries: SDK_ATTEMPTS },

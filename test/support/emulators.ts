@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { inject } from 'vitest';
-import { makeS3Client as makeClient } from '../../src/stores/clients.ts';
+import { makeS3Client as makeClient, makeSqsClient as makeSqs } from '../../src/stores/clients.ts';
 import type { EmulatorEnv } from './global-setup.ts';
 
 /** Endpoints and credentials of the emulators the global setup started. */
@@ -25,6 +26,12 @@ export function emulatorVariables(): Record<string, string> {
 /** An S3 client for the S3 emulator, built the way the project builds its own. */
 export function makeS3Client(): S3Client {
   return makeClient(emulatorVariables());
+}
+
+/** An SQS client for the emulator's SQS (same port as S3). */
+export function makeSqsClient(): SQSClient {
+  const env = emulatorVariables();
+  return makeSqs({ ...env, AWS_ENDPOINT_URL_SQS: env.AWS_ENDPOINT_URL_S3 });
 }
 
 /** A BlobServiceClient for the public Azure endpoint (the shim in front of Azurite). */
