@@ -96,14 +96,18 @@ async function readBody(stream: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Forwards a request to Azurite as it came, streaming both ways. */
-function pass(target: URL, request: IncomingMessage, response: ServerResponse): void {
+/** Sends one request to Azurite and relays its answer, status, headers and body as they come. */
+function forward(
+  target: URL,
+  request: { method: string; path: string; headers: http.OutgoingHttpHeaders },
+  response: ServerResponse,
+): http.ClientRequest {
   const upstream = http.request(
     {
       host: target.hostname,
       port: target.port,
       method: request.method,
-      path: request.url,
+      path: request.path,
       headers: { ...request.headers, host: target.host },
       agent,
     },
@@ -113,10 +117,22 @@ function pass(target: URL, request: IncomingMessage, response: ServerResponse): 
     },
   );
   upstream.on('error', () => {
-    if (!response.headersSent)
+    if (!response.headersSent) {
       azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
-    else response.destroy();
+    } else {
+      response.destroy();
+    }
   });
+  return upstream;
+}
+
+/** Forwards a request to Azurite as it came, streaming both ways. */
+function pass(target: URL, request: IncomingMessage, response: ServerResponse): void {
+  const upstream = forward(
+    target,
+    { method: request.method ?? 'GET', path: request.url ?? '/', headers: request.headers },
+    response,
+  );
   request.pipe(upstream);
 }
 
@@ -139,25 +155,7 @@ function stage(
     'x-ms-date': new Date().toUTCString(),
   };
   all.authorization = sign(options.account, options.key, { method: 'PUT', url, headers: all });
-  const upstream = http.request(
-    {
-      host: target.hostname,
-      port: target.port,
-      method: 'PUT',
-      path: url,
-      headers: { ...all, host: target.host },
-      agent,
-    },
-    (reply) => {
-      response.writeHead(reply.statusCode ?? 502, reply.headers);
-      reply.pipe(response);
-    },
-  );
-  upstream.on('error', () => {
-    if (!response.headersSent)
-      azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
-    else response.destroy();
-  });
+  const upstream = forward(target, { method: 'PUT', path: url, headers: all }, response);
   if (Buffer.isBuffer(body)) {
     upstream.end(body);
     return;

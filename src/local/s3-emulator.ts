@@ -88,6 +88,10 @@ function s3Error(reply: FastifyReply, status: number, code: string, message: str
     );
 }
 
+function noSuchUpload(reply: FastifyReply): FastifyReply {
+  return s3Error(reply, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
+}
+
 function header(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value[0] : value;
@@ -291,23 +295,12 @@ export function installS3Fidelity(
     if (current.uploadId !== undefined && current.operation !== 'CompleteMultipartUpload') {
       const upload = uploads.get(current.uploadId);
       if (!upload && current.operation !== 'AbortMultipartUpload') {
-        return s3Error(
-          reply,
-          404,
-          'NoSuchUpload',
-          'The specified multipart upload does not exist.',
-        );
+        return noSuchUpload(reply);
       }
     }
     if (current.operation === 'ListParts') {
       const upload = uploads.get(current.uploadId ?? '');
-      if (!upload)
-        return s3Error(
-          reply,
-          404,
-          'NoSuchUpload',
-          'The specified multipart upload does not exist.',
-        );
+      if (!upload) return noSuchUpload(reply);
       const parts = [...upload.parts.entries()]
         .sort(([a], [b]) => a - b)
         .map(
@@ -336,13 +329,7 @@ export function installS3Fidelity(
     }
     if (operation === 'CompleteMultipartUpload') {
       const upload = uploads.get(current.uploadId ?? '');
-      if (!upload)
-        return s3Error(
-          reply,
-          404,
-          'NoSuchUpload',
-          'The specified multipart upload does not exist.',
-        );
+      if (!upload) return noSuchUpload(reply);
       const parts = parseCompletedParts(
         Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '',
       );
