@@ -1,0 +1,92 @@
+import { authenticateDelivery, type DeliveryAuth } from '../auth/event-grid-auth.ts';
+import { parseEventGridDelivery } from './event-grid.ts';
+import { EventParseError, type ObjectEvent } from './object-event.ts';
+
+/** Event Grid posts at most 1 MiB per delivery; anything larger is not from it. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface WebhookRequest {
+  method: string;
+  /** Header names in lower case. */
+  headers: Record<string, string | undefined>;
+  query: Record<string, string | undefined>;
+  body: string;
+}
+
+export interface WebhookResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface WebhookDependencies {
+  auth: DeliveryAuth;
+  /** Stores the events (in the events queue); throws when any could not be stored. */
+  enqueue(events: ObjectEvent[], rawBody: string): Promise<void>;
+  /** Counts a delivery's ignored event types (metrics). */
+  countIgnored?(types: string[]): void;
+}
+
+const json = (status: number, value: unknown): WebhookResponse => ({
+  status,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(value),
+});
+
+/**
+ * The Event Grid webhook, independent of Lambda: the CloudEvents abuse-protection handshake
+ * (OPTIONS), authentication, the 1 MiB limit, parsing, the Event Grid subscription handshake,
+ * and storing the events. It answers 200 only when every event is stored; 5xx makes Event
+ * Grid deliver again.
+ * https://learn.microsoft.com/azure/event-grid/end-point-validation-cloud-events-schema
+ */
+export async function handleWebhook(
+  request: WebhookRequest,
+  dependencies: WebhookDependencies,
+): Promise<WebhookResponse> {
+  const method = request.method.toUpperCase();
+  if (method === 'OPTIONS') {
+    const origin = request.headers['webhook-request-origin'];
+    if (!origin) return json(400, { error: 'missing WebHook-Request-Origin header' });
+    return {
+      status: 200,
+      headers: {
+        'webhook-allowed-origin': origin,
+        'webhook-allowed-rate': '*',
+        allow: 'POST, OPTIONS',
+      },
+      body: '',
+    };
+  }
+  if (method !== 'POST') return json(405, { error: `method ${method} is not allowed; use POST` });
+
+  if (Buffer.byteLength(request.body, 'utf8') > MAX_BODY_BYTES) {
+    return json(413, { error: `the body is larger than ${MAX_BODY_BYTES} bytes` });
+  }
+  const authenticated = await authenticateDelivery(dependencies.auth, request);
+  if (!authenticated.ok) return json(401, { error: `unauthenticated: ${authenticated.reason}` });
+  let value: unknown;
+  try {
+    value = JSON.parse(request.body);
+  } catch {
+    return json(400, { error: 'the body is not valid JSON' });
+  }
+  let parsed: ReturnType<typeof parseEventGridDelivery>;
+  try {
+    parsed = parseEventGridDelivery(value);
+  } catch (error) {
+    if (error instanceof EventParseError) return json(400, { error: error.message });
+    throw error;
+  }
+  if (parsed.validation) return json(200, { validationResponse: parsed.validation.validationCode });
+  if (parsed.ignored.length > 0) dependencies.countIgnored?.(parsed.ignored);
+  if (parsed.events.length > 0) {
+    try {
+      await dependencies.enqueue(parsed.events, request.body);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return json(503, { error: `the events could not all be stored; deliver again (${reason})` });
+    }
+  }
+  return json(200, { stored: parsed.events.length, ignored: parsed.ignored.length });
+}
