@@ -1,0 +1,158 @@
+import type { ReplicationRule } from '../config/schema.ts';
+import { compareSequencers, type ObjectEvent } from '../events/object-event.ts';
+import type { Side } from '../stores/object-store.ts';
+import { globToRegExp, keySelected } from './glob.ts';
+
+/** One unit of work for the copy step: make the destination match one source key. */
+export interface CopyTask {
+  rule: string;
+  /** What happened at the source: the copy step re-reads both sides before acting. */
+  kind: 'created' | 'deleted';
+  sourceSide: Side;
+  sourceContainer: string;
+  sourceKey: string;
+  destinationContainer: string;
+  destinationKey: string;
+  sequencer?: string;
+  eventTime: string;
+  /** Carried from the event to the copy, for logs. */
+  correlationId: string;
+}
+
+/** A directory rename or delete (ADLS Gen2), to be expanded into tasks by listing. */
+export interface DirectoryTask {
+  rule: string;
+  kind: 'directory-renamed' | 'directory-deleted';
+  sourceContainer: string;
+  directory: string;
+  previousDirectory?: string;
+  eventTime: string;
+  correlationId: string;
+}
+
+/** Account name of an account URL: first host label, or first path segment on an emulator. */
+export function accountOf(accountUrl: string): string {
+  const url = new URL(accountUrl);
+  const emulator = url.hostname === 'localhost' || /^[\d.]+$/.test(url.hostname);
+  return (
+    (emulator ? url.pathname.split('/').find((part) => part !== '') : url.hostname.split('.')[0]) ??
+    ''
+  );
+}
+
+function sideOf(rule: ReplicationRule, side: Side) {
+  return side === 's3'
+    ? { container: rule.s3.bucket, prefix: rule.s3.prefix }
+    : { container: rule.azure.container, prefix: rule.azure.prefix };
+}
+
+function allowed(rule: ReplicationRule, from: Side): boolean {
+  return (
+    rule.direction === 'both' || rule.direction === (from === 's3' ? 's3-to-azure' : 'azure-to-s3')
+  );
+}
+
+/** The rule that covers `key` on `side` (overlapping rules are refused at load, so at most one). */
+export function ruleFor(
+  rules: ReplicationRule[],
+  side: Side,
+  container: string,
+  key: string,
+  account?: string,
+): ReplicationRule | undefined {
+  return rules.find((rule) => {
+    const here = sideOf(rule, side);
+    if (here.container !== container || !key.startsWith(here.prefix)) return false;
+    return side === 's3' || account === undefined || accountOf(rule.azure.accountUrl) === account;
+  });
+}
+
+/** Maps a key under the rule's prefix on one side to the key under the other side's prefix. */
+export function destinationKeyOf(rule: ReplicationRule, from: Side, key: string): string {
+  const source = sideOf(rule, from);
+  const destination = sideOf(rule, from === 's3' ? 'azure' : 's3');
+  return destination.prefix + key.slice(source.prefix.length);
+}
+
+function taskFor(
+  rule: ReplicationRule,
+  event: ObjectEvent,
+  kind: 'created' | 'deleted',
+  key: string,
+): CopyTask | undefined {
+  const relative = key.slice(sideOf(rule, event.side).prefix.length);
+  if (!keySelected(relative, rule.include.map(globToRegExp), rule.exclude.map(globToRegExp)))
+    return undefined;
+  return {
+    rule: rule.name,
+    kind,
+    sourceSide: event.side,
+    sourceContainer: event.container,
+    sourceKey: key,
+    destinationContainer: sideOf(rule, event.side === 's3' ? 'azure' : 's3').container,
+    destinationKey: destinationKeyOf(rule, event.side, key),
+    ...(event.sequencer !== undefined && { sequencer: event.sequencer }),
+    eventTime: event.eventTime,
+    correlationId: event.id,
+  };
+}
+
+/** Events no rule covers (or whose direction a rule does not replicate) are counted and dropped. */
+export interface RoutedBatch {
+  tasks: CopyTask[];
+  directories: DirectoryTask[];
+  unrouted: number;
+}
+
+/**
+ * Routes a batch of events through the rules and collapses events for the same source key to
+ * the newest (by sequencer, else event time). A rename becomes a copy of the new name and a
+ * delete of the old one. Pure.
+ */
+export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): RoutedBatch {
+  const newest = new Map<string, CopyTask>();
+  const directories: DirectoryTask[] = [];
+  let unrouted = 0;
+  const keep = (task: CopyTask | undefined) => {
+    if (!task) return;
+    const id = `${task.rule}\n${task.sourceSide}\n${task.sourceKey}`;
+    const current = newest.get(id);
+    if (!current || isNewer(task, current)) newest.set(id, task);
+  };
+  for (const event of events) {
+    const rule = ruleFor(rules, event.side, event.container, event.key, event.account);
+    if (!rule || !allowed(rule, event.side)) {
+      unrouted += 1;
+      continue;
+    }
+    if (event.kind === 'created' || event.kind === 'deleted') {
+      keep(taskFor(rule, event, event.kind, event.key));
+    } else if (event.kind === 'renamed') {
+      keep(taskFor(rule, event, 'created', event.key));
+      if (
+        event.sourceKey !== undefined &&
+        ruleFor(rules, event.side, event.container, event.sourceKey, event.account) === rule
+      ) {
+        keep(taskFor(rule, event, 'deleted', event.sourceKey));
+      }
+    } else {
+      directories.push({
+        rule: rule.name,
+        kind: event.kind,
+        sourceContainer: event.container,
+        directory: event.key,
+        ...(event.sourceKey !== undefined && { previousDirectory: event.sourceKey }),
+        eventTime: event.eventTime,
+        correlationId: event.id,
+      });
+    }
+  }
+  return { tasks: [...newest.values()], directories, unrouted };
+}
+
+function isNewer(candidate: CopyTask, current: CopyTask): boolean {
+  if (candidate.sequencer !== undefined && current.sequencer !== undefined) {
+    return compareSequencers(candidate.sequencer, current.sequencer) > 0;
+  }
+  return Date.parse(candidate.eventTime) >= Date.parse(current.eventTime);
+}

@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.ts';
+import { accountOf, routeEvents } from '../../src/core/route.ts';
+import type { ObjectEvent } from '../../src/events/object-event.ts';
+
+const { rules } = validateConfig({
+  rules: [
+    {
+      name: 'raw',
+      s3: { bucket: 'raw-bucket', prefix: 'in/' },
+      azure: {
+        accountUrl: 'https://acct.blob.core.windows.net',
+        container: 'raw',
+        prefix: 'landing/',
+      },
+      exclude: ['**/*.tmp'],
+    },
+    {
+      name: 'one-way',
+      direction: 's3-to-azure',
+      s3: { bucket: 'exports' },
+      azure: { accountUrl: 'https://acct.blob.core.windows.net', container: 'exports' },
+    },
+  ],
+});
+
+const s3Event = (key: string, extra: Partial<ObjectEvent> = {}): ObjectEvent => ({
+  id: `id-${key}`,
+  side: 's3',
+  container: 'raw-bucket',
+  key,
+  kind: 'created',
+  eventTime: '2026-11-22T10:00:00Z',
+  ...extra,
+});
+
+describe('Function: routeEvents', () => {
+  it('maps a key between the prefixes of its rule, both ways', () => {
+    const { tasks } = routeEvents(rules, [
+      s3Event('in/a/b.csv'),
+      { ...s3Event('landing/c.csv'), side: 'azure', container: 'raw', account: 'acct' },
+    ]);
+    expect(
+      tasks.map((t) => [t.sourceSide, t.sourceKey, t.destinationContainer, t.destinationKey]),
+    ).toEqual([
+      ['s3', 'in/a/b.csv', 'raw', 'landing/a/b.csv'],
+      ['azure', 'landing/c.csv', 'raw-bucket', 'in/c.csv'],
+    ]);
+    expect(tasks[0]?.correlationId).toBe('id-in/a/b.csv');
+  });
+
+  it('counts and drops what no rule covers: other buckets, prefixes, accounts, directions', () => {
+    const routed = routeEvents(rules, [
+      s3Event('out/x'),
+      { ...s3Event('in/x'), container: 'elsewhere' },
+      { ...s3Event('landing/x'), side: 'azure', container: 'raw', account: 'otheraccount' },
+      { ...s3Event('x'), side: 'azure', container: 'exports', account: 'acct' },
+    ]);
+    expect(routed).toEqual({ tasks: [], directories: [], unrouted: 4 });
+  });
+
+  it('leaves excluded keys out', () => {
+    expect(routeEvents(rules, [s3Event('in/a/file.tmp')]).tasks).toEqual([]);
+  });
+
+  it('collapses events for one key to the newest by sequencer, whatever their order', () => {
+    const { tasks } = routeEvents(rules, [
+      s3Event('in/k', { sequencer: '0055AED6DCD90281F0', kind: 'deleted' }),
+      s3Event('in/k', { sequencer: '0055AED6DCD90281E5' }),
+    ]);
+    expect(tasks).toHaveLength(1);
+    expect(tasks[0]).toMatchObject({ kind: 'deleted', sequencer: '0055AED6DCD90281F0' });
+  });
+
+  it('turns a rename into a copy of the new name and a delete of the old', () => {
+    const { tasks } = routeEvents(rules, [
+      {
+        ...s3Event('landing/new.csv'),
+        side: 'azure',
+        container: 'raw',
+        account: 'acct',
+        kind: 'renamed',
+        sourceKey: 'landing/old.csv',
+      },
+    ]);
+    expect(tasks.map((t) => [t.kind, t.sourceKey, t.destinationKey])).toEqual([
+      ['created', 'landing/new.csv', 'in/new.csv'],
+      ['deleted', 'landing/old.csv', 'in/old.csv'],
+    ]);
+  });
+
+  it('passes directory events on for expansion', () => {
+    const { directories } = routeEvents(rules, [
+      {
+        ...s3Event('landing/dir'),
+        side: 'azure',
+        container: 'raw',
+        account: 'acct',
+        kind: 'directory-deleted',
+      },
+    ]);
+    expect(directories).toEqual([
+      expect.objectContaining({ rule: 'raw', kind: 'directory-deleted', directory: 'landing/dir' }),
+    ]);
+  });
+});
+
+describe('Function: accountOf', () => {
+  it.each([
+    ['https://acct.blob.core.windows.net', 'acct'],
+    ['https://acct.dfs.core.windows.net/', 'acct'],
+    ['http://127.0.0.1:10000/devstoreaccount1', 'devstoreaccount1'],
+  ])('reads %s', (url, account) => {
+    expect(accountOf(url)).toBe(account);
+  });
+});
