@@ -149,7 +149,8 @@ function stopChild(child: ChildProcess): Promise<void> {
       clearTimeout(timer);
       resolve();
     });
-    child.kill('SIGTERM');
+    // Azurite shuts down on SIGINT (Ctrl-C) but ignores SIGTERM; the project's own children take both.
+    child.kill('SIGINT');
   });
 }
 
@@ -168,7 +169,11 @@ export async function startEmulators(
   const azureAccountKey = randomBytes(64).toString('base64');
   const children: ChildProcess[] = [];
   const stop = async () => {
-    await Promise.all(children.map(stopChild));
+    // The shim holds keep-alive connections to Azurite, which waits for them before it exits:
+    // stop the others first, then Azurite.
+    const azurite = children.find((child) => child.spawnargs.some((arg) => arg.includes('azurite')));
+    await Promise.all(children.filter((child) => child !== azurite).map(stopChild));
+    if (azurite) await stopChild(azurite);
   };
   try {
     const s3 = startChild(

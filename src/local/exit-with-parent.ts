@@ -4,3 +4,5 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('close', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
+// Watching the pipe must not keep a child alive that is done otherwise (Azurite after SIGINT).
+(process.stdin as { unref?: () => void }).unref?.();
