@@ -171,7 +171,9 @@ export async function startEmulators(
   const stop = async () => {
     // The shim holds keep-alive connections to Azurite, which waits for them before it exits:
     // stop the others first, then Azurite.
-    const azurite = children.find((child) => child.spawnargs.some((arg) => arg.includes('azurite')));
+    const azurite = children.find((child) =>
+      child.spawnargs.some((arg) => arg.includes('azurite')),
+    );
     await Promise.all(children.filter((child) => child !== azurite).map(stopChild));
     if (azurite) await stopChild(azurite);
   };
