@@ -6,6 +6,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import type { RunningEmulators } from '../../src/local/emulators.ts';
 
 /** What to tell a user who has no rclone. */
 export const RCLONE_MISSING =
@@ -34,18 +35,17 @@ export function rcloneVersion(): string | undefined {
   }
 }
 
-/** Where rclone's remotes point. */
-export interface RcloneTargets {
-  s3Endpoint: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  azureAccountName: string;
-  azureAccountKey: string;
-  /** `http://host:port/<account>` */
-  azureAccountUrl: string;
-  container: string;
-}
+/** Where rclone's remotes point: the emulators' endpoints and credentials, and the container. */
+export type RcloneTargets = Pick<
+  RunningEmulators,
+  | 's3Endpoint'
+  | 'region'
+  | 'accessKeyId'
+  | 'secretAccessKey'
+  | 'azureAccountName'
+  | 'azureAccountKey'
+  | 'azureAccountUrl'
+> & { container: string };
 
 /**
  * The environment for rclone with remotes `s3:` and `az:`, configured only through variables

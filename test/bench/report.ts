@@ -278,6 +278,17 @@ export function printThroughputReport(result: ThroughputResult, json: boolean): 
     percent(summary.machineBusy),
   ];
   const blank = ['', ...processNames.map(() => ''), ''];
+  const passRow = (label: string, pass: PassSummary) => [
+    '',
+    label,
+    pass.seconds.toFixed(2),
+    pass.mibPerSecond.toFixed(1),
+    pass.bestMibPerSecond.toFixed(1),
+    '',
+    '',
+    '',
+    ...cpuCells(pass),
+  ];
   const copyRows: string[][] = [];
   for (const row of rows) {
     const label = DIRECTIONS[row.direction].label;
@@ -307,28 +318,8 @@ export function printThroughputReport(result: ThroughputResult, json: boolean): 
             ...cpuCells(row.rclone),
           ]
         : ['', 'rclone copyto: not installed', '', '', '', '', '', '', ...blank],
-      [
-        '',
-        `read-only pass, ${read.side}`,
-        read.seconds.toFixed(2),
-        read.mibPerSecond.toFixed(1),
-        read.bestMibPerSecond.toFixed(1),
-        '',
-        '',
-        '',
-        ...cpuCells(read),
-      ],
-      [
-        '',
-        `write-only pass, ${write.side}`,
-        write.seconds.toFixed(2),
-        write.mibPerSecond.toFixed(1),
-        write.bestMibPerSecond.toFixed(1),
-        '',
-        '',
-        '',
-        ...cpuCells(write),
-      ],
+      passRow(`read-only pass, ${read.side}`, read),
+      passRow(`write-only pass, ${write.side}`, write),
       [
         '',
         'limit = min(best read, best write)',
