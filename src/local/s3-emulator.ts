@@ -369,10 +369,12 @@ export function installS3Fidelity(
     }
     const ifMatch = header(request, 'if-match');
     const ifNoneMatch = header(request, 'if-none-match');
-    if (
-      (operation === 'PutObject' || operation === 'CompleteMultipartUpload') &&
-      (ifMatch || ifNoneMatch)
-    ) {
+    const conditional =
+      operation === 'PutObject' ||
+      operation === 'CompleteMultipartUpload' ||
+      // S3 honours If-Match on DeleteObject too.
+      (operation === 'DeleteObject' && ifMatch !== undefined);
+    if (conditional && (ifMatch || ifNoneMatch)) {
       current.release = await locks.acquire(objectId(bucket, key));
       const etag = await currentEtag(bucket, key);
       if (ifNoneMatch === '*' && etag !== undefined) {

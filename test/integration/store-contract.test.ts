@@ -203,6 +203,16 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
     await expect(store.delete('del/key')).resolves.toBeUndefined();
   });
 
+  it('deletes only on a matching eTag when asked to', async () => {
+    const { etag } = await store.put('del/cond', Buffer.from('x'), write);
+    await expect(
+      store.delete('del/cond', { condition: { kind: 'match', etag: '"stale"' } }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    expect(await store.head('del/cond')).toBeDefined();
+    await store.delete('del/cond', { condition: { kind: 'match', etag } });
+    expect(await store.head('del/cond')).toBeUndefined();
+  });
+
   it('lists a prefix page by page', async () => {
     for (const name of ['a', 'b', 'c', 'd', 'e']) {
       await store.put(`list/${name}`, Buffer.from(name), write);

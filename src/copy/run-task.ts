@@ -1,0 +1,96 @@
+import type { ReplicationRule } from '../config/schema.ts';
+import { type Decision, decide, type SkipReason } from '../core/decide.ts';
+import { parseSize } from '../core/range-plan.ts';
+import type { CopyTask } from '../core/route.ts';
+import { PreconditionFailedError, RetryableError } from '../errors.ts';
+import type { ObjectStore } from '../stores/object-store.ts';
+import { copyObject } from './copy-object.ts';
+import type { PullMemory } from './pull-memory.ts';
+
+/** What one task did. */
+export type TaskOutcome =
+  | {
+      action: 'copied';
+      bytes: number;
+      conflict: boolean;
+      transfer: 'pull' | 'stream';
+      decisions: number;
+    }
+  | { action: 'deleted'; decisions: number }
+  | { action: 'skipped'; reason: SkipReason; detail: string; decisions: number };
+
+export interface TaskContext {
+  rule: ReplicationRule;
+  source: ObjectStore;
+  destination: ObjectStore;
+  pullMemory?: PullMemory;
+  signal?: AbortSignal;
+  log?: (message: string) => void;
+}
+
+// Each lost race means another writer got there between our read and our commit; three in a
+// row means the key is busy, and the message's own retry (with backoff) is the better wait.
+const MAX_DECISIONS = 3;
+
+/**
+ * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then
+ * copies or deletes conditionally on what it read. A 412 means the destination changed in
+ * between: read again and decide again.
+ */
+export async function runCopyTask(task: CopyTask, context: TaskContext): Promise<TaskOutcome> {
+  const { rule, source, destination } = context;
+  const call = context.signal ? { signal: context.signal } : {};
+  for (let decisions = 1; decisions <= MAX_DECISIONS; decisions++) {
+    const [sourceHead, destinationHead] = await Promise.all([
+      source.head(task.sourceKey, call),
+      destination.head(task.destinationKey, call),
+    ]);
+    const decision: Decision = decide({
+      sourceSide: task.sourceSide,
+      kind: task.kind,
+      ...(task.sequencer !== undefined && { sequencer: task.sequencer }),
+      selected: true,
+      mirrorDeletes: rule.deletes === 'mirror',
+      tieWinner: rule.conflictWinner,
+      source: sourceHead,
+      destination: destinationHead,
+    });
+    try {
+      if (decision.action === 'skip') {
+        return { action: 'skipped', reason: decision.reason, detail: decision.detail, decisions };
+      }
+      if (decision.action === 'delete') {
+        await destination.delete(task.destinationKey, { ...call, condition: decision.condition });
+        return { action: 'deleted', decisions };
+      }
+      const result = await copyObject({
+        source,
+        sourceKey: task.sourceKey,
+        destination,
+        destinationKey: task.destinationKey,
+        condition: decision.condition,
+        partSize: parseSize(String(rule.partSize)),
+        concurrency: rule.concurrency,
+        ...(task.sequencer !== undefined && { sourceSequencer: task.sequencer }),
+        ...(context.pullMemory && { pullMemory: context.pullMemory }),
+        ...(context.signal && { signal: context.signal }),
+        ...(context.log && { log: context.log }),
+      });
+      return {
+        action: 'copied',
+        bytes: result.size,
+        conflict: decision.conflict,
+        transfer: result.transfer,
+        decisions,
+      };
+    } catch (error) {
+      if (!(error instanceof PreconditionFailedError)) throw error;
+      context.log?.(
+        `${destination.describe(task.destinationKey)} changed before the commit; deciding again`,
+      );
+    }
+  }
+  throw new RetryableError(
+    `${destination.describe(task.destinationKey)} changed ${MAX_DECISIONS} times while this task ran; retrying later`,
+  );
+}

@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.ts';
+import { PullMemory } from '../../src/copy/pull-memory.ts';
+import { runCopyTask } from '../../src/copy/run-task.ts';
+import { readReplicaMarker } from '../../src/core/metadata.ts';
+import type { CopyTask } from '../../src/core/route.ts';
+import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
+import type { ObjectStore } from '../../src/stores/object-store.ts';
+import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { makeBlobServiceClient, makeS3Client, uniqueName } from '../support/emulators.ts';
+import { readAll } from '../support/streams.ts';
+
+let s3: S3ObjectStore;
+let azure: AzureBlobObjectStore;
+const any = { properties: {}, metadata: {}, condition: { kind: 'any' as const } };
+
+beforeAll(async () => {
+  const client = makeS3Client();
+  const bucket = uniqueName('task');
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  s3 = new S3ObjectStore(client, bucket);
+  const container = makeBlobServiceClient().getContainerClient(uniqueName('task'));
+  await container.create();
+  azure = new AzureBlobObjectStore(container);
+});
+
+function rule(deletes: 'mirror' | 'ignore' = 'mirror', conflictWinner: 's3' | 'azure' = 's3') {
+  const [only] = validateConfig({
+    rules: [
+      {
+        name: 'r',
+        deletes,
+        conflictWinner,
+        s3: { bucket: s3.container },
+        azure: { accountUrl: 'http://127.0.0.1:1/devstoreaccount1', container: azure.container },
+      },
+    ],
+  }).rules;
+  if (!only) throw new Error('no rule');
+  return only;
+}
+
+function task(
+  sourceSide: 's3' | 'azure',
+  key: string,
+  kind: 'created' | 'deleted' = 'created',
+): CopyTask {
+  return {
+    rule: 'r',
+    kind,
+    sourceSide,
+    sourceContainer: sourceSide === 's3' ? s3.container : azure.container,
+    sourceKey: key,
+    destinationContainer: sourceSide === 's3' ? azure.container : s3.container,
+    destinationKey: key,
+    eventTime: new Date().toISOString(),
+    correlationId: `c-${key}`,
+  };
+}
+
+function run(
+  t: CopyTask,
+  deletes: 'mirror' | 'ignore' = 'mirror',
+  stores?: { source?: ObjectStore; destination?: ObjectStore },
+  conflictWinner: 's3' | 'azure' = 's3',
+) {
+  const [source, destination] = t.sourceSide === 's3' ? [s3, azure] : [azure, s3];
+  return runCopyTask(t, {
+    rule: rule(deletes, conflictWinner),
+    source: stores?.source ?? source,
+    destination: stores?.destination ?? destination,
+    pullMemory: new PullMemory(),
+  });
+}
+
+const text = async (store: ObjectStore, key: string) =>
+  (await readAll((await store.get(key)).body)).toString();
+
+describe('Function: runCopyTask', () => {
+  it('copies a new S3 object to Azure, then skips the same task as up-to-date', async () => {
+    await s3.put('new.txt', Buffer.from('hello'), any);
+    expect(await run(task('s3', 'new.txt'))).toMatchObject({ action: 'copied', bytes: 5 });
+    expect(await text(azure, 'new.txt')).toBe('hello');
+    expect(await run(task('s3', 'new.txt'))).toMatchObject({
+      action: 'skipped',
+      reason: 'up-to-date',
+    });
+  });
+
+  it("skips the replica's own event, so a change is copied exactly once", async () => {
+    await azure.put('loop.txt', Buffer.from('from azure'), any);
+    expect(await run(task('azure', 'loop.txt'))).toMatchObject({ action: 'copied' });
+    // The S3 replica's event comes back through the pipeline:
+    expect(await run(task('s3', 'loop.txt'))).toMatchObject({
+      action: 'skipped',
+      reason: 'replica',
+    });
+    expect(readReplicaMarker((await s3.head('loop.txt'))?.metadata ?? {})?.origin).toBe('azure');
+  });
+
+  it('mirrors a delete only to a destination that is still the replica', async () => {
+    await s3.put('del.txt', Buffer.from('x'), any);
+    await run(task('s3', 'del.txt'));
+    await s3.delete('del.txt');
+    expect(await run(task('s3', 'del.txt', 'deleted'))).toMatchObject({ action: 'deleted' });
+    expect(await azure.head('del.txt')).toBeUndefined();
+
+    await s3.put('kept.txt', Buffer.from('x'), any);
+    await run(task('s3', 'kept.txt'));
+    await azure.put('kept.txt', Buffer.from('rewritten by a user'), any);
+    await s3.delete('kept.txt');
+    expect(await run(task('s3', 'kept.txt', 'deleted'))).toMatchObject({
+      action: 'skipped',
+      reason: 'diverged',
+    });
+    expect(await text(azure, 'kept.txt')).toBe('rewritten by a user');
+  });
+
+  it('keeps the destination when the rule ignores deletes', async () => {
+    await s3.put('ignored.txt', Buffer.from('x'), any);
+    await run(task('s3', 'ignored.txt'));
+    await s3.delete('ignored.txt');
+    expect(await run(task('s3', 'ignored.txt', 'deleted'), 'ignore')).toMatchObject({
+      action: 'skipped',
+      reason: 'excluded',
+    });
+    expect(await azure.head('ignored.txt')).toBeDefined();
+  });
+
+  it('decides again when the destination changes between the read and the commit (rule 6)', async () => {
+    // Prepare: a user writes the destination just before our commit lands.
+    await s3.put('race.txt', Buffer.from('from s3'), any);
+    let raced = false;
+    const racing = new Proxy(azure, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property !== 'putFromUrl' && property !== 'put') return value.bind(target);
+        return async (...args: unknown[]) => {
+          if (!raced) {
+            raced = true;
+            await target.put('race.txt', Buffer.from('user wrote this later'), any);
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    // Act
+    // Stores keep whole seconds, so the user's write may carry the same time: a tie, which this
+    // rule gives to Azure. Either way the later write on Azure must survive.
+    const outcome = await run(task('s3', 'race.txt'), 'mirror', { destination: racing }, 'azure');
+    // Assess: the 412 led to a second decision; the user's write wins.
+    expect(raced).toBe(true);
+    expect(outcome).toMatchObject({ action: 'skipped', reason: 'stale', decisions: 2 });
+    expect(await text(azure, 'race.txt')).toBe('user wrote this later');
+  });
+
+  it('ends duplicated and reordered tasks with the newest version on both sides', async () => {
+    await s3.put('order.txt', Buffer.from('v1'), any);
+    const first = task('s3', 'order.txt');
+    await s3.put('order.txt', Buffer.from(`v2-${randomBytes(4).toString('hex')}`), any);
+    const second = task('s3', 'order.txt');
+    // Newer first, then the older one, then a duplicate.
+    await run(second);
+    await run(first);
+    await run(second);
+    expect(await text(azure, 'order.txt')).toBe(await text(s3, 'order.txt'));
+  });
+});
