@@ -1,0 +1,28 @@
+import { parseEventGridDelivery } from './event-grid.ts';
+import { EventParseError, isRecord, type ParsedNotification } from './object-event.ts';
+import { parseS3Notification } from './s3-notification.ts';
+
+/**
+ * Parses one message of the `events` queue, whichever way it arrived: an S3 notification
+ * (straight, through SNS or EventBridge) or an Event Grid event the webhook stored (either
+ * schema). Throws only `EventParseError`, which is permanent: the message goes to the
+ * dead-letter queue with the reason instead of being retried.
+ */
+export function parseQueuedEvent(body: string): ParsedNotification {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch (error) {
+    throw new EventParseError('the message body is not valid JSON', { cause: error });
+  }
+  const looksLikeEventGrid = (item: unknown) =>
+    isRecord(item) && (typeof item.eventType === 'string' || item.specversion !== undefined);
+  if (
+    looksLikeEventGrid(value) ||
+    (Array.isArray(value) && value.length > 0 && value.every(looksLikeEventGrid))
+  ) {
+    const { events, ignored } = parseEventGridDelivery(value);
+    return { events, ignored };
+  }
+  return parseS3Notification(body);
+}
