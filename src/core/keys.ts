@@ -1,21 +1,37 @@
 import { UnrepresentableError } from '../errors.ts';
 import type { Side } from '../stores/object-store.ts';
 
+// S3: 1,024 UTF-8 bytes. Azure: 1,024 characters.
 const MAX_KEY_LENGTH = 1024;
 
+/** The key for a message: long keys cut to their first 60 characters (never mid-character). */
 function shown(key: string): string {
-  return key.length > 80 ? `${key.slice(0, 60)}…(${key.length} chars)` : key;
+  const chars = Array.from(key);
+  return chars.length > 80 ? `${chars.slice(0, 60).join('')}…(${chars.length} chars)` : key;
 }
 
 /**
- * Throws `UnrepresentableError` when `side` cannot store `key` under exactly that name.
- * S3: 1 to 1,024 UTF-8 bytes. Azure: 1 to 1,024 characters, and Azure trims names ending in
- * `.` or `/`, folds `\` into `/`, and resolves `.` and `..` segments in the URL, so those would
- * be written under another name.
- * https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+ * Throws `UnrepresentableError`, naming the key (cut short when long) and the reason, when
+ * `side` cannot store `key` under exactly that name.
+ *
+ * - S3: 1 to 1,024 bytes of UTF-8.
+ *   https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
+ * - Azure: 1 to 1,024 characters; Azure trims names ending in `.` or `/`, turns `\` into `/`,
+ *   and resolves `.` and `..` path segments in the URL, so such keys would be stored under
+ *   another name.
+ *   https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+ * - Both: the key must be well-formed Unicode (a lone surrogate has no UTF-8 form).
+ *
+ * Spaces, `+`, `%`, other Unicode and deep `/` paths are fine on both.
  */
 export function checkKeyFor(side: Side, key: string): void {
   if (key.length === 0) throw new UnrepresentableError('an object key cannot be empty');
+  // With the u flag this matches only unpaired surrogates, which UTF-8 cannot encode.
+  if (/[\uD800-\uDFFF]/u.test(key)) {
+    throw new UnrepresentableError(
+      `key "${shown(key)}" is not well-formed Unicode (a lone surrogate), so it has no UTF-8 form`,
+    );
+  }
   if (side === 's3') {
     const bytes = Buffer.byteLength(key, 'utf8');
     if (bytes > MAX_KEY_LENGTH) {
@@ -25,6 +41,8 @@ export function checkKeyFor(side: Side, key: string): void {
     }
     return;
   }
+  // Counted in UTF-16 code units, as the service (.NET) counts string length; a character
+  // outside the BMP counts twice, which can only refuse a borderline key, never accept one.
   if (key.length > MAX_KEY_LENGTH) {
     throw new UnrepresentableError(
       `key "${shown(key)}" is ${key.length} characters; Azure blob names are at most ${MAX_KEY_LENGTH}`,
@@ -47,13 +65,21 @@ export function checkKeyFor(side: Side, key: string): void {
   }
 }
 
-/** Joins a destination prefix and a relative key: `joinKey('in/', 'a/b')` is `in/a/b`. */
+/**
+ * Joins a destination prefix and a relative key, adding the `/` between them when the prefix
+ * has none: `joinKey('in/', 'a/b')` and `joinKey('in', 'a/b')` are `in/a/b`; an empty prefix
+ * leaves the key as it is.
+ */
 export function joinKey(prefix: string, relative: string): string {
   if (prefix === '') return relative;
   return prefix.endsWith('/') ? `${prefix}${relative}` : `${prefix}/${relative}`;
 }
 
-/** The part of `key` after `prefix`; `key` must start with it. */
+/**
+ * The part of `key` after `prefix`, so that `joinKey(prefix, relativeKey(prefix, key))` is
+ * `key` for a prefix ending in `/`. Throws `RangeError` when `key` does not start with `prefix`
+ * (a caller's bug: keys come from a listing of that prefix).
+ */
 export function relativeKey(prefix: string, key: string): string {
   if (!key.startsWith(prefix)) throw new RangeError(`"${key}" is not under "${prefix}"`);
   return key.slice(prefix.length);

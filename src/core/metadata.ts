@@ -2,19 +2,31 @@ import { UnrepresentableError } from '../errors.ts';
 import type { Side } from '../stores/object-store.ts';
 
 /**
- * User metadata across the two stores.
+ * User metadata across the two stores, and the replica marker (DESIGN.md rule 1).
  *
- * S3 sends names as `x-amz-meta-<name>` headers and returns them lowercased; Azure needs C#
- * identifiers (`[A-Za-z_][A-Za-z0-9_]*`), case-insensitive but case-preserving. A *logical*
- * map holds names as the user wrote them on the origin side. Names the destination can carry
- * as they are stay unchanged; others are escaped as `s3azx_` + body, where `a-z` and `0-9`
- * stay and every other character (uppercase letters and `_` included) becomes `_` and two hex
- * digits: `my-key` -> `s3azx_my_2dkey`, `MyKey` -> `s3azx__4dy_4bey`. The escaped form is
- * legal, and survives lowercasing, on both stores, so round trips restore the exact names.
- * Other names starting with `s3az` are escaped too. Reserved, and read as this scheme's own: the
- * four marker names (`s3az_origin`, …) and names starting with `s3azx_`.
+ * S3 sends names as `x-amz-meta-<name>` headers and returns them lowercased. Azure needs C#
+ * identifiers (`[A-Za-z_][A-Za-z0-9_]*`), compared without case but stored with it. A
+ * *logical* map holds the names as the user wrote them on the origin side; `toNative` turns it
+ * into the names one store keeps, `fromNative` turns them back.
+ *
+ * Names a store can carry as they are stay unchanged: on S3 `[a-z0-9_.-]+` (lowercase, since
+ * S3 lowercases; other HTTP token characters are escaped too, as a few tools mishandle them),
+ * on Azure C# identifiers. Every other name, and every name starting with `s3az` in any case,
+ * is escaped as `s3azx_` + body, where `a-z` and `0-9` stay and every other character
+ * (uppercase letters and `_` included) becomes `_` and two lowercase hex digits:
+ * `my-key` -> `s3azx_my_2dkey`, `MyKey` -> `s3azx__4dy_4bey`, `s3az_origin` ->
+ * `s3azx_s3az_5forigin`. The escaped form is lowercase `[a-z0-9_]`, so it is legal on both
+ * stores and survives S3's lowercasing; `_` always starts a three-character escape, so it
+ * decodes one way only. Names outside printable ASCII cannot be header names on either store
+ * and are refused.
+ *
+ * The marker is four lowercase names under `s3az_`, legal and identical on both stores. An
+ * object that carries a complete marker was written by this tool, and its names are decoded;
+ * an object without one was written by a user, and its names are taken literally, so a user's
+ * own `s3az…` names are kept (and escaped on the way to the other side), never dropped.
  */
 const ESCAPE_PREFIX = 's3azx_';
+const ESCAPED = /^s3azx_((?:[a-z0-9]|_[0-9a-f]{2})+)$/;
 const RESERVED = /^s3az/i;
 
 /** Names of the replica marker entries (legal and identical on both stores). */
@@ -25,6 +37,8 @@ export const MARKER_NAMES = {
   sourceSequencer: 's3az_source_sequencer',
 } as const;
 
+const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
+
 /** What every object the replicator writes says about where it came from (DESIGN rule 1). */
 export interface ReplicaMarker {
   origin: Side;
@@ -34,11 +48,14 @@ export interface ReplicaMarker {
   sourceSequencer?: string;
 }
 
-// S3: 2 KB of user metadata, names + values in UTF-8 bytes.
+// S3: user metadata is at most 2 KB, counted as the UTF-8 bytes of names (without
+// `x-amz-meta-`) and values.
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html
-// Azure: 8 KB of metadata, names + values.
+// Azure: names and values together at most 8 KB.
 // https://learn.microsoft.com/rest/api/storageservices/setting-and-retrieving-properties-and-metadata-for-blob-resources
 const METADATA_LIMIT: Record<Side, number> = { s3: 2048, azure: 8192 };
+
+const STORE_NAME: Record<Side, string> = { s3: 'S3', azure: 'Azure' };
 
 const CARRIES: Record<Side, RegExp> = {
   s3: /^[a-z0-9_.-]+$/,
@@ -57,35 +74,52 @@ function escapeName(name: string): string {
       continue;
     }
     const code = char.codePointAt(0) ?? 0;
-    // Header names are ASCII tokens; anything else cannot be a metadata name on either store.
+    // Header names are printable ASCII; anything else is no metadata name on either store.
     if (code < 0x21 || code > 0x7e) {
-      throw new UnrepresentableError(`metadata name "${name}" has a character no store accepts`);
+      throw new UnrepresentableError(
+        `metadata name "${name}" has a character (U+${code.toString(16).toUpperCase().padStart(4, '0')}) that no store accepts in a name`,
+      );
     }
     body += `_${code.toString(16).padStart(2, '0')}`;
   }
   return `${ESCAPE_PREFIX}${body}`;
 }
 
+/** The logical name of an escaped native name, or `undefined` when it is not one. */
 function unescapeName(native: string): string | undefined {
-  const body = native.slice(ESCAPE_PREFIX.length).toLowerCase();
-  if (!/^(?:[a-z0-9]|_[0-9a-f]{2})*$/.test(body)) return undefined;
+  const body = ESCAPED.exec(native)?.[1];
+  if (body === undefined) return undefined;
   return body.replace(/_([0-9a-f]{2})/g, (_match, hex: string) =>
     String.fromCharCode(Number.parseInt(hex, 16)),
   );
 }
 
 function checkValue(side: Side, name: string, value: string): void {
-  // Metadata travels in HTTP headers: printable ASCII, no surrounding whitespace (it is trimmed).
-  if (!/^[\x20-\x7e]*$/.test(value) || value !== value.trim()) {
+  // Metadata travels in HTTP headers: S3 returns non-ASCII values MIME-encoded (RFC 2047) and
+  // Azure refuses them; both trim surrounding whitespace. Either way the value would change.
+  const bad = /[^\x20-\x7e]/u.exec(value);
+  if (bad) {
+    const code = bad[0].codePointAt(0) ?? 0;
     throw new UnrepresentableError(
-      `metadata "${name}" has a value ${side === 's3' ? 'S3' : 'Azure'} cannot carry unchanged (only printable ASCII without leading or trailing spaces)`,
+      `metadata "${name}" has a value ${STORE_NAME[side]} cannot carry unchanged: character U+${code.toString(16).toUpperCase().padStart(4, '0')} at position ${bad.index} (only printable ASCII and spaces)`,
+    );
+  }
+  if (value !== value.trim()) {
+    throw new UnrepresentableError(
+      `metadata "${name}" has a value ${STORE_NAME[side]} cannot carry unchanged: leading or trailing spaces, which HTTP trims`,
     );
   }
 }
 
-/** Translates logical names to the names `side` stores. */
+/**
+ * Translates logical names to the names `side` stores: unchanged where `side` can carry them,
+ * escaped otherwise (see the module comment). Values are checked, never changed.
+ *
+ * @throws UnrepresentableError naming the key when a name or value cannot be carried
+ *   unchanged, or when two names would be the same name on `side`.
+ */
 export function toNative(side: Side, logical: Record<string, string>): Record<string, string> {
-  const native: Record<string, string> = {};
+  const native: Array<[string, string]> = [];
   const seen = new Map<string, string>();
   for (const [name, value] of Object.entries(logical)) {
     if (name === '') throw new UnrepresentableError('a metadata name cannot be empty');
@@ -96,56 +130,61 @@ export function toNative(side: Side, logical: Record<string, string>): Record<st
     const other = seen.get(folded);
     if (other !== undefined) {
       throw new UnrepresentableError(
-        `metadata names "${other}" and "${name}" would be the same name on ${side === 's3' ? 'S3' : 'Azure'}`,
+        `metadata names "${other}" and "${name}" would be the same name on ${STORE_NAME[side]}`,
       );
     }
     seen.set(folded, name);
-    native[nativeName] = value;
+    native.push([nativeName, value]);
   }
-  return native;
+  // fromEntries defines own properties, so a name such as `__proto__` is kept, not swallowed.
+  return Object.fromEntries(native);
 }
-
-/** Translates the names `side` returned back to logical names. Marker entries are dropped. */
-export function fromNative(side: Side, native: Record<string, string>): Record<string, string> {
-  return userMetadataOf(side, native);
-}
-
-const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
 
 /**
- * The user's metadata (logical names) of an object, without the replica marker. The four
- * marker names are reserved: an entry with one of them is always read as marker.
+ * Translates names that this tool wrote on `side` back to logical names: the inverse of
+ * `toNative`, so `fromNative(side, toNative(side, logical))` is `logical`. Marker entries are
+ * not user metadata and are left out; names that are not escapes are taken as they are. For
+ * an object of unknown origin use `userMetadataOf`.
+ *
+ * @throws UnrepresentableError when two native names read as the same logical name.
  */
-export function userMetadataOf(
-  _side: Side,
-  native: Record<string, string>,
-): Record<string, string> {
-  const logical: Record<string, string> = {};
+export function fromNative(side: Side, native: Record<string, string>): Record<string, string> {
+  const logical = new Map<string, string>();
   for (const [name, value] of Object.entries(native)) {
     if (MARKER_NAME_SET.has(name.toLowerCase())) continue;
-    if (name.toLowerCase().startsWith(ESCAPE_PREFIX)) {
-      const original = unescapeName(name);
-      if (original !== undefined) {
-        logical[original] = value;
-        continue;
-      }
+    const original = unescapeName(name) ?? name;
+    if (logical.has(original)) {
+      throw new UnrepresentableError(
+        `two metadata names on ${STORE_NAME[side]} both read as "${original}" (one is "${name}")`,
+      );
     }
-    logical[name] = value;
+    logical.set(original, value);
   }
-  return logical;
-}
-
-function sizeOf(metadata: Record<string, string>): number {
-  let total = 0;
-  for (const [name, value] of Object.entries(metadata)) {
-    total += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value, 'utf8');
-  }
-  return total;
+  return Object.fromEntries(logical);
 }
 
 /**
- * The metadata to write on `side`: the user's names translated, plus the replica marker.
- * Throws `UnrepresentableError` when it cannot be written unchanged (names, values, size).
+ * The user's metadata (logical names) of a stored object, without the replica marker. An
+ * object with a complete marker was written by this tool: its names are decoded
+ * (`fromNative`). Any other object was written by a user, who never wrote our escapes: its
+ * names are taken literally, `s3az…` names included.
+ */
+export function userMetadataOf(side: Side, native: Record<string, string>): Record<string, string> {
+  if (readReplicaMarker(native) !== undefined) return fromNative(side, native);
+  return Object.fromEntries(Object.entries(native));
+}
+
+function utf8Bytes(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/**
+ * The metadata to write on `side`: the user's logical names translated (`toNative`), plus the
+ * replica marker, checked against the store's size limit (S3 2,048 bytes, Azure 8,192 bytes
+ * of names and values).
+ *
+ * @throws UnrepresentableError naming the key and the reason when a name or value cannot be
+ *   written unchanged, or naming the limit and the largest entry when the total is over it.
  */
 export function buildNativeMetadata(
   side: Side,
@@ -159,17 +198,30 @@ export function buildNativeMetadata(
   if (marker.sourceSequencer !== undefined) {
     native[MARKER_NAMES.sourceSequencer] = marker.sourceSequencer;
   }
-  for (const [name, value] of Object.entries(native)) checkValue(side, name, value);
-  const size = sizeOf(native);
-  if (size > METADATA_LIMIT[side]) {
+  for (const name of Object.values(MARKER_NAMES)) {
+    const value = native[name];
+    if (value !== undefined) checkValue(side, name, value);
+  }
+  let total = 0;
+  let largest = { name: '', bytes: 0 };
+  for (const [name, value] of Object.entries(native)) {
+    const bytes = utf8Bytes(name) + utf8Bytes(value);
+    total += bytes;
+    if (bytes > largest.bytes) largest = { name, bytes };
+  }
+  const limit = METADATA_LIMIT[side];
+  if (total > limit) {
     throw new UnrepresentableError(
-      `user metadata needs ${size} bytes on ${side === 's3' ? 'S3' : 'Azure'} (with the replica marker), over its limit of ${METADATA_LIMIT[side]}`,
+      `metadata on ${STORE_NAME[side]} would take ${total} bytes (names and values, with the replica marker), over its limit of ${limit}; the largest entry is "${largest.name}" (${largest.bytes} bytes)`,
     );
   }
   return native;
 }
 
-/** The replica marker in an object's native metadata, if it has a complete one. */
+/**
+ * The replica marker in an object's native metadata, or `undefined` unless it is complete
+ * (a known origin, a source eTag and a source last-modified). Names are matched without case.
+ */
 export function readReplicaMarker(native: Record<string, string>): ReplicaMarker | undefined {
   const lower = new Map(Object.entries(native).map(([name, value]) => [name.toLowerCase(), value]));
   const origin = lower.get(MARKER_NAMES.origin);

@@ -10,6 +10,7 @@ const TiB = 1024 * GiB;
  * Amazon S3 limits: parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 parts,
  * a single PUT up to 5 GiB, objects up to 5 TiB.
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html
  */
 export const S3_LIMITS: StoreLimits = {
   maxObjectSize: 5 * TiB,
@@ -40,13 +41,23 @@ export interface PlannedRange {
   size: number;
 }
 
+/**
+ * How one object is written: in one request, or staged in parts that cover it exactly, in
+ * order, without gaps or overlaps (every part `partSize` bytes except a smaller last one).
+ */
 export type RangePlan =
   | { mode: 'single' }
   | { mode: 'staged'; partSize: number; parts: PlannedRange[] };
 
 /**
- * The stricter of two sets of limits. The engine plans against the destination's staging
- * limits; ranged reads from the source have no part limits of their own.
+ * The stricter of each of two sets of limits: the smaller maximums and part count, the larger
+ * minimum part size.
+ *
+ * The copy engine plans against the destination's staging limits alone: the source is read
+ * with ranged GETs, which accept any range, so it adds no part limits of its own. Use this
+ * only when one plan must satisfy two stores at once (a plan reused for both directions, or a
+ * store behind a proxy with its own caps). The result can be unsatisfiable (a minimum part
+ * above the maximum); `planRanges` then refuses objects that need parts.
  */
 export function combineLimits(a: StoreLimits, b: StoreLimits): StoreLimits {
   return {
@@ -58,10 +69,28 @@ export function combineLimits(a: StoreLimits, b: StoreLimits): StoreLimits {
   };
 }
 
+/** `5497558138880 bytes (5.0 TiB)`: exact, since a limit and one byte past it format alike. */
+function exactly(bytes: number): string {
+  return bytes < KiB ? `${bytes} B` : `${bytes} bytes (${formatBytes(bytes)})`;
+}
+
+/** `Math.ceil(a / b)` for non-negative safe integers, without floating-point rounding. */
+function ceilDiv(a: number, b: number): number {
+  return Math.floor(a / b) + (a % b === 0 ? 0 : 1);
+}
+
 /**
- * Plans how an object of `size` bytes is written: in one request when it fits in one part,
- * otherwise in parts of `partSize`, grown (to a whole MiB) when the object would need more
- * parts than the store allows. Pure.
+ * Plans how an object of `size` bytes is written. One request (`single`) when it fits in one
+ * part and in the store's single-request limit, 0 B included. Otherwise parts of `partSize`
+ * (raised to the store's minimum part size, lowered to its maximum), the last one smaller; when
+ * that would need more parts than the store allows, the part size grows to the smallest whole
+ * MiB that fits. Pure.
+ *
+ * @throws UsageError when `partSize` or `size` is not a positive (for `size`: non-negative)
+ *   whole number of bytes.
+ * @throws UnrepresentableError when the object is larger than the store's maximum, or cannot be
+ *   split into at most `maxParts` parts of at most `maxPartSize`; the message names the size
+ *   and the limit.
  */
 export function planRanges(
   size: number,
@@ -78,18 +107,24 @@ export function planRanges(
   }
   if (size > limits.maxObjectSize) {
     throw new UnrepresentableError(
-      `an object of ${formatBytes(size)} is larger than the destination's maximum of ${formatBytes(limits.maxObjectSize)}`,
+      `an object of ${exactly(size)} is larger than the destination's maximum object size of ${exactly(limits.maxObjectSize)}`,
     );
   }
   if (size <= options.partSize && size <= limits.maxSinglePutSize) return { mode: 'single' };
 
   let partSize = Math.min(Math.max(options.partSize, limits.minPartSize), limits.maxPartSize);
-  if (Math.ceil(size / partSize) > limits.maxParts) {
-    partSize = Math.ceil(size / limits.maxParts / MiB) * MiB;
+  if (ceilDiv(size, partSize) > limits.maxParts) {
+    // The smallest part size that fits, rounded up to a whole MiB so plans stay readable.
+    const needed = ceilDiv(ceilDiv(size, limits.maxParts), MiB) * MiB;
+    partSize = Math.min(needed, limits.maxPartSize);
   }
-  if (partSize > limits.maxPartSize || Math.ceil(size / partSize) > limits.maxParts) {
+  if (
+    partSize < limits.minPartSize ||
+    partSize > limits.maxPartSize ||
+    ceilDiv(size, partSize) > limits.maxParts
+  ) {
     throw new UnrepresentableError(
-      `an object of ${formatBytes(size)} does not fit in ${limits.maxParts} parts of at most ${formatBytes(limits.maxPartSize)}`,
+      `an object of ${exactly(size)} does not fit in the destination's limit of ${limits.maxParts} parts of ${exactly(limits.minPartSize)} to ${exactly(limits.maxPartSize)}`,
     );
   }
   const parts: PlannedRange[] = [];
@@ -113,7 +148,14 @@ const UNITS: Record<string, number> = {
   tb: 1000 ** 4,
 };
 
-/** Parses `8388608`, `8MiB`, `64MB`, `1.5GiB`: binary units are powers of 1024, decimal of 1000. */
+/**
+ * Parses a size: a whole number of bytes (`8388608`, `100B`) or a number with a unit (`8MiB`,
+ * `64MB`, `1.5GiB`, `512 KiB`). KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of
+ * 1000; units are case-insensitive. A fraction is rounded to the nearest byte.
+ *
+ * @throws UsageError naming `text` when it is not a positive size (negative, zero, empty,
+ *   unknown unit, not a number) or is too large to count exactly.
+ */
 export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = UNITS[(match?.[2] ?? '').toLowerCase()];
@@ -121,18 +163,18 @@ export function parseSize(text: string): number {
     throw new UsageError(`"${text}" is not a size (use bytes or a unit: 512KiB, 8MiB, 64MB, 1GiB)`);
   }
   const bytes = Math.round(Number(match[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-    throw new UsageError(`"${text}" is not a positive size`);
-  }
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`"${text}" is too large a size`);
+  if (bytes <= 0) throw new UsageError(`"${text}" is not a positive size`);
   return bytes;
 }
 
-/** `8.0 MiB`, for people. */
+/** Bytes for people, in binary units with one decimal: `512 B`, `8.0 MiB`, `1.5 GiB`. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;
   let index = 0;
-  while (value >= 1024 && index < units.length - 1) {
+  // Move up while the value would print as 1024.0 or more (1048575 B is 1.0 MiB, not 1024.0 KiB).
+  while (Math.abs(value) >= 1023.95 && index < units.length - 1) {
     value /= 1024;
     index++;
   }
