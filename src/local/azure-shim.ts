@@ -1,25 +1,28 @@
-import { createHash } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash, type Hash } from 'node:crypto';
+import http, {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+import { type AuthCheck, SAS_PARAMETERS, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
 
-/**
- * A reverse proxy in front of Azurite that performs what Azurite answers 501 to, the way Azure
- * does: Put Block From URL and Put Blob From URL. The shim authenticates the request (Shared
- * Key), fetches the source range itself, and stages the bytes into Azurite as a plain Put Block
- * or Put Blob, signed with the account key. Every other request passes through untouched.
- */
+/** Where the shim listens, where Azurite is, and the account both share. */
 export interface AzureShimOptions {
   /** Azurite's endpoint, e.g. `http://127.0.0.1:10001`. */
   target: string;
   account: string;
   /** Base64 account key, shared with Azurite. */
   key: string;
+  /** 0 or absent for any free port. */
   port?: number;
   host?: string;
 }
 
+/** A listening shim. */
 export interface RunningAzureShim {
   port: number;
   /** Account URL on the shim: `http://127.0.0.1:<port>/<account>`. */
@@ -27,80 +30,253 @@ export interface RunningAzureShim {
   close(): Promise<void>;
 }
 
+type PullKind = 'block' | 'blob';
+
+/** Azure refuses Shared Key requests dated more than 15 minutes from its clock. */
+const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
+/** Source error bodies are read for their code and message only. */
+const MAX_ERROR_BODY = 64 * 1024;
+const DEFAULT_VERSION = '2021-12-02';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  // Node's server has already answered 100-continue to the client.
+  'expect',
+]);
+
+/** Content properties of Put Blob From URL: request header, and the source header it copies. */
+const CONTENT_PROPERTIES = [
+  ['x-ms-blob-content-type', 'content-type'],
+  ['x-ms-blob-content-encoding', 'content-encoding'],
+  ['x-ms-blob-content-language', 'content-language'],
+  ['x-ms-blob-content-disposition', 'content-disposition'],
+  ['x-ms-blob-cache-control', 'cache-control'],
+] as const;
+
+/** Conditions on the copy source, and the header each becomes on the GET of the source. */
+const SOURCE_CONDITIONS = [
+  ['x-ms-source-if-match', 'if-match'],
+  ['x-ms-source-if-none-match', 'if-none-match'],
+  ['x-ms-source-if-modified-since', 'if-modified-since'],
+  ['x-ms-source-if-unmodified-since', 'if-unmodified-since'],
+] as const;
+
+/** Request headers Put Blob From URL shares with Put Blob, carried over as they are. */
+const CARRIED_FOR_BLOB =
+  /^(x-ms-meta-|x-ms-blob-content-md5$|x-ms-access-tier$|x-ms-tags$|x-ms-immutability-policy-|x-ms-legal-hold$|if-match$|if-none-match$|if-modified-since$|if-unmodified-since$|x-ms-if-tags$)/;
+/** Request headers both pull operations share with their plain counterparts. */
+const CARRIED_FOR_BOTH = /^(x-ms-client-request-id$|x-ms-lease-id$|x-ms-encryption-scope$)/;
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-function headerValue(request: IncomingMessage, name: string): string | undefined {
-  const value = request.headers[name];
+function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
 
-function azureError(response: ServerResponse, status: number, code: string, message: string): void {
-  const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+function escapeXml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (char) =>
+      ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
+  );
+}
+
+function azureError(
+  response: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  extra: { headers?: Record<string, string>; elements?: Record<string, string> } = {},
+): void {
+  const elements = Object.entries(extra.elements ?? {})
+    .map(([name, value]) => `<${name}>${escapeXml(value)}</${name}>`)
+    .join('');
+  const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>${elements}</Error>`;
   response.writeHead(status, {
     'content-type': 'application/xml',
     'x-ms-error-code': code,
     'content-length': Buffer.byteLength(body),
+    ...extra.headers,
   });
   response.end(body);
 }
 
-function isPullRequest(
-  request: IncomingMessage,
-  query: URLSearchParams,
-): 'block' | 'blob' | undefined {
-  if (request.method !== 'PUT' || !headerValue(request, 'x-ms-copy-source')) return undefined;
+function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const kept: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HOP_BY_HOP.has(name)) kept[name] = value;
+  }
+  return kept;
+}
+
+function pullKind(request: IncomingMessage, query: URLSearchParams): PullKind | undefined {
+  if (request.method !== 'PUT' || !headerValue(request.headers, 'x-ms-copy-source')) {
+    return undefined;
+  }
   if (query.get('comp') === 'block') return 'block';
   // Copy Blob is also a PUT with x-ms-copy-source; only Put Blob From URL names a blob type.
-  if (!query.has('comp') && headerValue(request, 'x-ms-blob-type') === 'BlockBlob') return 'blob';
+  if (!query.has('comp') && headerValue(request.headers, 'x-ms-blob-type') === 'BlockBlob') {
+    return 'blob';
+  }
   return undefined;
 }
 
-/** Opens the copy source; resolves with its response, or with the failure status (0: unreachable). */
-function openSource(
-  url: string,
-  range: string | undefined,
-  ifMatch: string | undefined,
-): Promise<{ status: number; response?: IncomingMessage }> {
+/**
+ * Authenticates a pull request the way Azure would: Shared Key with this account's key, or a
+ * SAS signed with it. Put Block needs write permission; Put Blob, create or write.
+ * https://learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key
+ */
+function authenticate(
+  options: AzureShimOptions,
+  request: IncomingMessage,
+  kind: PullKind,
+): AuthCheck {
+  const url = request.url ?? '/';
+  const authorization = headerValue(request.headers, 'authorization');
+  if (authorization) {
+    const date = Date.parse(
+      headerValue(request.headers, 'x-ms-date') ?? headerValue(request.headers, 'date') ?? '',
+    );
+    const verified =
+      authorization.startsWith(`SharedKey ${options.account}:`) &&
+      verify(options.account, options.key, { method: 'PUT', url, headers: request.headers });
+    if (!verified || Number.isNaN(date) || Math.abs(Date.now() - date) > MAX_CLOCK_SKEW_MS) {
+      return {
+        ok: false,
+        status: 403,
+        code: 'AuthenticationFailed',
+        message:
+          'Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.',
+      };
+    }
+    return { ok: true };
+  }
+  const parsed = new URL(url, 'http://placeholder');
+  if (parsed.searchParams.has('sig')) {
+    return verifySas(options.account, options.key, parsed, kind === 'block' ? 'w' : 'cw');
+  }
+  return {
+    ok: false,
+    status: 401,
+    code: 'NoAuthenticationInformation',
+    message:
+      'Server failed to authenticate the request. Please refer to the information in the www-authenticate header.',
+  };
+}
+
+interface OpenedSource {
+  status: number;
+  response?: IncomingMessage;
+  /** The source's own error code and message, when it answered with an error. */
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+/** GETs the copy source; resolves with its response, or with its failure (status 0: unreachable). */
+function openSource(url: string, headers: Record<string, string>): Promise<OpenedSource> {
   return new Promise((resolve) => {
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      resolve({ status: 400 });
+      resolve({ status: 400, errorMessage: 'The copy source is not a valid URL.' });
+      return;
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      resolve({ status: 400, errorMessage: 'The copy source must be an http or https URL.' });
       return;
     }
     const client = parsed.protocol === 'https:' ? https : http;
     const request = client.get(
       parsed,
-      {
-        headers: { ...(range && { range }), ...(ifMatch && { 'if-match': ifMatch }) },
-        ...(parsed.protocol === 'http:' && { agent }),
-      },
+      { headers, ...(parsed.protocol === 'http:' && { agent }) },
       (response) => {
         const status = response.statusCode ?? 0;
-        if (status !== 200 && status !== 206) {
-          response.resume();
-          resolve({ status });
+        if (status === 200 || status === 206) {
+          resolve({ status, response });
           return;
         }
-        resolve({ status, response });
+        readError(response).then((error) => resolve({ status, ...error }));
       },
     );
     request.once('error', () => resolve({ status: 0 }));
   });
 }
 
-async function readBody(stream: IncomingMessage): Promise<Buffer> {
+/** The code and message of an S3 or Azure error answer (`<Code>`, `<Message>`, or headers). */
+async function readError(
+  response: IncomingMessage,
+): Promise<{ errorCode?: string; errorMessage?: string }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response) {
+      size += (chunk as Buffer).length;
+      if (size <= MAX_ERROR_BODY) chunks.push(chunk as Buffer);
+    }
+  } catch {
+    // A broken error body still tells its status.
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  const code =
+    headerValue(response.headers, 'x-ms-error-code') ??
+    headerValue(response.headers, 'x-amz-error-code') ??
+    /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
+  return { ...(code && { errorCode: code }), ...(message && { errorMessage: message }) };
+}
+
+async function readBody(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
-/** Sends one request to Azurite and relays its answer, status, headers and body as they come. */
+/** Passes bytes `[skip, skip + take)` of a stream and hashes what it passes. */
+class RangeTap extends Transform {
+  readonly hash: Hash = createHash('md5');
+  #skip: number;
+  #take: number;
+
+  constructor(skip: number, take: number) {
+    super();
+    this.#skip = skip;
+    this.#take = take;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let part = chunk;
+    if (this.#skip > 0) {
+      const skipped = Math.min(this.#skip, part.length);
+      this.#skip -= skipped;
+      part = part.subarray(skipped);
+    }
+    if (this.#take < part.length) part = part.subarray(0, this.#take);
+    this.#take -= part.length;
+    if (part.length > 0) {
+      this.hash.update(part);
+      this.push(part);
+    }
+    done();
+  }
+}
+
+/**
+ * Sends one request to Azurite and relays its answer (status, headers, body as they come).
+ * `decorate` may add headers to a successful answer.
+ */
 function forward(
   target: URL,
-  request: { method: string; path: string; headers: http.OutgoingHttpHeaders },
+  request: { method: string; path: string; headers: IncomingHttpHeaders },
   response: ServerResponse,
+  decorate?: (headers: IncomingHttpHeaders) => void,
 ): http.ClientRequest {
   const upstream = http.request(
     {
@@ -108,17 +284,23 @@ function forward(
       port: target.port,
       method: request.method,
       path: request.path,
-      headers: { ...request.headers, host: target.host },
+      headers: request.headers,
       agent,
     },
     (reply) => {
-      response.writeHead(reply.statusCode ?? 502, reply.headers);
+      const headers = withoutHopByHop(reply.headers);
+      const status = reply.statusCode ?? 502;
+      if (status >= 200 && status < 300) decorate?.(headers);
+      response.writeHead(status, headers);
       reply.pipe(response);
     },
   );
+  response.once('close', () => {
+    if (!response.writableFinished) upstream.destroy();
+  });
   upstream.on('error', () => {
     if (!response.headersSent) {
-      azureError(response, 502, 'InternalError', 'Azurite is not reachable.');
+      azureError(response, 500, 'InternalError', 'The server encountered an internal error.');
     } else {
       response.destroy();
     }
@@ -126,132 +308,224 @@ function forward(
   return upstream;
 }
 
-/** Forwards a request to Azurite as it came, streaming both ways. */
+/** Forwards a request to Azurite as it came (its Host too), streaming both ways. */
 function pass(target: URL, request: IncomingMessage, response: ServerResponse): void {
   const upstream = forward(
     target,
-    { method: request.method ?? 'GET', path: request.url ?? '/', headers: request.headers },
+    {
+      method: request.method ?? 'GET',
+      path: request.url ?? '/',
+      // Azurite checks a Copy Blob source against the Host the client used.
+      headers: { ...withoutHopByHop(request.headers), host: request.headers.host ?? target.host },
+    },
     response,
   );
   request.pipe(upstream);
 }
 
-/**
- * Sends a signed PUT to Azurite whose body is the source's bytes, streamed through without
- * being held, and relays Azurite's answer.
- */
-function stage(
-  options: AzureShimOptions,
-  target: URL,
-  url: string,
-  headers: Record<string, string>,
-  body: IncomingMessage | Buffer,
-  length: number,
-  response: ServerResponse,
-): void {
-  const all: Record<string, string> = {
-    ...headers,
-    'content-length': String(length),
-    'x-ms-date': new Date().toUTCString(),
-  };
-  all.authorization = sign(options.account, options.key, { method: 'PUT', url, headers: all });
-  const upstream = forward(target, { method: 'PUT', path: url, headers: all }, response);
-  if (Buffer.isBuffer(body)) {
-    upstream.end(body);
-    return;
-  }
-  // A source that breaks off mid-body must not leave a short block behind.
-  body.once('error', () => upstream.destroy());
-  body.once('aborted', () => upstream.destroy());
-  body.pipe(upstream);
+/** The request's path and query without SAS parameters: the shim signs with the key instead. */
+function unsignedPath(url: string): string {
+  const question = url.indexOf('?');
+  if (question < 0) return url;
+  // The path goes on as the client sent it (no dot-segment or escape normalisation).
+  const kept = url
+    .slice(question + 1)
+    .split('&')
+    .filter((pair) => !SAS_PARAMETERS.has(decodeURIComponent(pair.split('=')[0] ?? '')));
+  return kept.length > 0 ? `${url.slice(0, question)}?${kept.join('&')}` : url.slice(0, question);
 }
 
-const FORWARDED_FOR_BLOB =
-  /^(x-ms-blob-content-|x-ms-blob-cache-control$|x-ms-meta-|x-ms-version$|x-ms-client-request-id$|x-ms-access-tier$|x-ms-tags$)/;
+/** Start and length of an `x-ms-source-range` (`bytes=start-end`), when in that form. */
+function parseRange(range: string | undefined): { start: number; end?: number } | undefined {
+  const match = range ? /^bytes=(\d+)-(\d*)$/.exec(range.trim()) : null;
+  if (!match?.[1]) return undefined;
+  return { start: Number(match[1]), ...(match[2] && { end: Number(match[2]) }) };
+}
 
+/**
+ * The headers of the plain Put Block / Put Blob the pull becomes: the request's own, and for
+ * Put Blob From URL the content properties, which come from the source unless the request sets
+ * them or says `x-ms-copy-source-blob-properties: false`, and its metadata, copied from the
+ * source when the request names none.
+ */
+function stagingHeaders(
+  kind: PullKind,
+  request: IncomingMessage,
+  source: IncomingMessage,
+): Record<string, string> {
+  const headers: Record<string, string> = {
+    'x-ms-version': headerValue(request.headers, 'x-ms-version') ?? DEFAULT_VERSION,
+  };
+  const carried = kind === 'blob' ? [CARRIED_FOR_BOTH, CARRIED_FOR_BLOB] : [CARRIED_FOR_BOTH];
+  for (const [name, raw] of Object.entries(request.headers)) {
+    const text = Array.isArray(raw) ? raw.join(',') : raw;
+    if (text !== undefined && carried.some((pattern) => pattern.test(name))) headers[name] = text;
+  }
+  if (kind === 'block') return headers;
+  headers['x-ms-blob-type'] = 'BlockBlob';
+  const copyProperties =
+    headerValue(request.headers, 'x-ms-copy-source-blob-properties')?.toLowerCase() !== 'false';
+  for (const [requestName, sourceName] of CONTENT_PROPERTIES) {
+    const value =
+      headerValue(request.headers, requestName) ??
+      (copyProperties ? headerValue(source.headers, sourceName) : undefined);
+    if (value !== undefined) headers[requestName] = value;
+  }
+  if (!Object.keys(request.headers).some((name) => name.startsWith('x-ms-meta-'))) {
+    for (const [name, raw] of Object.entries(source.headers)) {
+      if (name.startsWith('x-ms-meta-') && typeof raw === 'string') headers[name] = raw;
+    }
+  }
+  return headers;
+}
+
+/** Answers a failed source read the way Azure does: its status, and what the source said. */
+function sourceFailure(response: ServerResponse, opened: OpenedSource, conditional: boolean): void {
+  if ((opened.status === 412 || opened.status === 304) && conditional) {
+    azureError(
+      response,
+      412,
+      'SourceConditionNotMet',
+      'The source condition specified using HTTP conditional header(s) is not met.',
+    );
+    return;
+  }
+  const status = opened.status === 0 ? 500 : opened.status;
+  const message =
+    opened.status === 0
+      ? 'Could not verify the copy source within the specified time.'
+      : opened.status === 404
+        ? 'The specified resource does not exist.'
+        : (opened.errorMessage ?? `The copy source answered ${opened.status}.`);
+  azureError(response, status, 'CannotVerifyCopySource', message, {
+    ...(opened.status !== 0 && {
+      headers: {
+        'x-ms-copy-source-status-code': String(opened.status),
+        ...(opened.errorCode && { 'x-ms-copy-source-error-code': opened.errorCode }),
+      },
+      elements: {
+        CopySourceStatusCode: String(opened.status),
+        ...(opened.errorCode && { CopySourceErrorCode: opened.errorCode }),
+        ...(opened.errorMessage && { CopySourceErrorMessage: opened.errorMessage }),
+      },
+    }),
+  });
+}
+
+/** Performs Put Block From URL or Put Blob From URL as a plain Put Block or Put Blob. */
 async function pull(
   options: AzureShimOptions,
   target: URL,
-  kind: 'block' | 'blob',
+  kind: PullKind,
   request: IncomingMessage,
   response: ServerResponse,
 ): Promise<void> {
   // The request's own body is empty; drain it so the socket can be reused.
   request.resume();
-  const url = request.url ?? '/';
-  if (
-    !headerValue(request, 'authorization') ||
-    !verify(options.account, options.key, { method: 'PUT', url, headers: request.headers })
-  ) {
-    azureError(
-      response,
-      403,
-      'AuthenticationFailed',
-      'Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.',
-    );
+  const auth = authenticate(options, request, kind);
+  if (!auth.ok) {
+    azureError(response, auth.status, auth.code, auth.message);
     return;
   }
-  const source = headerValue(request, 'x-ms-copy-source') ?? '';
-  const range = headerValue(request, 'x-ms-source-range');
-  const opened = await openSource(source, range, headerValue(request, 'x-ms-source-if-match'));
-  if (!opened.response) {
-    // Azure reports any failure to read the source as CannotVerifyCopySource with its status.
-    azureError(
-      response,
-      opened.status === 0 ? 500 : opened.status,
-      'CannotVerifyCopySource',
-      opened.status === 0
-        ? 'Could not reach the copy source.'
-        : `The copy source answered ${opened.status}.`,
-    );
+  const rangeHeader = headerValue(request.headers, 'x-ms-source-range');
+  const sourceHeaders: Record<string, string> = {};
+  if (rangeHeader) sourceHeaders.range = rangeHeader;
+  for (const [requestName, sourceName] of SOURCE_CONDITIONS) {
+    const value = headerValue(request.headers, requestName);
+    if (value !== undefined) sourceHeaders[sourceName] = value;
+  }
+  const conditional = Object.keys(sourceHeaders).some((name) => name.startsWith('if-'));
+  // Azure sends the copy source authorization (a bearer token) to the source, not to itself.
+  const sourceAuthorization = headerValue(request.headers, 'x-ms-copy-source-authorization');
+  if (sourceAuthorization) sourceHeaders.authorization = sourceAuthorization;
+  const opened = await openSource(
+    headerValue(request.headers, 'x-ms-copy-source') ?? '',
+    sourceHeaders,
+  );
+  const source = opened.response;
+  if (!source) {
+    sourceFailure(response, opened, conditional);
     return;
   }
-  let body: IncomingMessage | Buffer = opened.response;
-  let length = Number(opened.response.headers['content-length']);
-  const sourceMd5 = headerValue(request, 'x-ms-source-content-md5');
-  if (sourceMd5 || !Number.isSafeInteger(length)) {
-    // Checking a source MD5 (or sizing a chunked source) needs the whole range first.
-    body = await readBody(opened.response);
+  response.once('close', () => {
+    if (!response.writableFinished) source.destroy();
+  });
+
+  // A source that ignores Range answers 200 with everything; take the range out of that.
+  const range = parseRange(rangeHeader);
+  const sourceLength = Number(source.headers['content-length']);
+  const sized = Number.isSafeInteger(sourceLength);
+  let skip = 0;
+  let take = sized ? sourceLength : Number.MAX_SAFE_INTEGER;
+  if (range && opened.status === 200) {
+    skip = range.start;
+    const last = sized ? Math.min(range.end ?? sourceLength - 1, sourceLength - 1) : range.end;
+    take = last === undefined ? Number.MAX_SAFE_INTEGER : Math.max(last - range.start + 1, 0);
+  }
+  let length = sized ? take : Number.NaN;
+  const tap = new RangeTap(skip, take);
+  source.once('error', (error) => tap.destroy(error));
+  source.once('aborted', () => tap.destroy(new Error('the copy source broke off')));
+  source.pipe(tap);
+
+  let body: NodeJS.ReadableStream | Buffer = tap;
+  const sourceMd5 = headerValue(request.headers, 'x-ms-source-content-md5');
+  if (sourceMd5 !== undefined || !Number.isSafeInteger(length)) {
+    // Checking a source MD5 (or sizing a source without Content-Length) needs the whole range.
+    try {
+      body = await readBody(tap);
+    } catch {
+      sourceFailure(response, { status: 0 }, false);
+      return;
+    }
     length = body.length;
-    if (sourceMd5 && createHash('md5').update(body).digest('base64') !== sourceMd5) {
+    if (sourceMd5 !== undefined && tap.hash.copy().digest('base64') !== sourceMd5) {
       azureError(
         response,
         400,
         'Md5Mismatch',
-        'The MD5 value specified in the request did not match the MD5 value calculated by the server.',
+        'The MD5 value specified in the request did not match with the MD5 value calculated by the server.',
       );
       return;
     }
   }
+
+  const path = unsignedPath(request.url ?? '/');
   const headers: Record<string, string> = {
-    'x-ms-version': headerValue(request, 'x-ms-version') ?? '2021-12-02',
+    ...stagingHeaders(kind, request, source),
+    'content-length': String(length),
+    'x-ms-date': new Date().toUTCString(),
   };
-  if (kind === 'blob') {
-    headers['x-ms-blob-type'] = 'BlockBlob';
-    for (const [name, raw] of Object.entries(request.headers)) {
-      const text = Array.isArray(raw) ? raw[0] : raw;
-      if (text !== undefined && FORWARDED_FOR_BLOB.test(name)) headers[name] = text;
-    }
-    for (const name of ['if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since']) {
-      const text = headerValue(request, name);
-      if (text !== undefined) headers[name] = text;
-    }
+  headers.authorization = sign(options.account, options.key, { method: 'PUT', url: path, headers });
+  const upstream = forward(target, { method: 'PUT', path, headers }, response, (answer) => {
+    // Azure answers Put Block From URL with the MD5 of the block it staged.
+    if (!answer['content-md5']) answer['content-md5'] = tap.hash.copy().digest('base64');
+  });
+  if (Buffer.isBuffer(body)) {
+    upstream.end(body);
+    return;
   }
-  stage(options, target, url, headers, body, length, response);
+  // A source that breaks off mid-body must not leave a short block behind.
+  tap.once('error', () => upstream.destroy());
+  body.pipe(upstream);
 }
 
-/** Starts the shim on `port` (0 for any free port). */
+/** Starts the shim on `options.port` (0 for any free port). */
 export async function startAzureShim(options: AzureShimOptions): Promise<RunningAzureShim> {
   const target = new URL(options.target);
   const server = http.createServer((request, response) => {
     const query = new URL(request.url ?? '/', 'http://placeholder').searchParams;
-    const kind = isPullRequest(request, query);
+    const kind = pullKind(request, query);
     if (!kind) {
       pass(target, request, response);
       return;
     }
     pull(options, target, kind, request, response).catch(() => {
-      if (!response.headersSent) azureError(response, 500, 'InternalError', 'The shim failed.');
+      if (!response.headersSent) {
+        azureError(response, 500, 'InternalError', 'The server encountered an internal error.');
+      } else {
+        response.destroy();
+      }
     });
   });
   server.keepAliveTimeout = 30_000;

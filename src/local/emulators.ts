@@ -7,6 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** Endpoints and credentials of a running local stack. */
 export interface RunningEmulators {
+  /** S3 and SQS endpoint (path-style S3), e.g. `http://127.0.0.1:4566`. */
   s3Endpoint: string;
   region: string;
   accessKeyId: string;
@@ -17,22 +18,29 @@ export interface RunningEmulators {
   azureAccountUrl: string;
   /** Azurite itself, without the shim (it answers 501 to Put Block From URL). */
   azuriteAccountUrl: string;
+  /** Connection string for the public Azure endpoint (carries the account key). */
   azureConnectionString: string;
+  /** Stops every emulator process and resolves when they have exited. */
   stop(): Promise<void>;
 }
 
+/** How to start the local stack; every option has a default. */
 export interface StartEmulatorsOptions {
   /** Public S3 + SQS port; 0 or absent for any free port. */
   s3Port?: number;
   /** Public Azure Blob port; 0 or absent for any free port. */
   azurePort?: number;
+  /** Address the public endpoints bind to; default 127.0.0.1. */
   host?: string;
   /** Keep Azurite's data in this folder instead of in memory. */
   azuriteDataDir?: string;
+  /** Receives what the emulators write on stderr. */
   log?: (line: string) => void;
 }
 
 const ACCOUNT = 'devstoreaccount1';
+const AZURITE_HOST = '127.0.0.1';
+const OPTION_NAMES = new Set(['s3Port', 'azurePort', 'host', 'azuriteDataDir', 'log']);
 const READY_TIMEOUT_MS = 30_000;
 const require = createRequire(import.meta.url);
 
@@ -162,6 +170,12 @@ function stopChild(child: ChildProcess): Promise<void> {
 export async function startEmulators(
   options: StartEmulatorsOptions = {},
 ): Promise<RunningEmulators> {
+  const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name));
+  if (unknown.length > 0) {
+    throw new TypeError(
+      `startEmulators: unknown option ${unknown.map((name) => `"${name}"`).join(', ')}`,
+    );
+  }
   const host = options.host ?? '127.0.0.1';
   const region = 'us-east-1';
   const accessKeyId = `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`;
@@ -191,11 +205,12 @@ export async function startEmulators(
     );
     children.push(s3);
 
-    const azuritePort = await freePort(host);
+    // Azurite is internal: only the shim in front of it is public.
+    const azuritePort = await freePort(AZURITE_HOST);
     const azuriteArgs = [
       require.resolve('azurite/dist/src/blob/main.js'),
       '--blobHost',
-      host,
+      AZURITE_HOST,
       '--blobPort',
       String(azuritePort),
       '--skipApiVersionCheck',
@@ -218,7 +233,7 @@ export async function startEmulators(
       'azure-shim',
       [fileURLToPath(localFile('azure-shim-main.ts'))],
       {
-        S3AZ_TARGET: `http://${host}:${azuritePort}`,
+        S3AZ_TARGET: `http://${AZURITE_HOST}:${azuritePort}`,
         S3AZ_ACCOUNT: ACCOUNT,
         S3AZ_ACCOUNT_KEY: azureAccountKey,
         S3AZ_PORT: String(options.azurePort ?? 0),
@@ -231,7 +246,7 @@ export async function startEmulators(
     const [s3Port, shimPort] = await Promise.all([
       readyPort('the S3 emulator', s3),
       readyPort('the Azure shim', shim),
-      waitForPort('Azurite', host, azuritePort, azurite),
+      waitForPort('Azurite', AZURITE_HOST, azuritePort, azurite),
     ]);
     const azureAccountUrl = `http://${host}:${shimPort}/${ACCOUNT}`;
     return {
@@ -242,7 +257,7 @@ export async function startEmulators(
       azureAccountName: ACCOUNT,
       azureAccountKey,
       azureAccountUrl,
-      azuriteAccountUrl: `http://${host}:${azuritePort}/${ACCOUNT}`,
+      azuriteAccountUrl: `http://${AZURITE_HOST}:${azuritePort}/${ACCOUNT}`,
       azureConnectionString: `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${azureAccountKey};BlobEndpoint=${azureAccountUrl};`,
       stop,
     };

@@ -1,25 +1,17 @@
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { buildApp } from 'fauxqs';
 import { decodeAwsChunked } from './aws-chunked.ts';
+import {
+  CHECKSUM_NAMES,
+  checksumAlgorithmOf,
+  checksumOf,
+  isWellFormedChecksum,
+} from './checksums.ts';
 
-/**
- * The local S3 (and SQS) endpoint: fauxqs, plus the S3 behaviours the replicator relies on
- * that fauxqs 1.9 lacks, each done the way Amazon S3 does it:
- * - the access key id of signed requests must be the configured one (`InvalidAccessKeyId`);
- * - conditional writes: PutObject and CompleteMultipartUpload honour `If-None-Match: *` and
- *   `If-Match`, serialised per key (412 `PreconditionFailed`; 404 `NoSuchKey` for If-Match on
- *   a missing key);
- * - `Content-Encoding`, `Content-Language`, `Content-Disposition`, `Cache-Control` and
- *   `Expires` are kept and returned by HEAD and GET, and by CopyObject;
- * - ListParts;
- * - `Content-MD5` and `x-amz-checksum-crc32` (header or aws-chunked trailer) are verified
- *   (400 `BadDigest`, nothing stored);
- * - `x-amz-mp-object-size` is checked on CompleteMultipartUpload (400 `InvalidRequest`).
- * Signatures themselves are not verified; anonymous requests are let through.
- */
+/** Where and how to run the S3 emulator. */
 export interface S3EmulatorOptions {
+  /** 0 or absent for any free port. */
   port?: number;
   host?: string;
   region?: string;
@@ -27,6 +19,7 @@ export interface S3EmulatorOptions {
   accessKeyId?: string;
 }
 
+/** A listening S3 (and SQS) emulator. */
 export interface RunningS3Emulator {
   port: number;
   endpoint: string;
@@ -34,6 +27,7 @@ export interface RunningS3Emulator {
   close(): Promise<void>;
 }
 
+/** Standard headers S3 keeps beside the bytes that fauxqs 1.9 drops (it keeps Content-Type). */
 const KEPT_HEADERS = [
   'content-encoding',
   'content-language',
@@ -42,22 +36,49 @@ const KEPT_HEADERS = [
   'expires',
 ] as const;
 
+/** GetObject query parameters that override a response header, and the header each sets. */
+const RESPONSE_OVERRIDES = {
+  'response-content-type': 'content-type',
+  'response-content-language': 'content-language',
+  'response-expires': 'expires',
+  'response-cache-control': 'cache-control',
+  'response-content-disposition': 'content-disposition',
+  'response-content-encoding': 'content-encoding',
+} as const;
+
+const MAX_PART_NUMBER = 10_000;
+const PRECONDITION_FAILED = 'At least one of the pre-conditions you specified did not hold';
+
+/** Properties of one object version: they apply only while the object still has `etag`. */
 interface KeptProperties {
   etag: string;
   headers: Record<string, string>;
+}
+
+interface PartRecord {
+  etag: string;
+  size: number;
+  lastModified: Date;
+  /** CRC32 of the part's bytes, computed here; S3 checks the commit's part checksums against it. */
+  crc32: string;
+  /** Whether the part was sent with a CRC32 (then ListParts shows it). */
+  crc32Sent: boolean;
 }
 
 interface UploadRecord {
   bucket: string;
   key: string;
   headers: Record<string, string>;
-  parts: Map<number, { etag: string; size: number; lastModified: Date; crc32?: string }>;
+  initiated: Date;
+  checksumAlgorithm?: string;
+  parts: Map<number, PartRecord>;
 }
 
 type Operation =
   | 'PutObject'
   | 'CopyObject'
   | 'UploadPart'
+  | 'UploadPartCopy'
   | 'CreateMultipartUpload'
   | 'CompleteMultipartUpload'
   | 'AbortMultipartUpload'
@@ -72,11 +93,41 @@ interface RequestState {
   bucket: string;
   key: string;
   uploadId?: string;
-  partSize?: number;
+  /** The request's Content-Type, while it is hidden from fauxqs's body parsers. */
+  contentType?: string;
+  part?: { size: number; crc32: string; crc32Sent: boolean };
+  /** Verified `x-amz-checksum-*` values, echoed in the response as S3 does. */
+  checksums?: Array<[string, string]>;
   release?: () => void;
 }
 
+type BodyCheck =
+  | { ok: true; body: Buffer; checksums: Array<[string, string]> }
+  | { ok: false; status: number; code: string; message: string };
+
 const state = new WeakMap<FastifyRequest, RequestState>();
+
+function escapeXml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (char) =>
+      ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
+  );
+}
+
+function decodeXml(text: string): string {
+  return text.replace(
+    /&(quot|amp|lt|gt|apos|#(\d+)|#x([0-9a-fA-F]+));/g,
+    (entity, name: string, dec?: string, hex?: string) => {
+      if (dec) return String.fromCodePoint(Number(dec));
+      if (hex) return String.fromCodePoint(Number.parseInt(hex, 16));
+      return (
+        ({ quot: '"', amp: '&', lt: '<', gt: '>', apos: "'" } as Record<string, string>)[name] ??
+        entity
+      );
+    },
+  );
+}
 
 function s3Error(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   reply.header('content-type', 'application/xml');
@@ -84,12 +135,8 @@ function s3Error(reply: FastifyReply, status: number, code: string, message: str
   return reply
     .status(status)
     .send(
-      `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`,
+      `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message></Error>`,
     );
-}
-
-function noSuchUpload(reply: FastifyReply): FastifyReply {
-  return s3Error(reply, 404, 'NoSuchUpload', 'The specified multipart upload does not exist.');
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {
@@ -97,23 +144,25 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+function queryOf(request: FastifyRequest): Record<string, string | undefined> {
+  return (request.query ?? {}) as Record<string, string | undefined>;
+}
+
 function classify(request: FastifyRequest): RequestState | undefined {
   const params = request.params as { bucket?: string; '*'?: string } | undefined;
   const bucket = params?.bucket;
   const key = params?.['*'];
   if (!bucket || !key) return undefined;
-  const query = (request.query ?? {}) as Record<string, string | undefined>;
+  const query = queryOf(request);
   const uploadId = query.uploadId;
   const base = { bucket, key, ...(uploadId !== undefined && { uploadId }) };
+  const copySource = header(request, 'x-amz-copy-source') !== undefined;
   switch (request.method) {
     case 'PUT':
       if (uploadId !== undefined && query.partNumber !== undefined) {
-        return { ...base, operation: 'UploadPart' };
+        return { ...base, operation: copySource ? 'UploadPartCopy' : 'UploadPart' };
       }
-      return {
-        ...base,
-        operation: header(request, 'x-amz-copy-source') ? 'CopyObject' : 'PutObject',
-      };
+      return { ...base, operation: copySource ? 'CopyObject' : 'PutObject' };
     case 'POST':
       if ('uploads' in query) return { ...base, operation: 'CreateMultipartUpload' };
       if (uploadId !== undefined) return { ...base, operation: 'CompleteMultipartUpload' };
@@ -132,9 +181,9 @@ function classify(request: FastifyRequest): RequestState | undefined {
   }
 }
 
-function keptHeaders(request: FastifyRequest): Record<string, string> {
+function keptHeaders(request: FastifyRequest, names: readonly string[]): Record<string, string> {
   const kept: Record<string, string> = {};
-  for (const name of KEPT_HEADERS) {
+  for (const name of names) {
     let value = header(request, name);
     if (name === 'content-encoding' && value) {
       // aws-chunked describes the request body, not the object.
@@ -153,27 +202,54 @@ function accessKeyOf(request: FastifyRequest): string | undefined {
   const authorization = header(request, 'authorization');
   const fromHeader = authorization ? /Credential=([^/,\s]+)\//.exec(authorization)?.[1] : undefined;
   if (fromHeader) return fromHeader;
-  const query = (request.query ?? {}) as Record<string, string | undefined>;
-  return query['X-Amz-Credential']?.split('/')[0];
+  return queryOf(request)['X-Amz-Credential']?.split('/')[0];
 }
 
-function checksumOf(request: FastifyRequest): { crc32?: string } {
-  const crc32 = header(request, 'x-amz-checksum-crc32');
-  return crc32 === undefined ? {} : { crc32 };
+/** RFC 7232 entity-tag list match, as S3 does it: `*`, weak tags and missing quotes accepted. */
+function etagMatches(list: string, etag: string): boolean {
+  const bare = (tag: string) => tag.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
+  return list.split(',').some((tag) => tag.trim() === '*' || bare(tag) === bare(etag));
 }
 
-function decodeXml(text: string): string {
-  return text.replace(
-    /&(quot|amp|lt|gt|apos|#(\d+)|#x([0-9a-fA-F]+));/g,
-    (entity, name: string, dec?: string, hex?: string) => {
-      if (dec) return String.fromCharCode(Number(dec));
-      if (hex) return String.fromCharCode(Number.parseInt(hex, 16));
-      return (
-        ({ quot: '"', amp: '&', lt: '<', gt: '>', apos: "'" } as Record<string, string>)[name] ??
-        entity
-      );
-    },
-  );
+/**
+ * Evaluates GET-style preconditions against an object's eTag and last-modified time, in RFC
+ * 7232 order. Returns the failing status (412 or 304), or undefined when the request may proceed.
+ */
+function evaluateReadConditions(
+  conditions: {
+    ifMatch?: string | undefined;
+    ifNoneMatch?: string | undefined;
+    ifModifiedSince?: string | undefined;
+    ifUnmodifiedSince?: string | undefined;
+  },
+  etag: string,
+  lastModified: Date,
+  notModifiedStatus: number,
+): number | undefined {
+  const seconds = Math.floor(lastModified.getTime() / 1000);
+  const since = (text: string) => Math.floor(new Date(text).getTime() / 1000);
+  if (conditions.ifMatch !== undefined) {
+    if (!etagMatches(conditions.ifMatch, etag)) return 412;
+  } else if (conditions.ifUnmodifiedSince !== undefined) {
+    const limit = since(conditions.ifUnmodifiedSince);
+    if (!Number.isNaN(limit) && seconds > limit) return 412;
+  }
+  if (conditions.ifNoneMatch !== undefined) {
+    if (etagMatches(conditions.ifNoneMatch, etag)) return notModifiedStatus;
+  } else if (conditions.ifModifiedSince !== undefined) {
+    const limit = since(conditions.ifModifiedSince);
+    if (!Number.isNaN(limit) && seconds <= limit) return notModifiedStatus;
+  }
+  return undefined;
+}
+
+/** `bucket/key` of an `x-amz-copy-source` value, without its `?versionId=`. */
+function parseCopySource(value: string): { bucket: string; key: string } | undefined {
+  const path = value.split('?')[0] ?? '';
+  const decoded = decodeURIComponent(path).replace(/^\//, '');
+  const slash = decoded.indexOf('/');
+  if (slash <= 0) return undefined;
+  return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
 }
 
 function parseCompletedParts(
@@ -196,7 +272,91 @@ function parseCompletedParts(
   });
 }
 
-/** Per-key lock so a conditional check and its write cannot interleave with another's. */
+/**
+ * Decodes an aws-chunked body and verifies what the request says about its bytes: the decoded
+ * length, Content-MD5 and `x-amz-checksum-*` (as a header or as an aws-chunked trailer).
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html
+ */
+function checkBody(request: FastifyRequest): BodyCheck {
+  const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  let body = raw;
+  let trailers: Record<string, string> = {};
+  if ((header(request, 'content-encoding') ?? '').includes('aws-chunked')) {
+    const decoded = decodeAwsChunked(raw);
+    if (!decoded) {
+      return {
+        ok: false,
+        status: 400,
+        code: 'IncompleteBody',
+        message: 'The request body is not a well-formed aws-chunked body.',
+      };
+    }
+    body = decoded.data;
+    trailers = decoded.trailers;
+  }
+  const declared = header(request, 'x-amz-decoded-content-length');
+  if (declared !== undefined && Number(declared) !== body.length) {
+    return {
+      ok: false,
+      status: 400,
+      code: 'IncompleteBody',
+      message:
+        'You did not provide the number of bytes specified by the Content-Length HTTP header.',
+    };
+  }
+  const md5 = header(request, 'content-md5');
+  if (md5 !== undefined) {
+    if (!/^[A-Za-z0-9+/]{22}==$/.test(md5)) {
+      return {
+        ok: false,
+        status: 400,
+        code: 'InvalidDigest',
+        message: 'The Content-MD5 you specified was invalid.',
+      };
+    }
+    if (createHash('md5').update(body).digest('base64') !== md5) {
+      return {
+        ok: false,
+        status: 400,
+        code: 'BadDigest',
+        message: 'The Content-MD5 you specified did not match what we received.',
+      };
+    }
+  }
+  const given = new Map<string, string>();
+  for (const [name, value] of Object.entries(trailers)) {
+    if (name.startsWith('x-amz-checksum-')) given.set(name, value);
+  }
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (name.startsWith('x-amz-checksum-') && typeof value === 'string') given.set(name, value);
+  }
+  const checksums: Array<[string, string]> = [];
+  for (const [name, value] of given) {
+    const algorithm = checksumAlgorithmOf(name);
+    // Other names (`-algorithm`, `-type`, `-mode`, CRC64NVME) are not a checksum to verify here.
+    if (!algorithm) continue;
+    if (!isWellFormedChecksum(algorithm, value)) {
+      return {
+        ok: false,
+        status: 400,
+        code: 'InvalidRequest',
+        message: `Value for ${name} header is invalid.`,
+      };
+    }
+    if (checksumOf(algorithm, body) !== value) {
+      return {
+        ok: false,
+        status: 400,
+        code: 'BadDigest',
+        message: `The ${CHECKSUM_NAMES[algorithm]} you specified did not match the calculated checksum.`,
+      };
+    }
+    checksums.push([name, value]);
+  }
+  return { ok: true, body, checksums };
+}
+
+/** Per-key lock so a conditional check and its write cannot interleave with another write. */
 class KeyLocks {
   readonly #tails = new Map<string, Promise<void>>();
 
@@ -209,57 +369,39 @@ class KeyLocks {
     const tail = previous.then(() => current);
     this.#tails.set(id, tail);
     await previous;
+    let released = false;
     return () => {
+      if (released) return;
+      released = true;
       release();
       if (this.#tails.get(id) === tail) this.#tails.delete(id);
     };
   }
 }
 
-function verifyDigests(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  raw: Buffer,
-): Buffer | undefined {
-  let body = raw;
-  let trailers: Record<string, string> = {};
-  if ((header(request, 'content-encoding') ?? '').includes('aws-chunked')) {
-    const decoded = decodeAwsChunked(raw);
-    if (!decoded) {
-      s3Error(reply, 400, 'IncompleteBody', 'The aws-chunked body is not well formed.');
-      return undefined;
-    }
-    body = decoded.data;
-    trailers = decoded.trailers;
-  }
-  const md5 = header(request, 'content-md5');
-  if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5) {
-    s3Error(
-      reply,
-      400,
-      'BadDigest',
-      'The Content-MD5 you specified did not match what we received.',
-    );
-    return undefined;
-  }
-  const crc = header(request, 'x-amz-checksum-crc32') ?? trailers['x-amz-checksum-crc32'];
-  if (crc !== undefined) {
-    const actual = Buffer.alloc(4);
-    actual.writeUInt32BE(crc32(body));
-    if (actual.toString('base64') !== crc) {
-      s3Error(
-        reply,
-        400,
-        'BadDigest',
-        'The CRC32 you specified did not match the calculated checksum.',
-      );
-      return undefined;
-    }
-  }
-  return body;
-}
-
-/** Adds the S3 behaviours listed above to a fauxqs app, before it listens. */
+/**
+ * Adds to a fauxqs app, before it listens, the S3 behaviours the replicator relies on that
+ * fauxqs 1.9 lacks, each the way Amazon S3 does it:
+ * - signed requests must use the configured access key id (`InvalidAccessKeyId`); signatures
+ *   themselves are not verified, and anonymous requests are let through;
+ * - conditional writes: PutObject, CompleteMultipartUpload and CopyObject honour
+ *   `If-None-Match: *` and `If-Match`, DeleteObject honours `If-Match`; every write to a key
+ *   is serialised with the check (412 `PreconditionFailed`; 404 `NoSuchKey` for `If-Match` on
+ *   a missing key, as S3 answers);
+ * - HeadObject honours `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`;
+ *   CopyObject honours `x-amz-copy-source-if-*`;
+ * - `Content-Encoding`, `Content-Language`, `Content-Disposition`, `Cache-Control` and
+ *   `Expires` given on PutObject or CreateMultipartUpload are returned by HEAD and GET (ranged
+ *   too), and kept (or replaced) by CopyObject; GetObject's `response-*` overrides;
+ * - ListParts (with `max-parts` / `part-number-marker` paging) and ListMultipartUploads;
+ *   `NoSuchUpload` for an upload id that is unknown or belongs to another key;
+ * - `Content-MD5` and `x-amz-checksum-crc32` / `-crc32c` / `-sha1` / `-sha256` (header or
+ *   aws-chunked trailer) are verified before anything is stored (400 `BadDigest`), and echoed;
+ * - CompleteMultipartUpload checks each part's `ChecksumCRC32` and `x-amz-mp-object-size`
+ *   (400 `InvalidRequest`);
+ * - an error this layer answers for a bucket that does not exist is `NoSuchBucket`;
+ * - objects whose Content-Type is a form or JSON-protocol type are stored like any other.
+ */
 export function installS3Fidelity(
   app: FastifyInstance,
   options: { accessKeyId?: string } = {},
@@ -268,13 +410,80 @@ export function installS3Fidelity(
   const uploads = new Map<string, UploadRecord>();
   const locks = new KeyLocks();
   const objectId = (bucket: string, key: string) => `${bucket}\n${key}`;
+  const objectPath = (bucket: string, key: string) =>
+    `/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
 
-  const currentEtag = async (bucket: string, key: string): Promise<string | undefined> => {
-    const path = `/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
-    const response = await app.inject({ method: 'HEAD', url: path });
-    if (response.statusCode !== 200) return undefined;
+  const headObject = async (
+    bucket: string,
+    key: string,
+  ): Promise<{ etag: string; lastModified: Date } | undefined> => {
+    const response = await app.inject({ method: 'HEAD', url: objectPath(bucket, key) });
     const etag = response.headers.etag;
-    return typeof etag === 'string' ? etag : undefined;
+    if (response.statusCode !== 200 || typeof etag !== 'string') return undefined;
+    const modified = response.headers['last-modified'];
+    return { etag, lastModified: new Date(typeof modified === 'string' ? modified : 0) };
+  };
+
+  const bucketExists = async (bucket: string): Promise<boolean> => {
+    const response = await app.inject({ method: 'HEAD', url: `/${encodeURIComponent(bucket)}` });
+    return response.statusCode === 200;
+  };
+
+  /** Answers an error of this layer; S3 reports a missing bucket before anything else. */
+  const fail = async (
+    bucket: string,
+    reply: FastifyReply,
+    status: number,
+    code: string,
+    message: string,
+  ): Promise<FastifyReply> => {
+    if (!(await bucketExists(bucket))) {
+      return s3Error(reply, 404, 'NoSuchBucket', 'The specified bucket does not exist');
+    }
+    return s3Error(reply, status, code, message);
+  };
+
+  const listParts = (request: FastifyRequest, reply: FastifyReply, upload: UploadRecord) => {
+    const query = queryOf(request);
+    const maxParts = Math.min(Math.max(Number(query['max-parts'] ?? 1000) || 1000, 0), 1000);
+    const marker = Number(query['part-number-marker'] ?? 0) || 0;
+    const all = [...upload.parts.entries()]
+      .filter(([number]) => number > marker)
+      .sort(([a], [b]) => a - b);
+    const page = all.slice(0, maxParts);
+    const truncated = all.length > page.length;
+    const withCrc = upload.checksumAlgorithm === 'CRC32';
+    const parts = page
+      .map(
+        ([number, part]) =>
+          `<Part><PartNumber>${number}</PartNumber><LastModified>${part.lastModified.toISOString()}</LastModified><ETag>${escapeXml(part.etag)}</ETag><Size>${part.size}</Size>${withCrc || part.crc32Sent ? `<ChecksumCRC32>${part.crc32}</ChecksumCRC32>` : ''}</Part>`,
+      )
+      .join('');
+    const next = page.at(-1)?.[0] ?? marker;
+    reply.header('content-type', 'application/xml');
+    return reply
+      .status(200)
+      .send(
+        `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${escapeXml(upload.bucket)}</Bucket><Key>${escapeXml(upload.key)}</Key><UploadId>${escapeXml(query.uploadId ?? '')}</UploadId><StorageClass>STANDARD</StorageClass><PartNumberMarker>${marker}</PartNumberMarker><NextPartNumberMarker>${next}</NextPartNumberMarker><MaxParts>${maxParts}</MaxParts><IsTruncated>${truncated}</IsTruncated>${upload.checksumAlgorithm ? `<ChecksumAlgorithm>${escapeXml(upload.checksumAlgorithm)}</ChecksumAlgorithm>` : ''}${parts}</ListPartsResult>`,
+      );
+  };
+
+  const listUploads = (request: FastifyRequest, reply: FastifyReply, bucket: string) => {
+    const prefix = queryOf(request).prefix ?? '';
+    const entries = [...uploads.entries()]
+      .filter(([, upload]) => upload.bucket === bucket && upload.key.startsWith(prefix))
+      .sort(([, a], [, b]) => a.key.localeCompare(b.key))
+      .map(
+        ([id, upload]) =>
+          `<Upload><Key>${escapeXml(upload.key)}</Key><UploadId>${escapeXml(id)}</UploadId><StorageClass>STANDARD</StorageClass><Initiated>${upload.initiated.toISOString()}</Initiated></Upload>`,
+      )
+      .join('');
+    reply.header('content-type', 'application/xml');
+    return reply
+      .status(200)
+      .send(
+        `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${escapeXml(bucket)}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${entries}</ListMultipartUploadsResult>`,
+      );
   };
 
   app.addHook('onRequest', async (request, reply) => {
@@ -289,54 +498,96 @@ export function installS3Fidelity(
         );
       }
     }
+    const params = request.params as { bucket?: string; '*'?: string } | undefined;
+    if (
+      request.method === 'GET' &&
+      params?.bucket &&
+      !params['*'] &&
+      'uploads' in queryOf(request)
+    ) {
+      if (!(await bucketExists(params.bucket))) {
+        return s3Error(reply, 404, 'NoSuchBucket', 'The specified bucket does not exist');
+      }
+      return listUploads(request, reply, params.bucket);
+    }
     const current = classify(request);
     if (!current) return;
     state.set(request, current);
-    if (current.uploadId !== undefined && current.operation !== 'CompleteMultipartUpload') {
-      const upload = uploads.get(current.uploadId);
-      if (!upload && current.operation !== 'AbortMultipartUpload') {
-        return noSuchUpload(reply);
-      }
+    const contentType = header(request, 'content-type');
+    if (contentType && /x-www-form-urlencoded|x-amz-json/i.test(contentType)) {
+      // fauxqs parses these types as SNS/SQS calls; S3 stores an object of any type.
+      current.contentType = contentType;
+      request.headers['content-type'] = 'application/octet-stream';
     }
-    if (current.operation === 'ListParts') {
-      const upload = uploads.get(current.uploadId ?? '');
-      if (!upload) return noSuchUpload(reply);
-      const parts = [...upload.parts.entries()]
-        .sort(([a], [b]) => a - b)
-        .map(
-          ([number, part]) =>
-            `<Part><PartNumber>${number}</PartNumber><LastModified>${part.lastModified.toISOString()}</LastModified><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag><Size>${part.size}</Size>${part.crc32 ? `<ChecksumCRC32>${part.crc32}</ChecksumCRC32>` : ''}</Part>`,
-        )
-        .join('');
-      reply.header('content-type', 'application/xml');
-      return reply
-        .status(200)
-        .send(
-          `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${current.bucket}</Bucket><UploadId>${current.uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts}</ListPartsResult>`,
+    const { operation, bucket, key, uploadId } = current;
+    if (operation === 'UploadPartCopy') {
+      return s3Error(reply, 501, 'NotImplemented', 'UploadPartCopy is not implemented here.');
+    }
+    if (uploadId !== undefined) {
+      const upload = uploads.get(uploadId);
+      if (!upload || upload.bucket !== bucket || upload.key !== key) {
+        return fail(
+          bucket,
+          reply,
+          404,
+          'NoSuchUpload',
+          'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
         );
+      }
+      if (operation === 'ListParts') return listParts(request, reply, upload);
+      if (operation === 'UploadPart') {
+        const partNumber = Number(queryOf(request).partNumber);
+        if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MAX_PART_NUMBER) {
+          return s3Error(
+            reply,
+            400,
+            'InvalidArgument',
+            `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`,
+          );
+        }
+      }
     }
   });
 
   app.addHook('preHandler', async (request, reply) => {
     const current = state.get(request);
     if (!current) return;
+    if (current.contentType !== undefined) request.headers['content-type'] = current.contentType;
     const { operation, bucket, key } = current;
+
     if (operation === 'PutObject' || operation === 'UploadPart') {
-      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      const body = verifyDigests(request, reply, raw);
-      if (!body) return reply;
-      current.partSize = body.length;
+      const checked = checkBody(request);
+      if (!checked.ok) return fail(bucket, reply, checked.status, checked.code, checked.message);
+      current.checksums = checked.checksums;
+      const sent = checked.checksums.find(([name]) => name === 'x-amz-checksum-crc32')?.[1];
+      current.part = {
+        size: checked.body.length,
+        // A CRC32 that was sent has just been verified; only compute one that was not.
+        crc32: sent ?? checksumOf('crc32', checked.body),
+        crc32Sent: sent !== undefined,
+      };
     }
+
     if (operation === 'CompleteMultipartUpload') {
       const upload = uploads.get(current.uploadId ?? '');
-      if (!upload) return noSuchUpload(reply);
+      if (!upload) {
+        return s3Error(reply, 404, 'NoSuchUpload', 'The specified upload does not exist.');
+      }
       const parts = parseCompletedParts(
         Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '',
       );
+      if (parts.length === 0) {
+        return s3Error(
+          reply,
+          400,
+          'MalformedXML',
+          'The XML you provided was not well-formed or did not validate against our published schema',
+        );
+      }
       // S3 takes a Part's elements in any order and any XML escaping (Go clients send ETag
       // first, and &#34; for quotes); fauxqs reads one form, so it gets that form.
       request.body = Buffer.from(
-        `<CompleteMultipartUpload>${parts.map((part) => `<Part><PartNumber>${part.partNumber}</PartNumber><ETag>${part.etag.replaceAll('"', '&quot;')}</ETag></Part>`).join('')}</CompleteMultipartUpload>`,
+        `<CompleteMultipartUpload>${parts.map((part) => `<Part><PartNumber>${part.partNumber}</PartNumber><ETag>${escapeXml(part.etag)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`,
       );
       // S3 checks each part's checksum in the commit against what the part was uploaded with.
       const wrongChecksum = parts.find(
@@ -348,7 +599,7 @@ export function installS3Fidelity(
           reply,
           400,
           'InvalidPart',
-          `The checksum of part ${wrongChecksum.partNumber} does not match the uploaded part.`,
+          `One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag. (part ${wrongChecksum.partNumber}: checksum)`,
         );
       }
       const expected = header(request, 'x-amz-mp-object-size');
@@ -357,7 +608,7 @@ export function installS3Fidelity(
           (sum, part) => sum + (upload.parts.get(part.partNumber)?.size ?? 0),
           0,
         );
-        if (total !== Number(expected)) {
+        if (!/^\d+$/.test(expected) || total !== Number(expected)) {
           return s3Error(
             reply,
             400,
@@ -367,35 +618,62 @@ export function installS3Fidelity(
         }
       }
     }
-    const ifMatch = header(request, 'if-match');
-    const ifNoneMatch = header(request, 'if-none-match');
-    const conditional =
+
+    if (operation === 'CopyObject') {
+      const rawSource = header(request, 'x-amz-copy-source') ?? '';
+      const source = parseCopySource(rawSource);
+      if (!source) {
+        return s3Error(reply, 400, 'InvalidArgument', 'Invalid copy source object key');
+      }
+      // fauxqs reads the whole header as bucket/key; a version id is not part of the key.
+      request.headers['x-amz-copy-source'] = rawSource.split('?')[0] ?? rawSource;
+      const conditions = {
+        ifMatch: header(request, 'x-amz-copy-source-if-match'),
+        ifNoneMatch: header(request, 'x-amz-copy-source-if-none-match'),
+        ifModifiedSince: header(request, 'x-amz-copy-source-if-modified-since'),
+        ifUnmodifiedSince: header(request, 'x-amz-copy-source-if-unmodified-since'),
+      };
+      if (Object.values(conditions).some((value) => value !== undefined)) {
+        const head = await headObject(source.bucket, source.key);
+        if (head && evaluateReadConditions(conditions, head.etag, head.lastModified, 412)) {
+          return s3Error(reply, 412, 'PreconditionFailed', PRECONDITION_FAILED);
+        }
+      }
+    }
+
+    const writes =
       operation === 'PutObject' ||
       operation === 'CompleteMultipartUpload' ||
-      // S3 honours If-Match on DeleteObject too.
-      (operation === 'DeleteObject' && ifMatch !== undefined);
-    if (conditional && (ifMatch || ifNoneMatch)) {
-      current.release = await locks.acquire(objectId(bucket, key));
-      const etag = await currentEtag(bucket, key);
-      if (ifNoneMatch === '*' && etag !== undefined) {
-        return s3Error(
-          reply,
-          412,
-          'PreconditionFailed',
-          'At least one of the pre-conditions you specified did not hold',
-        );
+      operation === 'CopyObject' ||
+      operation === 'DeleteObject';
+    if (!writes) return;
+    // Every write to the key waits for the one before, so no write lands between a
+    // conditional write's check and its own write.
+    const release = await locks.acquire(objectId(bucket, key));
+    current.release = release;
+    // 'close' comes after 'finish', and also when the client goes away before the answer.
+    reply.raw.once('close', release);
+    const ifMatch = header(request, 'if-match');
+    const ifNoneMatch = operation === 'DeleteObject' ? undefined : header(request, 'if-none-match');
+    if (ifMatch === undefined && ifNoneMatch === undefined) return;
+    if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') {
+      return s3Error(
+        reply,
+        501,
+        'NotImplemented',
+        'A header you provided implies functionality that is not implemented',
+      );
+    }
+    const head = await headObject(bucket, key);
+    if (ifNoneMatch !== undefined && head !== undefined) {
+      return s3Error(reply, 412, 'PreconditionFailed', PRECONDITION_FAILED);
+    }
+    if (ifMatch !== undefined) {
+      if (head === undefined) {
+        return fail(bucket, reply, 404, 'NoSuchKey', 'The specified key does not exist.');
       }
-      if (ifMatch !== undefined) {
-        if (etag === undefined)
-          return s3Error(reply, 404, 'NoSuchKey', 'The specified key does not exist.');
-        if (ifMatch !== etag && ifMatch !== '*') {
-          return s3Error(
-            reply,
-            412,
-            'PreconditionFailed',
-            'At least one of the pre-conditions you specified did not hold',
-          );
-        }
+      if (!etagMatches(ifMatch, head.etag)) {
+        return s3Error(reply, 412, 'PreconditionFailed', PRECONDITION_FAILED);
       }
     }
   });
@@ -407,59 +685,65 @@ export function installS3Fidelity(
     const id = objectId(current.bucket, current.key);
     const etagHeader = reply.getHeader('etag');
     const etag = typeof etagHeader === 'string' ? etagHeader : undefined;
+    const resultEtag = () =>
+      typeof payload === 'string'
+        ? /<ETag>([^<]+)<\/ETag>/.exec(payload)?.[1]?.replaceAll('&quot;', '"')
+        : undefined;
     switch (current.operation) {
       case 'PutObject':
-        if (ok && etag) properties.set(id, { etag, headers: keptHeaders(request) });
+        if (ok && etag) {
+          properties.set(id, { etag, headers: keptHeaders(request, KEPT_HEADERS) });
+          for (const [name, value] of current.checksums ?? []) reply.header(name, value);
+        }
         break;
       case 'CopyObject': {
-        if (!ok || typeof payload !== 'string') break;
-        const newEtag = /<ETag>([^<]+)<\/ETag>/.exec(payload)?.[1]?.replaceAll('&quot;', '"');
+        const newEtag = ok ? resultEtag() : undefined;
         if (!newEtag) break;
+        const source = parseCopySource(header(request, 'x-amz-copy-source') ?? '');
+        const kept = source && properties.get(objectId(source.bucket, source.key));
         const replace = header(request, 'x-amz-metadata-directive') === 'REPLACE';
-        const sourcePath = decodeURIComponent(header(request, 'x-amz-copy-source') ?? '').replace(
-          /^\//,
-          '',
-        );
-        const slash = sourcePath.indexOf('/');
-        const source = properties.get(
-          objectId(sourcePath.slice(0, slash), sourcePath.slice(slash + 1)),
-        );
         properties.set(id, {
           etag: newEtag,
-          headers: replace ? keptHeaders(request) : { ...source?.headers },
+          // fauxqs keeps the source's Content-Type even under REPLACE; S3 takes the request's.
+          headers: replace
+            ? keptHeaders(request, [...KEPT_HEADERS, 'content-type'])
+            : { ...kept?.headers },
         });
         break;
       }
       case 'CreateMultipartUpload': {
         if (!ok || typeof payload !== 'string') break;
         const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(payload)?.[1];
+        const algorithm = header(request, 'x-amz-checksum-algorithm')?.toUpperCase();
         if (uploadId) {
           uploads.set(uploadId, {
             bucket: current.bucket,
             key: current.key,
-            headers: keptHeaders(request),
+            headers: keptHeaders(request, KEPT_HEADERS),
+            initiated: new Date(),
+            ...(algorithm !== undefined && { checksumAlgorithm: algorithm }),
             parts: new Map(),
           });
         }
+        if (algorithm !== undefined) reply.header('x-amz-checksum-algorithm', algorithm);
         break;
       }
       case 'UploadPart': {
         const upload = uploads.get(current.uploadId ?? '');
-        const query = (request.query ?? {}) as Record<string, string | undefined>;
-        if (ok && upload && etag) {
-          upload.parts.set(Number(query.partNumber), {
+        if (ok && upload && etag && current.part) {
+          upload.parts.set(Number(queryOf(request).partNumber), {
             etag,
-            size: current.partSize ?? 0,
             lastModified: new Date(),
-            ...checksumOf(request),
+            ...current.part,
           });
+          for (const [name, value] of current.checksums ?? []) reply.header(name, value);
         }
         break;
       }
       case 'CompleteMultipartUpload': {
         const upload = uploads.get(current.uploadId ?? '');
-        if (!ok || !upload || typeof payload !== 'string') break;
-        const newEtag = /<ETag>([^<]+)<\/ETag>/.exec(payload)?.[1]?.replaceAll('&quot;', '"');
+        if (!ok || !upload) break;
+        const newEtag = resultEtag();
         if (newEtag) properties.set(id, { etag: newEtag, headers: upload.headers });
         uploads.delete(current.uploadId ?? '');
         break;
@@ -472,10 +756,33 @@ export function installS3Fidelity(
         break;
       case 'GetObject':
       case 'HeadObject': {
+        if (!ok || !etag) break;
         const kept = properties.get(id);
-        if (ok && kept && etag === kept.etag) {
+        if (kept && etag === kept.etag) {
           for (const [name, value] of Object.entries(kept.headers)) reply.header(name, value);
         }
+        reply.header('accept-ranges', 'bytes');
+        if (current.operation === 'GetObject') {
+          const query = queryOf(request);
+          for (const [parameter, name] of Object.entries(RESPONSE_OVERRIDES)) {
+            const value = query[parameter];
+            if (value !== undefined) reply.header(name, value);
+          }
+          break;
+        }
+        const modified = reply.getHeader('last-modified');
+        const failed = evaluateReadConditions(
+          {
+            ifMatch: header(request, 'if-match'),
+            ifNoneMatch: header(request, 'if-none-match'),
+            ifModifiedSince: header(request, 'if-modified-since'),
+            ifUnmodifiedSince: header(request, 'if-unmodified-since'),
+          },
+          etag,
+          new Date(typeof modified === 'string' ? modified : 0),
+          304,
+        );
+        if (failed !== undefined) reply.code(failed);
         break;
       }
       default:
@@ -489,7 +796,7 @@ export function installS3Fidelity(
   });
 }
 
-/** Starts fauxqs with the S3 fidelity hooks on `port` (0 for any free port). */
+/** Starts fauxqs with the S3 fidelity hooks on `options.port` (0 for any free port). */
 export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<RunningS3Emulator> {
   const host = options.host ?? '127.0.0.1';
   const app = buildApp({

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { inject } from 'vitest';
@@ -26,6 +26,20 @@ export function emulatorVariables(): Record<string, string> {
 /** An S3 client for the S3 emulator, built the way the project builds its own. */
 export function makeS3Client(): S3Client {
   return makeClient(emulatorVariables());
+}
+
+/**
+ * An S3 client with the SDK's own defaults, as any user's would be: a CRC32 on every upload,
+ * in a header for buffers and in an aws-chunked trailer for streams.
+ */
+export function makePlainS3Client(): S3Client {
+  const env = emulatorEnv();
+  return new S3Client({
+    endpoint: env.s3Endpoint,
+    forcePathStyle: true,
+    region: env.region,
+    credentials: { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey },
+  });
 }
 
 /** An SQS client for the emulator's SQS (same port as S3). */

@@ -1,0 +1,702 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  type S3Client,
+  S3Client as S3ClientClass,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import {
+  CreateQueueCommand,
+  DeleteMessageCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  emulatorEnv,
+  makePlainS3Client,
+  makeS3Client,
+  makeSqsClient,
+  uniqueName,
+} from '../support/emulators.ts';
+
+const MiB = 1024 * 1024;
+
+interface SdkError {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** The error a promise rejects with, to assert on its name and status. */
+async function failure(promise: Promise<unknown>): Promise<SdkError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as SdkError;
+  }
+  throw new Error('expected the request to fail, and it succeeded');
+}
+
+function crc32Base64(body: Buffer): string {
+  const value = Buffer.alloc(4);
+  value.writeUInt32BE(crc32(body));
+  return value.toString('base64');
+}
+
+const md5 = (body: Buffer) => createHash('md5').update(body).digest();
+
+let s3: S3Client;
+let bucket: string;
+
+beforeAll(async () => {
+  s3 = makeS3Client();
+  bucket = uniqueName('s3emu');
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+});
+
+async function head(key: string) {
+  return s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+}
+
+async function text(key: string, range?: string): Promise<string> {
+  const out = await s3.send(
+    new GetObjectCommand({ Bucket: bucket, Key: key, ...(range && { Range: range }) }),
+  );
+  return (await out.Body?.transformToString()) ?? '';
+}
+
+/** Opens a multipart upload and uploads `parts` to it; returns its id and the part eTags. */
+async function openUpload(key: string, parts: Buffer[], options: { checksum?: boolean } = {}) {
+  const created = await s3.send(
+    new CreateMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      ...(options.checksum && { ChecksumAlgorithm: 'CRC32' }),
+    }),
+  );
+  const uploadId = created.UploadId ?? '';
+  const etags: string[] = [];
+  for (const [index, body] of parts.entries()) {
+    const out = await s3.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: index + 1,
+        Body: body,
+        ...(options.checksum && { ChecksumCRC32: crc32Base64(body) }),
+      }),
+    );
+    etags.push(out.ETag ?? '');
+  }
+  const completed = etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag }));
+  return { uploadId, etags, completed };
+}
+
+describe('Class: S3 emulator', () => {
+  describe('conditional writes', () => {
+    it('refuses If-None-Match: * on an existing key with 412 PreconditionFailed and keeps the object', async () => {
+      // Prepare
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'cond/exists',
+          Body: 'first',
+          IfNoneMatch: '*',
+        }),
+      );
+      // Act
+      const error = await failure(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'cond/exists',
+            Body: 'second',
+            IfNoneMatch: '*',
+          }),
+        ),
+      );
+      // Assess
+      expect(error).toMatchObject({
+        name: 'PreconditionFailed',
+        $metadata: { httpStatusCode: 412 },
+      });
+      expect(await text('cond/exists')).toBe('first');
+    });
+
+    it('writes with If-Match on the current eTag and refuses another eTag with 412', async () => {
+      // Prepare
+      const first = await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'cond/match', Body: 'one' }),
+      );
+      // Act
+      const second = await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'cond/match',
+          Body: 'two',
+          IfMatch: first.ETag,
+        }),
+      );
+      const stale = await failure(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'cond/match',
+            Body: 'three',
+            IfMatch: first.ETag,
+          }),
+        ),
+      );
+      // Assess
+      expect(second.ETag).not.toBe(first.ETag);
+      expect(stale).toMatchObject({ $metadata: { httpStatusCode: 412 } });
+      expect(await text('cond/match')).toBe('two');
+    });
+
+    it('answers If-Match on a missing key with 404 NoSuchKey, as S3 does, and writes nothing', async () => {
+      const error = await failure(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'cond/missing',
+            Body: 'x',
+            IfMatch: '"0123456789abcdef0123456789abcdef"',
+          }),
+        ),
+      );
+      expect(error).toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+      expect(await failure(head('cond/missing'))).toMatchObject({ name: 'NotFound' });
+    });
+
+    it('lets exactly one of many concurrent If-None-Match: * writes to one key win', async () => {
+      // Prepare
+      const bodies = Array.from({ length: 12 }, (_, i) => `writer ${i}`);
+      // Act
+      const results = await Promise.allSettled(
+        bodies.map((body) =>
+          s3.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: 'cond/race',
+              Body: body,
+              IfNoneMatch: '*',
+            }),
+          ),
+        ),
+      );
+      // Assess
+      const winners = results.flatMap((result, i) => (result.status === 'fulfilled' ? [i] : []));
+      expect(winners).toHaveLength(1);
+      const losers = results.filter((result) => result.status === 'rejected');
+      for (const loser of losers) {
+        expect(loser.reason).toMatchObject({ $metadata: { httpStatusCode: 412 } });
+      }
+      expect(await text('cond/race')).toBe(bodies[winners[0] ?? -1]);
+    });
+
+    it('honours If-None-Match and If-Match on CompleteMultipartUpload, and the upload stays open', async () => {
+      // Prepare
+      const existing = await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'cond/mpu', Body: 'already here' }),
+      );
+      const { uploadId, completed } = await openUpload('cond/mpu', [Buffer.from('multipart')]);
+      const complete = (condition: { IfNoneMatch?: string; IfMatch?: string }) =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: 'cond/mpu',
+            UploadId: uploadId,
+            MultipartUpload: { Parts: completed },
+            ...condition,
+          }),
+        );
+      // Act
+      const absent = await failure(complete({ IfNoneMatch: '*' }));
+      const wrong = await failure(complete({ IfMatch: '"ffffffffffffffffffffffffffffffff"' }));
+      const done = await complete({ IfMatch: existing.ETag ?? '' });
+      // Assess
+      expect(absent).toMatchObject({ $metadata: { httpStatusCode: 412 } });
+      expect(wrong).toMatchObject({ $metadata: { httpStatusCode: 412 } });
+      expect(done.ETag).toMatch(/-1"$/);
+      expect(await text('cond/mpu')).toBe('multipart');
+    });
+
+    it('honours If-Match on HeadObject (412) and If-None-Match (304)', async () => {
+      const put = await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'cond/head', Body: 'x' }),
+      );
+      const wrong = await failure(
+        s3.send(
+          new HeadObjectCommand({
+            Bucket: bucket,
+            Key: 'cond/head',
+            IfMatch: '"ffffffffffffffffffffffffffffffff"',
+          }),
+        ),
+      );
+      const same = await failure(
+        s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'cond/head', IfNoneMatch: put.ETag })),
+      );
+      const right = await s3.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: 'cond/head', IfMatch: put.ETag }),
+      );
+      expect(wrong).toMatchObject({ $metadata: { httpStatusCode: 412 } });
+      expect(same).toMatchObject({ $metadata: { httpStatusCode: 304 } });
+      expect(right.ETag).toBe(put.ETag);
+    });
+  });
+
+  describe('system properties', () => {
+    const properties = {
+      ContentType: 'text/plain; charset=utf-8',
+      ContentEncoding: 'identity',
+      ContentLanguage: 'de-CH',
+      ContentDisposition: 'attachment; filename="a b.txt"',
+      CacheControl: 'max-age=60, private',
+    };
+
+    it('returns what PutObject was given on HEAD, GET and ranged GET', async () => {
+      // Prepare
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'props/put',
+          Body: 'hello world',
+          ...properties,
+        }),
+      );
+      // Act
+      const headed = await head('props/put');
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'props/put' }));
+      const ranged = await s3.send(
+        new GetObjectCommand({ Bucket: bucket, Key: 'props/put', Range: 'bytes=6-10' }),
+      );
+      // Assess
+      expect(headed).toMatchObject(properties);
+      expect(got).toMatchObject(properties);
+      expect(ranged).toMatchObject({ ...properties, ContentRange: 'bytes 6-10/11' });
+      expect(await ranged.Body?.transformToString()).toBe('world');
+      await got.Body?.transformToString();
+    });
+
+    it('keeps what CreateMultipartUpload was given, and a later plain PutObject clears it', async () => {
+      // Prepare
+      const created = await s3.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'props/mpu', ...properties }),
+      );
+      const part = await s3.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: 'props/mpu',
+          UploadId: created.UploadId,
+          PartNumber: 1,
+          Body: 'only part',
+        }),
+      );
+      await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: 'props/mpu',
+          UploadId: created.UploadId,
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+        }),
+      );
+      // Act
+      const before = await head('props/mpu');
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'props/mpu', Body: 'plain' }));
+      const after = await head('props/mpu');
+      // Assess
+      expect(before).toMatchObject(properties);
+      expect(after.ContentLanguage).toBeUndefined();
+      expect(after.ContentDisposition).toBeUndefined();
+      expect(after.CacheControl).toBeUndefined();
+      expect(after.ContentEncoding).toBeUndefined();
+    });
+
+    it("keeps them on CopyObject, or takes the request's with the REPLACE directive", async () => {
+      // Prepare
+      await s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'props/src', Body: 'copied', ...properties }),
+      );
+      // Act
+      await s3.send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: 'props/copy',
+          CopySource: `${bucket}/props/src`,
+        }),
+      );
+      await s3.send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: 'props/replaced',
+          CopySource: `${bucket}/props/src`,
+          MetadataDirective: 'REPLACE',
+          ContentType: 'application/x-new',
+          ContentLanguage: 'fr',
+        }),
+      );
+      // Assess
+      expect(await head('props/copy')).toMatchObject(properties);
+      const replaced = await head('props/replaced');
+      expect(replaced).toMatchObject({ ContentType: 'application/x-new', ContentLanguage: 'fr' });
+      expect(replaced.ContentDisposition).toBeUndefined();
+    });
+
+    it('stores an object whose Content-Type is a form type like any other', async () => {
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'props/form',
+          Body: 'a=1&b=2',
+          ContentType: 'application/x-www-form-urlencoded',
+        }),
+      );
+      expect((await head('props/form')).ContentType).toBe('application/x-www-form-urlencoded');
+      expect(await text('props/form')).toBe('a=1&b=2');
+    });
+  });
+
+  describe('multipart uploads', () => {
+    it('lists the parts uploaded so far with number, eTag, size, last-modified and checksum', async () => {
+      // Prepare
+      const bodies = [randomBytes(1000), randomBytes(10)];
+      const { uploadId, etags } = await openUpload('mpu/list', bodies, { checksum: true });
+      // Act
+      const listed = await s3.send(
+        new ListPartsCommand({ Bucket: bucket, Key: 'mpu/list', UploadId: uploadId }),
+      );
+      // Assess
+      expect(listed.IsTruncated).toBe(false);
+      expect(listed.Parts?.map((part) => [part.PartNumber, part.ETag, part.Size])).toEqual([
+        [1, etags[0], 1000],
+        [2, etags[1], 10],
+      ]);
+      expect(listed.Parts?.map((part) => part.ChecksumCRC32)).toEqual(bodies.map(crc32Base64));
+      expect(listed.Parts?.every((part) => part.LastModified instanceof Date)).toBe(true);
+    });
+
+    it('pages ListParts with MaxParts and PartNumberMarker', async () => {
+      const { uploadId } = await openUpload('mpu/pages', [
+        Buffer.from('a'),
+        Buffer.from('b'),
+        Buffer.from('c'),
+      ]);
+      const first = await s3.send(
+        new ListPartsCommand({ Bucket: bucket, Key: 'mpu/pages', UploadId: uploadId, MaxParts: 2 }),
+      );
+      const second = await s3.send(
+        new ListPartsCommand({
+          Bucket: bucket,
+          Key: 'mpu/pages',
+          UploadId: uploadId,
+          PartNumberMarker: first.NextPartNumberMarker,
+        }),
+      );
+      expect(first.IsTruncated).toBe(true);
+      expect(first.Parts?.map((part) => part.PartNumber)).toEqual([1, 2]);
+      expect(second.IsTruncated).toBe(false);
+      expect(second.Parts?.map((part) => part.PartNumber)).toEqual([3]);
+    });
+
+    const unknownUpload: Array<[string, (uploadId: string) => Promise<unknown>]> = [
+      [
+        'UploadPart',
+        (UploadId) =>
+          s3.send(
+            new UploadPartCommand({
+              Bucket: bucket,
+              Key: 'mpu/x',
+              UploadId,
+              PartNumber: 1,
+              Body: 'x',
+            }),
+          ),
+      ],
+      [
+        'ListParts',
+        (UploadId) => s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'mpu/x', UploadId })),
+      ],
+      [
+        'AbortMultipartUpload',
+        (UploadId) =>
+          s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'mpu/x', UploadId })),
+      ],
+      [
+        'CompleteMultipartUpload',
+        (UploadId) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: bucket,
+              Key: 'mpu/x',
+              UploadId,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"x"' }] },
+            }),
+          ),
+      ],
+    ];
+
+    it.each(unknownUpload)(
+      'answers %s on an unknown upload id with 404 NoSuchUpload',
+      async (_name, call) => {
+        const error = await failure(call('no-such-upload'));
+        expect(error).toMatchObject({ name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } });
+      },
+    );
+
+    it('answers NoSuchUpload for an upload id used with another key', async () => {
+      const { uploadId } = await openUpload('mpu/owner', []);
+      const error = await failure(
+        s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'mpu/other', UploadId: uploadId })),
+      );
+      expect(error).toMatchObject({ name: 'NoSuchUpload' });
+    });
+
+    it('refuses a commit whose MpuObjectSize is not the sum of its parts, and creates nothing', async () => {
+      // Prepare
+      const { uploadId, completed } = await openUpload('mpu/size', [randomBytes(100)]);
+      const complete = (size: number) =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: 'mpu/size',
+            UploadId: uploadId,
+            MultipartUpload: { Parts: completed },
+            MpuObjectSize: size,
+          }),
+        );
+      // Act
+      const error = await failure(complete(101));
+      const missing = await failure(head('mpu/size'));
+      await complete(100);
+      // Assess
+      expect(error).toMatchObject({ name: 'InvalidRequest', $metadata: { httpStatusCode: 400 } });
+      expect(missing).toMatchObject({ name: 'NotFound' });
+      expect((await head('mpu/size')).ContentLength).toBe(100);
+    });
+
+    it('refuses a commit that names a part with another checksum than it was uploaded with', async () => {
+      const body = randomBytes(64);
+      const { uploadId, etags } = await openUpload('mpu/crc', [body], { checksum: true });
+      const error = await failure(
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: 'mpu/crc',
+            UploadId: uploadId,
+            MultipartUpload: {
+              Parts: [
+                { PartNumber: 1, ETag: etags[0], ChecksumCRC32: crc32Base64(randomBytes(64)) },
+              ],
+            },
+          }),
+        ),
+      );
+      expect(error).toMatchObject({ name: 'InvalidPart', $metadata: { httpStatusCode: 400 } });
+    });
+
+    it("gives a multipart object S3's eTag: the MD5 of the parts' MD5s, a dash and the count", async () => {
+      // Prepare
+      const parts = [randomBytes(5 * MiB), randomBytes(1234)];
+      const { uploadId, completed } = await openUpload('mpu/etag', parts);
+      // Act
+      const done = await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: 'mpu/etag',
+          UploadId: uploadId,
+          MultipartUpload: { Parts: completed },
+        }),
+      );
+      // Assess
+      const expected = createHash('md5')
+        .update(Buffer.concat(parts.map(md5)))
+        .digest('hex');
+      expect(done.ETag).toBe(`"${expected}-2"`);
+      expect((await head('mpu/etag')).ETag).toBe(`"${expected}-2"`);
+    });
+  });
+
+  describe('checksums', () => {
+    it('refuses a wrong Content-MD5 with 400 BadDigest and stores nothing', async () => {
+      const error = await failure(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'sum/md5',
+            Body: 'hello',
+            ContentMD5: md5(Buffer.from('other')).toString('base64'),
+          }),
+        ),
+      );
+      expect(error).toMatchObject({ name: 'BadDigest', $metadata: { httpStatusCode: 400 } });
+      expect(await failure(head('sum/md5'))).toMatchObject({ name: 'NotFound' });
+    });
+
+    it('refuses a wrong x-amz-checksum-crc32 on PutObject and UploadPart with 400 BadDigest', async () => {
+      // Prepare
+      const wrong = crc32Base64(Buffer.from('something else'));
+      const { uploadId } = await openUpload('sum/part', []);
+      // Act
+      const put = await failure(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'sum/crc',
+            Body: 'hello',
+            ChecksumCRC32: wrong,
+          }),
+        ),
+      );
+      const part = await failure(
+        s3.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: 'sum/part',
+            UploadId: uploadId,
+            PartNumber: 1,
+            Body: 'hello',
+            ChecksumCRC32: wrong,
+          }),
+        ),
+      );
+      const listed = await s3.send(
+        new ListPartsCommand({ Bucket: bucket, Key: 'sum/part', UploadId: uploadId }),
+      );
+      // Assess
+      expect(put).toMatchObject({ name: 'BadDigest', $metadata: { httpStatusCode: 400 } });
+      expect(part).toMatchObject({ name: 'BadDigest', $metadata: { httpStatusCode: 400 } });
+      expect(await failure(head('sum/crc'))).toMatchObject({ name: 'NotFound' });
+      expect(listed.Parts ?? []).toEqual([]);
+    });
+
+    it('verifies the CRC32 trailer of an aws-chunked body, as the SDK sends streams', async () => {
+      // Prepare
+      const body = Buffer.from('streamed through aws-chunked');
+      const send = (trailer: string) =>
+        fetch(`${emulatorEnv().s3Endpoint}/${bucket}/sum/chunked`, {
+          method: 'PUT',
+          headers: {
+            'content-encoding': 'aws-chunked',
+            'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+            'x-amz-decoded-content-length': String(body.length),
+            'x-amz-trailer': 'x-amz-checksum-crc32',
+          },
+          body: Buffer.concat([
+            Buffer.from(`${body.length.toString(16)}\r\n`),
+            body,
+            Buffer.from(`\r\n0\r\nx-amz-checksum-crc32:${trailer}\r\n\r\n`),
+          ]),
+        });
+      // Act
+      const wrong = await send(crc32Base64(Buffer.from('not the body')));
+      const wrongText = await wrong.text();
+      const missing = await failure(head('sum/chunked'));
+      const right = await send(crc32Base64(body));
+      // Assess
+      expect(wrong.status).toBe(400);
+      expect(wrongText).toContain('<Code>BadDigest</Code>');
+      expect(missing).toMatchObject({ name: 'NotFound' });
+      expect(right.status).toBe(200);
+      expect(right.headers.get('x-amz-checksum-crc32')).toBe(crc32Base64(body));
+      expect(await text('sum/chunked')).toBe(body.toString());
+    });
+
+    it("accepts the SDK's default checksums, in a header for buffers and a trailer for streams", async () => {
+      // Prepare
+      const plain = makePlainS3Client();
+      const body = randomBytes(70_000);
+      // Act
+      const fromBuffer = await plain.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'sum/plain-buffer', Body: body }),
+      );
+      const fromStream = await plain.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'sum/plain-stream',
+          Body: Readable.from([body.subarray(0, 30_000), body.subarray(30_000)]),
+          ContentLength: body.length,
+        }),
+      );
+      // Assess
+      expect(fromBuffer.ChecksumCRC32).toBe(crc32Base64(body));
+      expect(fromStream.ChecksumCRC32).toBe(crc32Base64(body));
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'sum/plain-stream' }));
+      expect(Buffer.from((await got.Body?.transformToByteArray()) ?? [])).toEqual(body);
+    });
+  });
+
+  describe('missing buckets', () => {
+    it('answers GET, PUT, list and conditional PUT with 404 NoSuchBucket, and HEAD with 404', async () => {
+      const missing = uniqueName('nobucket');
+      const results = await Promise.all([
+        failure(s3.send(new GetObjectCommand({ Bucket: missing, Key: 'k' }))),
+        failure(s3.send(new PutObjectCommand({ Bucket: missing, Key: 'k', Body: 'x' }))),
+        failure(s3.send(new ListObjectsV2Command({ Bucket: missing }))),
+        failure(
+          s3.send(new PutObjectCommand({ Bucket: missing, Key: 'k', Body: 'x', IfMatch: '"abc"' })),
+        ),
+        failure(
+          s3.send(new ListPartsCommand({ Bucket: missing, Key: 'k', UploadId: 'no-such-upload' })),
+        ),
+      ]);
+      for (const error of results) {
+        expect(error).toMatchObject({ name: 'NoSuchBucket', $metadata: { httpStatusCode: 404 } });
+      }
+      expect(
+        await failure(s3.send(new HeadObjectCommand({ Bucket: missing, Key: 'k' }))),
+      ).toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    });
+  });
+
+  describe('access and SQS', () => {
+    it('refuses a request signed with an unknown access key id', async () => {
+      const env = emulatorEnv();
+      const stranger = new S3ClientClass({
+        endpoint: env.s3Endpoint,
+        forcePathStyle: true,
+        region: env.region,
+        credentials: { accessKeyId: 'AKIAUNKNOWN000000000', secretAccessKey: 'x' },
+      });
+      const error = await failure(
+        stranger.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'x' })),
+      );
+      expect(error).toMatchObject({
+        name: 'InvalidAccessKeyId',
+        $metadata: { httpStatusCode: 403 },
+      });
+    });
+
+    it('serves SQS on the same port', async () => {
+      // Prepare
+      const sqs = makeSqsClient();
+      const queue = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName('emu') }));
+      // Act
+      await sqs.send(new SendMessageCommand({ QueueUrl: queue.QueueUrl, MessageBody: 'ping' }));
+      const received = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: queue.QueueUrl, WaitTimeSeconds: 5 }),
+      );
+      // Assess
+      const message = received.Messages?.[0];
+      expect(message?.Body).toBe('ping');
+      await sqs.send(
+        new DeleteMessageCommand({
+          QueueUrl: queue.QueueUrl,
+          ReceiptHandle: message?.ReceiptHandle,
+        }),
+      );
+    });
+  });
+});
