@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { S3_LIMITS } from '../core/range-plan.ts';
-import { NotFoundError, PermanentError } from '../errors.ts';
+import { NotFoundError, PermanentError, PreconditionFailedError } from '../errors.ts';
 import type {
   CallOptions,
   CommitOptions,
@@ -42,6 +42,23 @@ function crc32Of(body: Buffer): string {
   const value = Buffer.alloc(4);
   value.writeUInt32BE(crc32(body));
   return value.toString('base64');
+}
+
+/**
+ * S3 answers a write with `If-Match` on a key that is gone with 404 NoSuchKey, not 412; for
+ * the caller it is the same news (the destination is not what the decision saw), so it gets
+ * the same error and decides again.
+ */
+function conditionalWriteError(error: unknown, what: string, condition: WriteCondition) {
+  const classified = classifyS3Error(error, what);
+  const code =
+    (error as { name?: string; Code?: string }).Code ?? (error as { name?: string }).name;
+  if (condition.kind === 'match' && code === 'NoSuchKey') {
+    return new PreconditionFailedError(`${what}: precondition failed (the object is gone)`, {
+      cause: error,
+    });
+  }
+  return classified;
 }
 
 function abortOf(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
@@ -183,7 +200,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
       );
       return { etag: out.ETag ?? '' };
     } catch (error) {
-      throw classifyS3Error(error, this.describe(key));
+      throw conditionalWriteError(error, this.describe(key), options.condition);
     }
   }
 
@@ -293,7 +310,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
       );
       return { etag: out.ETag ?? '' };
     } catch (error) {
-      throw classifyS3Error(error, this.describe(upload.key));
+      throw conditionalWriteError(error, this.describe(upload.key), options.condition);
     }
   }
 

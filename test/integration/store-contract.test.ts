@@ -121,6 +121,14 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
     expect((await readAll((await store.get('cond/key')).body)).toString()).toBe('v3');
   });
 
+  it('treats a write conditional on an object that is gone as a failed precondition', async () => {
+    const { etag } = await store.put('cond/gone', Buffer.from('x'), write);
+    await store.delete('cond/gone');
+    await expect(
+      store.put('cond/gone', Buffer.from('y'), { ...write, condition: { kind: 'match', etag } }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+  });
+
   it('reads a range, conditional on the eTag', async () => {
     const body = randomBytes(4096);
     const { etag } = await store.put('range/key', body, write);
