@@ -59,6 +59,11 @@ export const eventGridAuthSchema = z.union([
     audience: z.string().min(1),
   }),
   z.strictObject({ mode: z.literal('shared-secret'), secretArn: z.string().startsWith('arn:') }),
+  z.strictObject({
+    mode: z.literal('shared-secret'),
+    /** Local use: the secret comes from this environment variable. */
+    secretEnv: z.string().min(1),
+  }),
   z.strictObject({ mode: z.literal('none'), allowUnauthenticated: z.literal(true) }),
 ]);
 

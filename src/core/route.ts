@@ -97,6 +97,37 @@ function taskFor(
   };
 }
 
+/**
+ * The task for one key found by listing (a directory expanded): `key` is on `side` under the
+ * rule's prefix there. `undefined` when the rule's include/exclude patterns leave it out.
+ */
+export function taskForKey(
+  rule: ReplicationRule,
+  side: Side,
+  key: string,
+  kind: 'created' | 'deleted',
+  origin: { eventTime: string; correlationId: string },
+): CopyTask | undefined {
+  return taskFor(
+    rule,
+    {
+      id: origin.correlationId,
+      side,
+      container: sideOf(rule, side).container,
+      key,
+      kind,
+      eventTime: origin.eventTime,
+    },
+    kind,
+    key,
+  );
+}
+
+/** The rule's container and prefix on one side. */
+export function ruleSide(rule: ReplicationRule, side: Side): { container: string; prefix: string } {
+  return sideOf(rule, side);
+}
+
 /** Events no rule covers (or whose direction a rule does not replicate) are counted and dropped. */
 export interface RoutedBatch {
   tasks: CopyTask[];
@@ -150,7 +181,8 @@ export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): Ro
   return { tasks: [...newest.values()], directories, unrouted };
 }
 
-function isNewer(candidate: CopyTask, current: CopyTask): boolean {
+/** Whether `candidate` describes a later change of its key than `current` (sequencer, else time). */
+export function isNewer(candidate: CopyTask, current: CopyTask): boolean {
   if (candidate.sequencer !== undefined && current.sequencer !== undefined) {
     return compareSequencers(candidate.sequencer, current.sequencer) > 0;
   }

@@ -90,3 +90,22 @@ export async function handleWebhook(
   }
   return json(200, { stored: parsed.events.length, ignored: parsed.ignored.length });
 }
+
+/**
+ * The events-queue messages for one delivery: each Event Grid event that names a change to
+ * replicate, as its own JSON (the plan step parses it again with `parseQueuedEvent`). Types
+ * that are understood but not replicated are left out. Pure.
+ */
+export function queuedBodies(rawBody: string): string[] {
+  const value: unknown = JSON.parse(rawBody);
+  const items = Array.isArray(value) ? value : [value];
+  return items
+    .filter((item) => {
+      try {
+        return parseEventGridDelivery(item).events.length > 0;
+      } catch {
+        return false;
+      }
+    })
+    .map((item) => JSON.stringify(item));
+}

@@ -30,17 +30,24 @@ function attributesOf(
   );
 }
 
+/** What became of each message of a `sendEach` call: the indices SQS did not store, and why. */
+export interface SendOutcome {
+  failed: Map<number, { reason: string; permanent: boolean }>;
+}
+
 /**
  * Sends messages in batches of 10, sending again only the entries SQS did not take (a batch
- * can partly fail), with backoff. Resolves when every message is stored; otherwise throws a
- * RetryableError naming how many were not, so the caller answers 5xx or fails its record.
+ * can partly fail), with backoff. Resolves with the indices of the messages that could not be
+ * stored after every attempt, so a caller can fail exactly the work they came from.
  */
-export async function sendAll(
+export async function sendEach(
   client: SQSClient,
   queueUrl: string,
   messages: OutgoingMessage[],
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<SendOutcome> {
+  const failed: SendOutcome['failed'] = new Map();
+  const permanentIds = new Set<string>();
   for (let start = 0; start < messages.length; start += BATCH_SIZE) {
     let pending: SendMessageBatchRequestEntry[] = messages
       .slice(start, start + BATCH_SIZE)
@@ -53,53 +60,76 @@ export async function sendAll(
           ...(message.delaySeconds !== undefined && { DelaySeconds: message.delaySeconds }),
         };
       });
-    let lastError = '';
-    for (let attempt = 1; pending.length > 0; attempt++) {
-      if (attempt > SEND_ATTEMPTS) {
-        throw new RetryableError(
-          `${pending.length} of ${messages.length} messages were not stored in the queue (${lastError})`,
-        );
-      }
+    const reasons = new Map<string, string>();
+    for (let attempt = 1; pending.length > 0 && attempt <= SEND_ATTEMPTS; attempt++) {
       if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
       try {
         const out = await client.send(
           new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }),
-          {
-            ...(signal && { abortSignal: signal }),
-          },
+          { ...(signal && { abortSignal: signal }) },
         );
-        const failed = new Set((out.Failed ?? []).map((entry) => entry.Id));
-        // Entries SQS refuses as the sender's fault (too large, bad attributes) never succeed.
-        const permanent = (out.Failed ?? []).find((entry) => entry.SenderFault);
-        if (permanent) {
-          throw new RetryableError(
-            `the queue refused a message: ${permanent.Code ?? ''} ${permanent.Message ?? ''}`.trim(),
-          );
+        const retry = new Set<string>();
+        for (const entry of out.Failed ?? []) {
+          if (entry.Id === undefined) continue;
+          const reason = `the queue refused the message: ${entry.Code ?? ''} ${entry.Message ?? ''}`;
+          // Entries SQS refuses as the sender's fault (too large, bad attributes) never succeed.
+          if (entry.SenderFault)
+            failed.set(Number(entry.Id), { reason: reason.trim(), permanent: true });
+          else {
+            retry.add(entry.Id);
+            reasons.set(entry.Id, reason.trim());
+          }
         }
-        lastError = (out.Failed ?? []).map((entry) => entry.Code).join(', ');
-        pending = pending.filter((entry) => failed.has(entry.Id));
+        pending = pending.filter((entry) => entry.Id !== undefined && retry.has(entry.Id));
       } catch (error) {
-        if (error instanceof RetryableError || error instanceof PermanentError) throw error;
         const sdk = error as {
           name?: string;
           $fault?: string;
           $metadata?: { httpStatusCode?: number };
         };
+        const reason = `the queue refused the batch: ${sdk.name ?? 'error'}: ${error instanceof Error ? error.message : String(error)}`;
         // A request SQS refuses as malformed (BatchRequestTooLong, InvalidParameterValue, …)
-        // is refused again; throttling and server faults pass.
-        if (
+        // is refused again; throttling, network and server faults are worth another try.
+        const permanent =
           sdk.$fault === 'client' &&
           sdk.$metadata?.httpStatusCode !== 429 &&
-          !/Throttl/i.test(sdk.name ?? '')
-        ) {
-          throw new PermanentError(`the queue refused the batch: ${sdk.name ?? 'error'}`, {
-            cause: error,
-          });
+          !/Throttl/i.test(sdk.name ?? '');
+        for (const entry of pending) {
+          if (entry.Id === undefined) continue;
+          reasons.set(entry.Id, reason);
+          if (permanent) permanentIds.add(entry.Id);
         }
-        lastError = error instanceof Error ? error.message : String(error);
+        if (permanent || signal?.aborted) break;
       }
     }
+    for (const entry of pending) {
+      if (entry.Id === undefined) continue;
+      failed.set(Number(entry.Id), {
+        reason: reasons.get(entry.Id) ?? 'not stored',
+        permanent: permanentIds.has(entry.Id),
+      });
+    }
   }
+  return { failed };
+}
+
+/**
+ * Sends every message (see `sendEach`). Resolves when every message is stored; otherwise
+ * throws a RetryableError naming how many were not, so the caller answers 5xx or fails its
+ * record.
+ */
+export async function sendAll(
+  client: SQSClient,
+  queueUrl: string,
+  messages: OutgoingMessage[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const { failed } = await sendEach(client, queueUrl, messages, signal);
+  if (failed.size === 0) return;
+  const outcomes = [...failed.values()];
+  const permanent = outcomes.find((outcome) => outcome.permanent);
+  const text = `${failed.size} of ${messages.length} messages were not stored in the queue (${(permanent ?? outcomes[0])?.reason ?? ''})`;
+  throw permanent ? new PermanentError(text) : new RetryableError(text);
 }
 
 /** Why a message was dead-lettered, as message attributes an operator can filter on. */

@@ -5,10 +5,11 @@ import type { ReplicationRule } from '../config/schema.ts';
 import type { PullMemory } from '../copy/pull-memory.ts';
 import { runCopyTask, type TaskOutcome } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
-import { asReplicatorError, PermanentError } from '../errors.ts';
+import { asReplicatorError, PermanentError, RetryableError } from '../errors.ts';
+import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
-import { sendToDeadLetter } from './sqs.ts';
-import { retryDelaySeconds } from './timing.ts';
+import { sendAll, sendToDeadLetter } from './sqs.ts';
+import { MAX_RECEIVES, retryDelaySeconds } from './timing.ts';
 
 const copyTaskSchema = z.strictObject({
   rule: z.string().min(1),
@@ -46,48 +47,80 @@ export function parseCopyTask(body: string): CopyTask {
 export interface TaskRecordDependencies {
   sqs: SQSClient;
   deadLetterQueueUrl: string;
-  /** The work queue's URL, for ChangeMessageVisibility and the dead letter's `sourceQueue`. */
+  /** The work queue's URL: for ChangeMessageVisibility, continuations, and `sourceQueue`. */
   queueUrl: string;
   rules: ReplicationRule[];
   /** Stores for a rule's side and container. */
   storesFor(
     rule: ReplicationRule,
     task: CopyTask,
-  ): { source: ObjectStore; destination: ObjectStore };
+  ):
+    | { source: ObjectStore; destination: ObjectStore }
+    | Promise<{ source: ObjectStore; destination: ObjectStore }>;
   pullMemory?: PullMemory;
-  log?: (entry: Record<string, unknown>) => void;
+  telemetry?: Telemetry;
+  /** Seconds before the first retry; doubles with each receive (default RETRY_BASE_SECONDS). */
+  retryBaseSeconds?: number;
+  /**
+   * The work queue's maxReceiveCount (default MAX_RECEIVES). A task that fails on its last
+   * receive is dead-lettered here, with its last error as the reason; the queue's own
+   * redrive policy is only the backstop for invocations that crash or time out.
+   */
+  maxReceives?: number;
+}
+
+/** The reason a copy's signal fires when its invocation nears the end of its time budget. */
+export class TimeBudgetExceededError extends RetryableError {
+  constructor() {
+    super('the invocation reached its time budget');
+    this.name = 'TimeBudgetExceededError';
+  }
 }
 
 /**
  * Processes one SQS record of the tasks queue. Resolves when the task is done or its outcome
  * decided (skip with a reason), and also when a permanent failure has been moved to the
- * dead-letter queue with its reason. Any other failure delays the message's next receive
- * (exponential in the receive count) and rethrows, so the record is reported as a batch item
- * failure and retried alone; after the queue's maxReceiveCount SQS dead-letters it.
+ * dead-letter queue with its reason. A copy stopped by the time budget (`signal` aborted with
+ * a TimeBudgetExceededError) is sent to the queue again, where the next run goes on from the
+ * staged parts. Any other failure delays the message's next receive (exponential in the
+ * receive count) and rethrows, so the record is reported as a batch item failure and retried
+ * alone; after the queue's maxReceiveCount SQS dead-letters it.
  */
 export async function processTaskRecord(
   record: SQSRecord,
   dependencies: TaskRecordDependencies,
   signal?: AbortSignal,
-): Promise<TaskOutcome | 'dead-lettered'> {
+): Promise<TaskOutcome | 'dead-lettered' | 'continued'> {
   const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
+  const telemetry = dependencies.telemetry;
+  let task: CopyTask | undefined;
   try {
-    const task = parseCopyTask(record.body);
-    const rule = dependencies.rules.find((candidate) => candidate.name === task.rule);
+    task = parseCopyTask(record.body);
+    const named = task.rule;
+    const rule = dependencies.rules.find((candidate) => candidate.name === named);
     if (!rule)
       throw new PermanentError(
         `the task names rule "${task.rule}", which the configuration does not have`,
       );
-    const stores = dependencies.storesFor(rule, task);
+    const stores = await dependencies.storesFor(rule, task);
     const outcome = await runCopyTask(task, {
       rule,
       ...stores,
       ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
       ...(signal && { signal }),
+      ...(telemetry && {
+        log: (message: string) =>
+          telemetry.logger.info(message, { correlationId: task?.correlationId }),
+      }),
     });
-    dependencies.log?.({ message: 'task done', correlationId: task.correlationId, ...outcome });
+    telemetry?.taskDone(task, outcome);
     return outcome;
   } catch (raw) {
+    if (task && signal?.aborted && signal.reason instanceof TimeBudgetExceededError) {
+      await sendAll(dependencies.sqs, dependencies.queueUrl, [{ body: record.body }]);
+      telemetry?.taskContinued(task);
+      return 'continued';
+    }
     const error = asReplicatorError(raw);
     if (error.kind === 'permanent' || error.kind === 'not-found') {
       await sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, record.body, {
@@ -96,11 +129,17 @@ export async function processTaskRecord(
         receiveCount,
         sourceQueue: dependencies.queueUrl,
       });
-      dependencies.log?.({
-        message: 'task dead-lettered',
-        reason: error.kind,
-        error: error.message,
+      telemetry?.taskFailed(task, error.kind, error.message, true, receiveCount);
+      return 'dead-lettered';
+    }
+    if (receiveCount >= (dependencies.maxReceives ?? MAX_RECEIVES)) {
+      await sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, record.body, {
+        reason: 'retries-exhausted',
+        error: `${error.kind}: ${error.message}`,
+        receiveCount,
+        sourceQueue: dependencies.queueUrl,
       });
+      telemetry?.taskFailed(task, error.kind, error.message, true, receiveCount);
       return 'dead-lettered';
     }
     await dependencies.sqs
@@ -108,12 +147,12 @@ export async function processTaskRecord(
         new ChangeMessageVisibilityCommand({
           QueueUrl: dependencies.queueUrl,
           ReceiptHandle: record.receiptHandle,
-          VisibilityTimeout: retryDelaySeconds(receiveCount),
+          VisibilityTimeout: retryDelaySeconds(receiveCount, dependencies.retryBaseSeconds),
         }),
       )
       // The failure is what matters; a lost backoff only makes the retry come sooner.
       .catch(() => undefined);
-    dependencies.log?.({ message: 'task failed, will retry', error: error.message, receiveCount });
+    telemetry?.taskFailed(task, error.kind, error.message, false, receiveCount);
     throw error;
   }
 }

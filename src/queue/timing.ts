@@ -24,7 +24,10 @@ export const RETRY_CAP_SECONDS = 3600;
  * How long a failed message stays invisible before its next attempt: exponential in the
  * receive count (1 -> 30 s, 2 -> 60 s, 3 -> 120 s, …), capped at an hour.
  */
-export function retryDelaySeconds(receiveCount: number): number {
+export function retryDelaySeconds(
+  receiveCount: number,
+  baseSeconds: number = RETRY_BASE_SECONDS,
+): number {
   const attempt = Math.max(1, Math.floor(receiveCount));
-  return Math.min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** Math.min(attempt - 1, 20));
+  return Math.min(RETRY_CAP_SECONDS, baseSeconds * 2 ** Math.min(attempt - 1, 20));
 }

@@ -95,10 +95,13 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   readonly limits = AZURE_BLOCK_BLOB_LIMITS;
   readonly container: string;
   readonly #client: ContainerClient;
+  readonly #scope: { encryptionScope?: string };
 
-  constructor(client: ContainerClient) {
+  /** With `encryptionScope`, every blob and block this store writes uses that scope. */
+  constructor(client: ContainerClient, options: { encryptionScope?: string } = {}) {
     this.#client = client;
     this.container = client.containerName;
+    this.#scope = options.encryptionScope ? { encryptionScope: options.encryptionScope } : {};
   }
 
   describe(key: string): string {
@@ -166,6 +169,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       const out = await this.#client.getBlockBlobClient(key).upload(body, body.length, {
         ...abortOf(options.signal),
+        ...this.#scope,
         // Put Blob verifies x-ms-blob-content-md5 against the body and stores it.
         blobHTTPHeaders: httpHeaders(options.properties, options.md5 ?? md5Of(body)),
         metadata: options.metadata,
@@ -201,6 +205,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       await this.#client.getBlockBlobClient(upload.key).stageBlock(blockId, body, body.length, {
         ...abortOf(options.signal),
+        ...this.#scope,
         // Azure verifies the block's MD5 before it stages it.
         transactionalContentMD5: options.md5 ?? md5Of(body),
       });
@@ -263,6 +268,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
         ordered.map((part) => part.token),
         {
           ...abortOf(options.signal),
+          ...this.#scope,
           blobHTTPHeaders: httpHeaders(options.properties),
           metadata: options.metadata,
           conditions: conditions(options.condition),
@@ -339,6 +345,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
         .getBlockBlobClient(upload.key)
         .stageBlockFromURL(blockId, sourceUrl, range.start, size, {
           ...abortOf(options.signal),
+          ...this.#scope,
         });
       return { partNumber, size, token: blockId };
     } catch (error) {
@@ -355,6 +362,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       const out = await this.#client.getBlockBlobClient(key).syncUploadFromURL(sourceUrl, {
         ...abortOf(options.signal),
+        ...this.#scope,
         blobHTTPHeaders: httpHeaders(options.properties),
         metadata: options.metadata,
         conditions: conditions(options.condition),

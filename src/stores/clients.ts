@@ -1,6 +1,10 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
+import type {
+  AwsCredentialIdentityProvider,
+  BuildMiddleware,
+  MetadataBearer,
+} from '@aws-sdk/types';
 import {
   AnonymousCredential,
   BlobServiceClient,
@@ -22,13 +26,19 @@ import { SDK_ATTEMPTS } from '../queue/timing.ts';
  */
 export type Environment = Record<string, string | undefined>;
 
-/** Builds the S3 client from the standard AWS environment. */
-export function makeS3Client(env: Environment = process.env): S3Client {
+/**
+ * Builds the S3 client from the standard AWS environment; a rule's region and role (assumed
+ * credentials) override the environment's.
+ */
+export function makeS3Client(
+  env: Environment = process.env,
+  options: { region?: string; credentials?: AwsCredentialIdentityProvider } = {},
+): S3Client {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const client = new S3Client({
     ...(endpoint !== undefined && endpoint !== '' && { endpoint, forcePathStyle: true }),
-    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    ...credentialsOf(env),
+    region: options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(options.credentials ? { credentials: options.credentials } : credentialsOf(env)),
     maxAttempts: SDK_ATTEMPTS,
     // Parts carry Content-MD5, which every S3 implementation verifies; no second checksum.
     requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -75,11 +85,11 @@ function credentialsOf(env: Environment) {
     : {};
 }
 
-const pipelineOptions: StoragePipelineOptions = {
+export const pipelineOptions: StoragePipelineOptions = {
   retryOptions: { maxTries: SDK_ATTEMPTS },
 };
 
-function parseConnectionString(text: string): Map<string, string> {
+export function parseConnectionString(text: string): Map<string, string> {
   const parts = new Map<string, string>();
   for (const piece of text.split(';')) {
     const index = piece.indexOf('=');

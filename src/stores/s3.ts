@@ -109,10 +109,15 @@ export class S3ObjectStore implements ObjectStore, Presigner {
   readonly limits = S3_LIMITS;
   readonly container: string;
   readonly #client: S3Client;
+  readonly #encryption: { ServerSideEncryption?: 'aws:kms'; SSEKMSKeyId?: string };
 
-  constructor(client: S3Client, bucket: string) {
+  /** With `kmsKeyId`, every object this store writes is encrypted with SSE-KMS under that key. */
+  constructor(client: S3Client, bucket: string, options: { kmsKeyId?: string } = {}) {
     this.#client = client;
     this.container = bucket;
+    this.#encryption = options.kmsKeyId
+      ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: options.kmsKeyId }
+      : {};
   }
 
   describe(key: string): string {
@@ -194,6 +199,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
             : { ChecksumCRC32: crc32Of(body) }),
           ...propertyParams(options.properties),
           Metadata: options.metadata,
+          ...this.#encryption,
           ...conditionHeaders(options.condition),
         }),
         abortOf(options.signal),
@@ -214,6 +220,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
           ChecksumAlgorithm: 'CRC32',
           ...propertyParams(options.properties),
           Metadata: options.metadata,
+          ...this.#encryption,
         }),
         abortOf(options.signal),
       );

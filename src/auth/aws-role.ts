@@ -1,0 +1,65 @@
+import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
+import { PermanentError, RetryableError } from '../errors.ts';
+
+// Credentials are renewed this long before they expire, so no request carries stale ones.
+const RENEW_MILLISECONDS = 5 * 60 * 1000;
+
+/**
+ * Credentials of a role assumed for a rule's bucket (cross-account access), renewed before
+ * they expire.
+ */
+export function assumedRoleCredentials(
+  sts: STSClient,
+  roleArn: string,
+): AwsCredentialIdentityProvider {
+  let current: Promise<AwsCredentialIdentity> | undefined;
+  let expiresAt = 0;
+  return async () => {
+    if (!current || Date.now() > expiresAt - RENEW_MILLISECONDS) {
+      current = assume(sts, roleArn);
+      current.catch(() => {
+        current = undefined;
+      });
+      const credentials = await current;
+      expiresAt = credentials.expiration?.getTime() ?? Date.now() + 15 * 60 * 1000;
+    }
+    return current;
+  };
+}
+
+async function assume(sts: STSClient, roleArn: string): Promise<AwsCredentialIdentity> {
+  try {
+    const out = await sts.send(
+      new AssumeRoleCommand({
+        RoleArn: roleArn,
+        RoleSessionName: 's3-azure-replicator',
+        DurationSeconds: 3600,
+      }),
+    );
+    const c = out.Credentials;
+    if (!c?.AccessKeyId || !c.SecretAccessKey)
+      throw new PermanentError(`assuming ${roleArn} returned no credentials`);
+    return {
+      accessKeyId: c.AccessKeyId,
+      secretAccessKey: c.SecretAccessKey,
+      ...(c.SessionToken && { sessionToken: c.SessionToken }),
+      ...(c.Expiration && { expiration: c.Expiration }),
+    };
+  } catch (error) {
+    if (error instanceof PermanentError) throw error;
+    const sdk = error as {
+      name?: string;
+      $fault?: string;
+      $metadata?: { httpStatusCode?: number };
+    };
+    const what = `assuming the role ${roleArn}: ${sdk.name ?? 'error'}`;
+    if (
+      sdk.$fault === 'client' &&
+      sdk.$metadata?.httpStatusCode !== 429 &&
+      !/Throttl/i.test(sdk.name ?? '')
+    )
+      throw new PermanentError(what, { cause: error });
+    throw new RetryableError(what, { cause: error });
+  }
+}

@@ -1,0 +1,229 @@
+import { isAbsolute, resolve } from 'node:path';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { STSClient } from '@aws-sdk/client-sts';
+import { assumedRoleCredentials } from '../auth/aws-role.ts';
+import { blobServiceFor } from '../auth/azure-credential.ts';
+import type { DeliveryAuth } from '../auth/event-grid-auth.ts';
+import { type SecretSource, SecretsManagerSource } from '../auth/secrets.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
+import { PullMemory } from '../copy/pull-memory.ts';
+import { Telemetry } from '../observe/telemetry.ts';
+import { MAX_RECEIVES, RETRY_BASE_SECONDS, SDK_ATTEMPTS } from '../queue/timing.ts';
+import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
+import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
+import { S3ObjectStore } from '../stores/s3.ts';
+
+/** The queues of the pipeline, named by the environment variables that hold their URLs. */
+export const QUEUE_VARIABLES = {
+  events: 'S3AZ_EVENTS_QUEUE_URL',
+  eventsDeadLetter: 'S3AZ_EVENTS_DLQ_URL',
+  tasks: 'S3AZ_TASKS_QUEUE_URL',
+  tasksDeadLetter: 'S3AZ_TASKS_DLQ_URL',
+} as const;
+
+export type QueueName = keyof typeof QUEUE_VARIABLES;
+
+/** Both stores of one rule. */
+export interface RuleStores {
+  s3: S3ObjectStore;
+  azure: AzureBlobObjectStore;
+}
+
+/**
+ * Everything the handlers need, built once per cold start from the validated configuration
+ * and environment. Handlers get it from `getRuntime()`; nothing else builds SDK clients.
+ */
+export interface Runtime {
+  config: ReplicationConfig;
+  sqs: SQSClient;
+  telemetry: Telemetry;
+  pullMemory: PullMemory;
+  /** Seconds a failed message waits before its first retry (doubling per receive). */
+  retryBaseSeconds: number;
+  /** The work queues' maxReceiveCount (`S3AZ_MAX_RECEIVES`, as in serverless.yml). */
+  maxReceives: number;
+  /** The URL of one of the pipeline's queues; a ConfigError naming the variable if unset. */
+  queueUrl(name: QueueName): string;
+  /** The stores of a rule, built on first use and reused. */
+  storesOf(rule: ReplicationRule): Promise<RuleStores>;
+  /** The webhook's delivery authentication, with its secret read once. */
+  webhookAuth(): Promise<DeliveryAuth>;
+}
+
+export interface RuntimeOptions {
+  env?: Environment;
+  /** Already validated configuration (otherwise read from the file `S3AZ_CONFIG` names). */
+  config?: ReplicationConfig;
+  /** Where secrets come from (default: AWS Secrets Manager). */
+  secrets?: SecretSource;
+  sqs?: SQSClient;
+  telemetry?: Telemetry;
+}
+
+/** Powertools logger and metrics named by the environment (service name, namespace). */
+export function createTelemetry(env: Environment = process.env): Telemetry {
+  const serviceName = env.POWERTOOLS_SERVICE_NAME ?? 's3-azure-replicator';
+  return new Telemetry(
+    new Logger({ serviceName }),
+    new Metrics({
+      namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? 'S3AzureReplicator',
+      serviceName,
+    }),
+  );
+}
+
+function integerVariable(env: Environment, name: string, fallback: number, max: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new ConfigError(`environment variable ${name} must be a whole number from 0 to ${max}`);
+  }
+  return value;
+}
+
+/** Builds the runtime. Configuration problems throw a ConfigError naming what is wrong. */
+export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  const env = options.env ?? process.env;
+  let config = options.config;
+  if (!config) {
+    const path = env.S3AZ_CONFIG;
+    if (!path) {
+      throw new ConfigError(
+        'environment variable S3AZ_CONFIG is not set: it names the replication configuration file',
+      );
+    }
+    config = await loadConfig(isAbsolute(path) ? path : resolve(env.LAMBDA_TASK_ROOT ?? '.', path));
+  }
+  const retryBaseSeconds = integerVariable(
+    env,
+    'S3AZ_RETRY_BASE_SECONDS',
+    RETRY_BASE_SECONDS,
+    3600,
+  );
+  const maxReceives = integerVariable(env, 'S3AZ_MAX_RECEIVES', MAX_RECEIVES, 1000);
+  if (maxReceives < 1)
+    throw new ConfigError('environment variable S3AZ_MAX_RECEIVES must be at least 1');
+  const sqs = options.sqs ?? makeSqsClient(env);
+  const telemetry = options.telemetry ?? createTelemetry(env);
+  let sts: STSClient | undefined;
+  const stsClient = () => {
+    sts ??= new STSClient({
+      ...(env.AWS_REGION && { region: env.AWS_REGION }),
+      maxAttempts: SDK_ATTEMPTS,
+    });
+    return sts;
+  };
+  let secretSource = options.secrets;
+  const secrets = (): SecretSource => {
+    secretSource ??= new SecretsManagerSource(
+      new SecretsManagerClient({
+        ...(env.AWS_REGION && { region: env.AWS_REGION }),
+        maxAttempts: SDK_ATTEMPTS,
+      }),
+    );
+    return secretSource;
+  };
+  const lazySecrets: SecretSource = { get: (arn) => secrets().get(arn) };
+  const stores = new Map<string, Promise<RuleStores>>();
+  let auth: Promise<DeliveryAuth> | undefined;
+  const validated = config;
+
+  return {
+    config: validated,
+    sqs,
+    telemetry,
+    pullMemory: new PullMemory(),
+    retryBaseSeconds,
+    maxReceives,
+    queueUrl(name) {
+      const variable = QUEUE_VARIABLES[name];
+      const url = env[variable];
+      if (!url) throw new ConfigError(`environment variable ${variable} is not set`);
+      return url;
+    },
+    storesOf(rule) {
+      let built = stores.get(rule.name);
+      if (!built) {
+        built = (async () => {
+          const s3Client = makeS3Client(env, {
+            ...(rule.s3.region !== undefined && { region: rule.s3.region }),
+            ...(rule.s3.roleArn !== undefined && {
+              credentials: assumedRoleCredentials(stsClient(), rule.s3.roleArn),
+            }),
+          });
+          const service = await blobServiceFor(rule, { env, secrets: lazySecrets, sts: stsClient });
+          return {
+            s3: new S3ObjectStore(s3Client, rule.s3.bucket, {
+              ...(rule.s3.kmsKeyId !== undefined && { kmsKeyId: rule.s3.kmsKeyId }),
+            }),
+            azure: new AzureBlobObjectStore(service.getContainerClient(rule.azure.container), {
+              ...(rule.azure.encryptionScope !== undefined && {
+                encryptionScope: rule.azure.encryptionScope,
+              }),
+            }),
+          };
+        })();
+        // A failure (a secret not readable yet) is not kept: the next task tries again.
+        built.catch(() => stores.delete(rule.name));
+        stores.set(rule.name, built);
+      }
+      return built;
+    },
+    webhookAuth() {
+      auth ??= (async (): Promise<DeliveryAuth> => {
+        const configured = validated.eventGrid?.auth;
+        if (!configured) {
+          throw new ConfigError(
+            'eventGrid.auth is not configured: the webhook refuses every delivery until it says how they are authenticated',
+          );
+        }
+        if (configured.mode === 'shared-secret') {
+          if ('secretEnv' in configured) {
+            const secret = env[configured.secretEnv];
+            if (!secret) {
+              throw new ConfigError(
+                `eventGrid.auth.secretEnv names ${configured.secretEnv}, which is not set`,
+              );
+            }
+            return { mode: 'shared-secret', secret };
+          }
+          return {
+            mode: 'shared-secret',
+            secret: (await lazySecrets.get(configured.secretArn)).trim(),
+          };
+        }
+        if (configured.mode === 'entra') {
+          return { mode: 'entra', tenantId: configured.tenantId, audience: configured.audience };
+        }
+        return { mode: 'none' };
+      })();
+      auth.catch(() => {
+        auth = undefined;
+      });
+      return auth;
+    },
+  };
+}
+
+/**
+ * This process's logger and metrics. The handlers' middlewares need them before the runtime
+ * is built (which reads the configuration), so they exist from module load; they hold no
+ * clients or secrets.
+ */
+export const processTelemetry: Telemetry = createTelemetry();
+
+let current: Promise<Runtime> | undefined;
+
+/** The runtime of this process (cold start), built on first use from `process.env`. */
+export function getRuntime(): Promise<Runtime> {
+  current ??= buildRuntime({ telemetry: processTelemetry });
+  current.catch(() => {
+    current = undefined;
+  });
+  return current;
+}
