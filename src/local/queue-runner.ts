@@ -11,7 +11,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 export type SqsHandler = (
   event: SQSEvent,
   context: Context,
-) => Promise<SQSBatchResponse | undefined | void>;
+) => Promise<SQSBatchResponse | undefined>;
 
 export interface QueueRunnerOptions {
   sqs: SQSClient;
@@ -28,8 +28,13 @@ export interface QueueRunnerOptions {
 }
 
 function queueArnOf(queueUrl: string, region: string): string {
-  const url = new URL(queueUrl);
-  const [account = '000000000000', name = 'queue'] = url.pathname.split('/').filter(Boolean);
+  // Not parsed with URL: emulators answer hosts like `sqs.us-east-1.127.0.0.1`, which WHATWG
+  // URL parsing refuses (a dotted name ending in a number must be an IPv4 address).
+  const [name = 'queue', account = '000000000000'] = queueUrl
+    .replace(/[?#].*$/, '')
+    .split('/')
+    .filter(Boolean)
+    .reverse();
   return `arn:aws:sqs:${region}:${account}:${name}`;
 }
 
@@ -123,7 +128,7 @@ export class QueueRunner {
       fail: () => undefined,
       succeed: () => undefined,
     };
-    let response: SQSBatchResponse | undefined | void;
+    let response: SQSBatchResponse | undefined;
     try {
       response = await handler({ Records: records }, context);
     } catch (error) {
