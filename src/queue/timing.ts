@@ -8,9 +8,23 @@
  *   event sources, which batch and retry invocations).
  * - The SDKs make SDK_ATTEMPTS attempts per request; the engine retries a failed range at most
  *   PART_ATTEMPTS times; a failed message then waits `retryDelaySeconds` before it is
- *   received again, and after MAX_RECEIVES receives SQS moves it to the dead-letter queue.
+ *   received again, and on its MAX_RECEIVES-th receive the task goes to the dead-letter queue
+ *   with its last error (SQS's redrive policy, with the same count, catches crashed invocations).
+ *
+ * serverless.yml reads these numbers (through `dist/serverless-vars.cjs`), so the deployed
+ * queues and functions cannot disagree with the code.
  */
 export const COPY_TIMEOUT_SECONDS = 900;
+/** The plan step lists directories at most; five minutes is ample. */
+export const PLAN_TIMEOUT_SECONDS = 300;
+export const EVENTS_VISIBILITY_TIMEOUT_SECONDS = 6 * PLAN_TIMEOUT_SECONDS;
+/** API Gateway HTTP APIs wait at most 30 s for an integration. */
+export const WEBHOOK_TIMEOUT_SECONDS = 29;
+/** Records per copy invocation: copies of one batch run side by side and share its memory. */
+export const COPY_BATCH_SIZE = 4;
+export const PLAN_BATCH_SIZE = 10;
+/** Dead letters are kept for the longest time SQS allows (14 days), for inspection and redrive. */
+export const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
 export const COPY_STOP_MARGIN_SECONDS = 60;
 export const TASKS_VISIBILITY_TIMEOUT_SECONDS = 6 * COPY_TIMEOUT_SECONDS;
 export const SDK_ATTEMPTS = 3;
