@@ -12,9 +12,14 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
 import { Telemetry } from '../observe/telemetry.ts';
-import { MAX_RECEIVES, RETRY_BASE_SECONDS, SDK_ATTEMPTS } from '../queue/timing.ts';
+import { MAX_RECEIVES, RETRY_BASE_SECONDS } from '../queue/timing.ts';
 import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
-import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
+import {
+  awsClientSettings,
+  type Environment,
+  makeS3Client,
+  makeSqsClient,
+} from '../stores/clients.ts';
 import { S3ObjectStore } from '../stores/s3.ts';
 
 /** The queues of the pipeline, named by the environment variables that hold their URLs. */
@@ -112,19 +117,13 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const telemetry = options.telemetry ?? createTelemetry(env);
   let sts: STSClient | undefined;
   const stsClient = () => {
-    sts ??= new STSClient({
-      ...(env.AWS_REGION && { region: env.AWS_REGION }),
-      maxAttempts: SDK_ATTEMPTS,
-    });
+    sts ??= new STSClient(awsClientSettings(env, 'STS'));
     return sts;
   };
   let secretSource = options.secrets;
   const secrets = (): SecretSource => {
     secretSource ??= new SecretsManagerSource(
-      new SecretsManagerClient({
-        ...(env.AWS_REGION && { region: env.AWS_REGION }),
-        maxAttempts: SDK_ATTEMPTS,
-      }),
+      new SecretsManagerClient(awsClientSettings(env, 'SECRETS_MANAGER')),
     );
     return secretSource;
   };

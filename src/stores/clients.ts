@@ -72,6 +72,21 @@ export function makeSqsClient(env: Environment = process.env): SQSClient {
   });
 }
 
+/**
+ * AWS clients' settings from an environment that may not be `process.env`: its region, its
+ * keys (else the SDK's own chain), and its endpoint for the service (`AWS_ENDPOINT_URL_<ID>`,
+ * else `AWS_ENDPOINT_URL`).
+ */
+export function awsClientSettings(env: Environment, serviceId: string) {
+  const endpoint = env[`AWS_ENDPOINT_URL_${serviceId}`] ?? env.AWS_ENDPOINT_URL;
+  return {
+    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    maxAttempts: SDK_ATTEMPTS,
+    ...credentialsOf(env),
+  };
+}
+
 function credentialsOf(env: Environment) {
   // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
   return env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
