@@ -8,6 +8,7 @@ import {
   checksumOf,
   isWellFormedChecksum,
 } from './checksums.ts';
+import { installS3Notifications } from './s3-notifications.ts';
 
 /** Where and how to run the S3 emulator. */
 export interface S3EmulatorOptions {
@@ -404,7 +405,11 @@ class KeyLocks {
  */
 export function installS3Fidelity(
   app: FastifyInstance,
-  options: { accessKeyId?: string } = {},
+  options: {
+    accessKeyId?: string;
+    /** Sees every response before it is sent (one onSend hook: a second one races fauxqs). */
+    observeSend?: (request: FastifyRequest, reply: FastifyReply, payload: unknown) => void;
+  } = {},
 ): void {
   const properties = new Map<string, KeptProperties>();
   const uploads = new Map<string, UploadRecord>();
@@ -679,6 +684,7 @@ export function installS3Fidelity(
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
+    options.observeSend?.(request, reply, payload);
     const current = state.get(request);
     if (!current) return payload;
     const ok = reply.statusCode >= 200 && reply.statusCode < 300;
@@ -804,13 +810,19 @@ export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<
     host,
     ...(options.region && { defaultRegion: options.region }),
   });
-  installS3Fidelity(
-    app,
-    options.accessKeyId === undefined ? {} : { accessKeyId: options.accessKeyId },
-  );
+  let port = options.port ?? 0;
+  const notifications = installS3Notifications(app, {
+    endpoint: () => `http://${host}:${port}`,
+    region: options.region ?? 'us-east-1',
+    accessKeyId: options.accessKeyId ?? 'local',
+  });
+  installS3Fidelity(app, {
+    ...(options.accessKeyId !== undefined && { accessKeyId: options.accessKeyId }),
+    observeSend: notifications.observeSend,
+  });
   await app.listen({ port: options.port ?? 0, host });
   const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : (options.port ?? 0);
+  port = typeof address === 'object' && address ? address.port : port;
   return {
     port,
     endpoint: `http://${host}:${port}`,

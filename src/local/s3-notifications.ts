@@ -1,0 +1,281 @@
+import { randomUUID } from 'node:crypto';
+import { GetQueueUrlCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+/**
+ * S3 event notifications for the S3 emulator, which does not send them: a bucket's
+ * notification configuration (PutBucketNotificationConfiguration, queue targets with event
+ * and prefix/suffix filters) is kept, and after every successful PutObject, CopyObject,
+ * CompleteMultipartUpload, DeleteObject and DeleteObjects the notification S3 would send
+ * (same JSON, URL-encoded key, size, eTag, per-key sequencer) goes to the queue.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html
+ */
+
+interface QueueTarget {
+  id: string;
+  queueArn: string;
+  events: string[];
+  prefix: string;
+  suffix: string;
+}
+
+export interface S3NotificationOptions {
+  /** This emulator's own endpoint, where its SQS listens too. */
+  endpoint: () => string;
+  region: string;
+  accessKeyId: string;
+}
+
+const tag = (xml: string, name: string) =>
+  [...xml.matchAll(new RegExp(`<${name}>([\\s\\S]*?)</${name}>`, 'g'))].map((match) =>
+    unescapeXml(match[1] ?? ''),
+  );
+
+function unescapeXml(text: string): string {
+  return text
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&apos;', "'")
+    .replaceAll('&amp;', '&');
+}
+
+const escapeXml = (text: string) =>
+  text.replace(
+    /[<>&"']/g,
+    (char) =>
+      ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
+  );
+
+function parseConfiguration(xml: string): QueueTarget[] {
+  return tag(xml, 'QueueConfiguration').map((block) => {
+    const rules = tag(block, 'FilterRule').map((rule) => ({
+      name: (tag(rule, 'Name')[0] ?? '').toLowerCase(),
+      value: tag(rule, 'Value')[0] ?? '',
+    }));
+    return {
+      id: tag(block, 'Id')[0] ?? randomUUID(),
+      queueArn: tag(block, 'Queue')[0] ?? '',
+      events: tag(block, 'Event'),
+      prefix: rules.find((rule) => rule.name === 'prefix')?.value ?? '',
+      suffix: rules.find((rule) => rule.name === 'suffix')?.value ?? '',
+    };
+  });
+}
+
+function eventMatches(patterns: string[], eventName: string): boolean {
+  return patterns.some((pattern) => {
+    const name = pattern.replace(/^s3:/, '');
+    return name.endsWith(':*') ? eventName.startsWith(name.slice(0, -1)) : name === eventName;
+  });
+}
+
+/** How S3 writes keys into notifications: form encoding, spaces as `+`, slashes kept. */
+const encodeKey = (key: string) =>
+  key
+    .split('/')
+    .map((segment) => encodeURIComponent(segment).replace(/%20/g, '+'))
+    .join('/');
+
+async function readBody(request: FastifyRequest): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request.raw) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function queryOf(request: FastifyRequest): Record<string, string | undefined> {
+  return (request.query ?? {}) as Record<string, string | undefined>;
+}
+
+/**
+ * Installs notification configuration and delivery on a fauxqs app. The caller passes
+ * `observeSend` to the app's one onSend hook (it reads DeleteObjects results).
+ */
+export function installS3Notifications(app: FastifyInstance, options: S3NotificationOptions) {
+  const targets = new Map<string, QueueTarget[]>();
+  const queueUrls = new Map<string, Promise<string>>();
+  let counter = 0;
+  let sqs: SQSClient | undefined;
+  const client = () => {
+    sqs ??= new SQSClient({
+      endpoint: options.endpoint(),
+      region: options.region,
+      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: 'local' },
+    });
+    return sqs;
+  };
+  const queueUrlOf = (arn: string) => {
+    let url = queueUrls.get(arn);
+    if (!url) {
+      const name = arn.split(':').at(-1) ?? '';
+      url = client()
+        .send(new GetQueueUrlCommand({ QueueName: name }))
+        .then((out) => out.QueueUrl ?? '');
+      url.catch(() => queueUrls.delete(arn));
+      queueUrls.set(arn, url);
+    }
+    return url;
+  };
+  // S3's sequencer grows with each change of a key; one counter for all keys keeps that.
+  const sequencer = () => {
+    counter += 1;
+    return (BigInt(Date.now()) * 1_000_000n + BigInt(counter))
+      .toString(16)
+      .toUpperCase()
+      .padStart(18, '0');
+  };
+
+  const send = async (
+    bucket: string,
+    key: string,
+    eventName: string,
+    object: { size?: number; etag?: string },
+  ) => {
+    const seq = sequencer();
+    for (const target of targets.get(bucket) ?? []) {
+      if (!eventMatches(target.events, eventName)) continue;
+      if (!key.startsWith(target.prefix) || !key.endsWith(target.suffix)) continue;
+      const record = {
+        eventVersion: '2.1',
+        eventSource: 'aws:s3',
+        awsRegion: options.region,
+        eventTime: new Date().toISOString(),
+        eventName,
+        userIdentity: { principalId: 'AWS:LOCAL' },
+        requestParameters: { sourceIPAddress: '127.0.0.1' },
+        responseElements: { 'x-amz-request-id': randomUUID(), 'x-amz-id-2': 'local' },
+        s3: {
+          s3SchemaVersion: '1.0',
+          configurationId: target.id,
+          bucket: {
+            name: bucket,
+            ownerIdentity: { principalId: 'LOCAL' },
+            arn: `arn:aws:s3:::${bucket}`,
+          },
+          object: {
+            key: encodeKey(key),
+            ...(object.size !== undefined && { size: object.size }),
+            ...(object.etag !== undefined && { eTag: object.etag.replace(/"/g, '') }),
+            sequencer: seq,
+          },
+        },
+      };
+      const url = await queueUrlOf(target.queueArn);
+      await client().send(
+        new SendMessageCommand({
+          QueueUrl: url,
+          MessageBody: JSON.stringify({ Records: [record] }),
+        }),
+      );
+    }
+  };
+
+  const created = async (bucket: string, key: string, eventName: string) => {
+    const head = await app.inject({
+      method: 'HEAD',
+      url: `/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`,
+    });
+    if (head.statusCode !== 200) return;
+    const etag = head.headers.etag;
+    await send(bucket, key, eventName, {
+      size: Number(head.headers['content-length'] ?? 0),
+      ...(typeof etag === 'string' && { etag }),
+    });
+  };
+
+  const deliveries = new WeakMap<FastifyRequest, () => Promise<void>>();
+  const report = (error: unknown) => app.log.error({ err: error }, 's3 notification not delivered');
+
+  app.addHook('onRequest', async (request, reply) => {
+    const params = request.params as { bucket?: string; '*'?: string } | undefined;
+    const bucket = params?.bucket;
+    const key = params?.['*'];
+    if (!bucket) return;
+    const query = queryOf(request);
+    if (!key && 'notification' in query) {
+      if (request.method === 'PUT') {
+        const configured = parseConfiguration(await readBody(request));
+        targets.set(bucket, configured);
+        // S3 confirms a new configuration with a test event to each target.
+        for (const target of configured) {
+          const url = await queueUrlOf(target.queueArn).catch(() => undefined);
+          if (!url) {
+            return reply
+              .code(400)
+              .header('content-type', 'application/xml')
+              .send(
+                `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code><Message>Unable to validate the following destination configurations</Message><ArgumentName>${escapeXml(target.queueArn)}</ArgumentName></Error>`,
+              );
+          }
+          await client().send(
+            new SendMessageCommand({
+              QueueUrl: url,
+              MessageBody: JSON.stringify({
+                Service: 'Amazon S3',
+                Event: 's3:TestEvent',
+                Time: new Date().toISOString(),
+                Bucket: bucket,
+                RequestId: randomUUID(),
+                HostId: 'local',
+              }),
+            }),
+          );
+        }
+        return reply.code(200).send('');
+      }
+      if (request.method === 'GET') {
+        const body = (targets.get(bucket) ?? [])
+          .map(
+            (target) =>
+              `<QueueConfiguration><Id>${escapeXml(target.id)}</Id><Queue>${escapeXml(target.queueArn)}</Queue>${target.events.map((event) => `<Event>${escapeXml(event)}</Event>`).join('')}<Filter><S3Key><FilterRule><Name>Prefix</Name><Value>${escapeXml(target.prefix)}</Value></FilterRule><FilterRule><Name>Suffix</Name><Value>${escapeXml(target.suffix)}</Value></FilterRule></S3Key></Filter></QueueConfiguration>`,
+          )
+          .join('');
+        return reply
+          .code(200)
+          .header('content-type', 'application/xml')
+          .send(
+            `<?xml version="1.0" encoding="UTF-8"?>\n<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</NotificationConfiguration>`,
+          );
+      }
+    }
+    if (!targets.has(bucket)) return;
+    const copy = request.headers['x-amz-copy-source'] !== undefined;
+    if (key && request.method === 'PUT' && query.partNumber === undefined) {
+      deliveries.set(request, () =>
+        created(bucket, key, copy ? 'ObjectCreated:Copy' : 'ObjectCreated:Put'),
+      );
+    } else if (key && request.method === 'POST' && query.uploadId !== undefined) {
+      deliveries.set(request, () => created(bucket, key, 'ObjectCreated:CompleteMultipartUpload'));
+    } else if (key && request.method === 'DELETE' && query.uploadId === undefined) {
+      deliveries.set(request, () => send(bucket, key, 'ObjectRemoved:Delete', {}));
+    }
+  });
+
+  const observeSend = (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    const params = request.params as { bucket?: string; '*'?: string } | undefined;
+    const bucket = params?.bucket;
+    if (
+      bucket &&
+      !params?.['*'] &&
+      request.method === 'POST' &&
+      'delete' in queryOf(request) &&
+      targets.has(bucket) &&
+      reply.statusCode === 200 &&
+      typeof payload === 'string'
+    ) {
+      const keys = tag(payload, 'Deleted').flatMap((deleted) => tag(deleted, 'Key'));
+      deliveries.set(request, async () => {
+        for (const key of keys) await send(bucket, key, 'ObjectRemoved:Delete', {});
+      });
+    }
+  };
+
+  app.addHook('onResponse', async (request, reply) => {
+    const deliver = deliveries.get(request);
+    // A failed request changes nothing, so S3 sends nothing. CompleteMultipartUpload can fail
+    // inside a 200 (an <Error> body); the HEAD after it finds no new object then.
+    if (!deliver || reply.statusCode < 200 || reply.statusCode >= 300) return;
+    deliver().catch(report);
+  });
+  return { observeSend };
+}
