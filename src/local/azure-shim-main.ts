@@ -27,5 +27,11 @@ await runChild('azure shim', async () => {
     key,
     port,
     host: values.host ?? process.env.S3AZ_HOST ?? '127.0.0.1',
+    ...(process.env.S3AZ_EVENT_GRID_URL && {
+      eventGrid: {
+        url: process.env.S3AZ_EVENT_GRID_URL,
+        ...(process.env.S3AZ_EVENT_GRID_SECRET && { secret: process.env.S3AZ_EVENT_GRID_SECRET }),
+      },
+    }),
   });
 });

@@ -7,6 +7,7 @@ import http, {
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
+import { EventGridShim } from './event-grid-shim.ts';
 import { type AuthCheck, SAS_PARAMETERS, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
 
@@ -20,6 +21,8 @@ export interface AzureShimOptions {
   /** 0 or absent for any free port. */
   port?: number;
   host?: string;
+  /** Where successful blob writes and deletes are published as Event Grid events. */
+  eventGrid?: { url: string; secret?: string };
 }
 
 /** A listening shim. */
@@ -513,7 +516,9 @@ async function pull(
 /** Starts the shim on `options.port` (0 for any free port). */
 export async function startAzureShim(options: AzureShimOptions): Promise<RunningAzureShim> {
   const target = new URL(options.target);
+  let events: EventGridShim | undefined;
   const server = http.createServer((request, response) => {
+    events?.observe(request, response);
     const query = new URL(request.url ?? '/', 'http://placeholder').searchParams;
     const kind = pullKind(request, query);
     if (!kind) {
@@ -535,13 +540,24 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
     server.listen(options.port ?? 0, host, resolve);
   });
   const port = (server.address() as AddressInfo).port;
+  const accountUrl = `http://${host}:${port}/${options.account}`;
+  if (options.eventGrid) {
+    events = new EventGridShim({
+      url: options.eventGrid.url,
+      ...(options.eventGrid.secret !== undefined && { secret: options.eventGrid.secret }),
+      accountUrl,
+      onError: (error) => console.error(`azure shim: ${(error as Error).message}`),
+    });
+  }
   return {
     port,
-    accountUrl: `http://${host}:${port}/${options.account}`,
-    close: () =>
-      new Promise<void>((resolve) => {
+    accountUrl,
+    close: async () => {
+      await events?.close();
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }

@@ -36,11 +36,13 @@ export interface StartEmulatorsOptions {
   azuriteDataDir?: string;
   /** Receives what the emulators write on stderr. */
   log?: (line: string) => void;
+  /** Publish Azure blob writes and deletes as Event Grid deliveries to this webhook. */
+  eventGrid?: { url: string; secret?: string };
 }
 
 const ACCOUNT = 'devstoreaccount1';
 const AZURITE_HOST = '127.0.0.1';
-const OPTION_NAMES = new Set(['s3Port', 'azurePort', 'host', 'azuriteDataDir', 'log']);
+const OPTION_NAMES = new Set(['s3Port', 'azurePort', 'host', 'azuriteDataDir', 'log', 'eventGrid']);
 const READY_TIMEOUT_MS = 30_000;
 const require = createRequire(import.meta.url);
 
@@ -238,6 +240,10 @@ export async function startEmulators(
         S3AZ_ACCOUNT_KEY: azureAccountKey,
         S3AZ_PORT: String(options.azurePort ?? 0),
         S3AZ_HOST: host,
+        ...(options.eventGrid && { S3AZ_EVENT_GRID_URL: options.eventGrid.url }),
+        ...(options.eventGrid?.secret !== undefined && {
+          S3AZ_EVENT_GRID_SECRET: options.eventGrid.secret,
+        }),
       },
       options.log,
     );

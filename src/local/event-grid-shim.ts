@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { SECRET_HEADER } from '../auth/event-grid-auth.ts';
+
+/**
+ * Event Grid for the local Azure endpoint, which has none: after each successful Put Blob,
+ * Put Block List, Copy Blob, Put Blob From URL and Delete Blob, the event a storage account's
+ * system topic would publish (Event Grid schema) is delivered to the webhook, in batches, with
+ * the configured shared secret, and delivered again with backoff when the webhook does not
+ * answer 2xx. https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
+ */
+export interface EventGridShimOptions {
+  /** The webhook's URL. */
+  url: string;
+  /** Sent as the `x-s3az-secret` header (a delivery attribute in Azure). */
+  secret?: string;
+  /** The account URL that events name blobs under (the public endpoint). */
+  accountUrl: string;
+  /** Events per delivery (Event Grid's maxEventsPerBatch); default 10. */
+  maxEventsPerBatch?: number;
+  /** Deliveries are retried this many times (Event Grid: up to 30 over 24 h); default 8. */
+  maxAttempts?: number;
+  onError?: (error: unknown) => void;
+}
+
+type Operation = { type: 'created'; api: string } | { type: 'deleted'; api: string };
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The blob operation a request performs, when it is one Event Grid reports. */
+export function blobOperationOf(request: IncomingMessage): Operation | undefined {
+  const url = new URL(request.url ?? '/', 'http://placeholder');
+  const comp = url.searchParams.get('comp');
+  const copySource = header(request.headers, 'x-ms-copy-source') !== undefined;
+  const blobType = header(request.headers, 'x-ms-blob-type');
+  if (request.method === 'PUT') {
+    if (comp === 'blocklist') return { type: 'created', api: 'PutBlockList' };
+    if (comp !== null) return undefined;
+    if (copySource) return { type: 'created', api: blobType ? 'PutBlobFromUrl' : 'CopyBlob' };
+    if (blobType === 'BlockBlob') return { type: 'created', api: 'PutBlob' };
+    return undefined;
+  }
+  if (request.method === 'DELETE' && comp === null) return { type: 'deleted', api: 'DeleteBlob' };
+  return undefined;
+}
+
+/** Container and blob name of a request path `/<account>/<container>/<blob>`. */
+function blobOf(request: IncomingMessage): { container: string; blob: string } | undefined {
+  const path = new URL(request.url ?? '/', 'http://placeholder').pathname;
+  const [, , container, ...rest] = path.split('/');
+  if (!container || rest.length === 0) return undefined;
+  const blob = decodeURIComponent(rest.join('/'));
+  return blob === '' ? undefined : { container, blob };
+}
+
+export class EventGridShim {
+  readonly #options: EventGridShimOptions;
+  #pending: unknown[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+  #counter = 0;
+  #closed = false;
+
+  constructor(options: EventGridShimOptions) {
+    this.#options = options;
+  }
+
+  /** Watches one request; publishes its event if it is a blob write or delete that succeeds. */
+  observe(request: IncomingMessage, response: ServerResponse): void {
+    const operation = blobOperationOf(request);
+    const target = operation && blobOf(request);
+    if (!operation || !target) return;
+    let status = 0;
+    let headers: Record<string, unknown> = {};
+    const writeHead = response.writeHead.bind(response) as (...args: unknown[]) => ServerResponse;
+    (response as unknown as { writeHead: (...args: unknown[]) => ServerResponse }).writeHead = (
+      ...args: unknown[]
+    ) => {
+      status = Number(args[0]);
+      const last = args.at(-1);
+      if (last && typeof last === 'object') headers = last as Record<string, unknown>;
+      return writeHead(...args);
+    };
+    response.once('finish', () => {
+      const code = status || response.statusCode;
+      if (code < 200 || code >= 300) return;
+      const etag = String(headers.etag ?? response.getHeader('etag') ?? '') || undefined;
+      const length = header(request.headers, 'content-length');
+      this.#publish(operation, target.container, target.blob, {
+        ...(etag !== undefined && { etag }),
+        ...(operation.api === 'PutBlob' && length !== undefined && { size: Number(length) }),
+      });
+    });
+  }
+
+  #publish(
+    operation: Operation,
+    container: string,
+    blob: string,
+    details: { etag?: string; size?: number },
+  ): void {
+    this.#counter += 1;
+    // Azure's sequencer grows with each change of a blob; one counter for all keeps that.
+    const sequencer = (BigInt(Date.now()) * 1_000_000n + BigInt(this.#counter))
+      .toString(16)
+      .padStart(32, '0');
+    const account = new URL(this.#options.accountUrl).pathname.split('/').filter(Boolean)[0] ?? '';
+    const encoded = blob.split('/').map(encodeURIComponent).join('/');
+    this.#pending.push({
+      topic: `/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/${account}`,
+      subject: `/blobServices/default/containers/${container}/blobs/${blob}`,
+      eventType:
+        operation.type === 'created'
+          ? 'Microsoft.Storage.BlobCreated'
+          : 'Microsoft.Storage.BlobDeleted',
+      id: randomUUID(),
+      eventTime: new Date().toISOString(),
+      dataVersion: '',
+      metadataVersion: '1',
+      data: {
+        api: operation.api,
+        clientRequestId: randomUUID(),
+        requestId: randomUUID(),
+        ...(details.etag !== undefined && { eTag: details.etag.replace(/"/g, '') }),
+        contentType: 'application/octet-stream',
+        ...(details.size !== undefined && { contentLength: details.size }),
+        blobType: 'BlockBlob',
+        url: `${this.#options.accountUrl.replace(/\/+$/, '')}/${container}/${encoded}`,
+        sequencer,
+        storageDiagnostics: { batchId: randomUUID() },
+      },
+    });
+    if (this.#pending.length >= (this.#options.maxEventsPerBatch ?? 10)) this.#flush();
+    else this.#timer ??= setTimeout(() => this.#flush(), 5);
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    const delivery = this.#deliver(batch).catch((error) => this.#options.onError?.(error));
+    this.#inFlight.add(delivery);
+    delivery.finally(() => this.#inFlight.delete(delivery));
+  }
+
+  async #deliver(batch: unknown[]): Promise<void> {
+    const attempts = this.#options.maxAttempts ?? 8;
+    let last = '';
+    for (let attempt = 1; attempt <= attempts && !this.#closed; attempt++) {
+      try {
+        const response = await fetch(this.#options.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'aeg-event-type': 'Notification',
+            ...(this.#options.secret !== undefined && { [SECRET_HEADER]: this.#options.secret }),
+          },
+          body: JSON.stringify(batch),
+        });
+        await response.arrayBuffer();
+        if (response.ok) return;
+        last = `HTTP ${response.status}`;
+      } catch (error) {
+        last = error instanceof Error ? error.message : String(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 250 * 2 ** attempt)));
+    }
+    throw new Error(`an Event Grid delivery of ${batch.length} events failed: ${last}`);
+  }
+
+  /** Delivers what is pending, then stops. */
+  async close(): Promise<void> {
+    this.#flush();
+    await Promise.allSettled([...this.#inFlight]);
+    this.#closed = true;
+  }
+}

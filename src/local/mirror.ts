@@ -1,0 +1,241 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { CreateBucketCommand, PutBucketNotificationConfigurationCommand } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { BlobServiceClient } from '@azure/storage-blob';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { createCopyHandler } from '../../handlers/copy.ts';
+import { createEventGridHandler } from '../../handlers/eventgrid.ts';
+import { createPlanHandler } from '../../handlers/plan.ts';
+import { loadConfig, validateConfig } from '../config/load.ts';
+import type { ReplicationConfig } from '../config/schema.ts';
+import { Telemetry } from '../observe/telemetry.ts';
+import * as timing from '../queue/timing.ts';
+import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
+import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
+import { type RunningEmulators, startEmulators } from './emulators.ts';
+import { QueueRunner } from './queue-runner.ts';
+
+const WEBHOOK_SECRET_VARIABLE = 'S3AZ_LOCAL_WEBHOOK_SECRET';
+
+export interface LocalMirrorOptions {
+  s3Port?: number;
+  azurePort?: number;
+  /** The webhook's port (0: any free one). */
+  webhookPort?: number;
+  bucket?: string;
+  container?: string;
+  /** A configuration file instead of the default two-way rule between bucket and container. */
+  configFile?: string;
+  azuriteDataDir?: string;
+  /** Seconds before a failed task is tried again (doubling); default 1 locally. */
+  retryBaseSeconds?: number;
+}
+
+export interface LocalMirror {
+  emulators: RunningEmulators;
+  webhookUrl: string;
+  config: ReplicationConfig;
+  runtime: Runtime;
+  telemetry: Telemetry;
+  stop(): Promise<void>;
+}
+
+async function createQueue(sqs: SQSClient, name: string, attributes: Record<string, string>) {
+  const url = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes })))
+    .QueueUrl;
+  if (!url) throw new Error(`the local SQS did not create the queue ${name}`);
+  const arn =
+    (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] })))
+      .Attributes?.QueueArn ?? '';
+  return { url, arn };
+}
+
+function eventOf(request: http.IncomingMessage, body: string): APIGatewayProxyEventV2 {
+  const url = new URL(request.url ?? '/', 'http://local');
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    headers,
+    queryStringParameters: Object.fromEntries(url.searchParams),
+    requestContext: { http: { method: request.method ?? 'POST', path: url.pathname } },
+    body,
+    isBase64Encoded: false,
+  } as unknown as APIGatewayProxyEventV2;
+}
+
+/**
+ * The whole replicator on one machine: the emulators with their shims (S3 notifications to
+ * the events queue, Event Grid deliveries to the webhook), the four queues as serverless.yml
+ * declares them, the `eventgrid` handler on a local HTTP port, and the `plan` and `copy`
+ * handlers run by the SQS runner with Lambda's semantics.
+ */
+export async function startLocalMirror(options: LocalMirrorOptions = {}): Promise<LocalMirror> {
+  const secret = randomBytes(18).toString('base64url');
+  let runtime: Runtime | undefined;
+  let ready: (value: Runtime) => void = () => undefined;
+  const runtimeReady = new Promise<Runtime>((resolve) => {
+    ready = resolve;
+  });
+  const webhook = createEventGridHandler(() => runtimeReady);
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      webhook(eventOf(request, Buffer.concat(chunks).toString('utf8')))
+        .then((result) => {
+          response.writeHead(result.statusCode ?? 500, result.headers as http.OutgoingHttpHeaders);
+          response.end(result.body ?? '');
+        })
+        .catch((error: unknown) => {
+          response.writeHead(500, { 'content-type': 'application/json' });
+          response.end(JSON.stringify({ error: (error as Error).message }));
+        });
+    });
+  });
+  await new Promise<void>((resolve) =>
+    server.listen(options.webhookPort ?? 0, '127.0.0.1', resolve),
+  );
+  const webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/eventgrid`;
+
+  const emulators = await startEmulators({
+    ...(options.s3Port !== undefined && { s3Port: options.s3Port }),
+    ...(options.azurePort !== undefined && { azurePort: options.azurePort }),
+    ...(options.azuriteDataDir !== undefined && { azuriteDataDir: options.azuriteDataDir }),
+    eventGrid: { url: webhookUrl, secret },
+  });
+  const runners: QueueRunner[] = [];
+  try {
+    const env: Environment = {
+      AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
+      AWS_ENDPOINT_URL_SQS: emulators.s3Endpoint,
+      AWS_REGION: emulators.region,
+      AWS_ACCESS_KEY_ID: emulators.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: emulators.secretAccessKey,
+      AZURE_STORAGE_CONNECTION_STRING: emulators.azureConnectionString,
+      [WEBHOOK_SECRET_VARIABLE]: secret,
+      S3AZ_RETRY_BASE_SECONDS: String(options.retryBaseSeconds ?? 1),
+    };
+    const sqs = makeSqsClient(env);
+    const eventsDeadLetter = await createQueue(sqs, 'events-dlq', {});
+    const tasksDeadLetter = await createQueue(sqs, 'tasks-dlq', {});
+    const redrive = (arn: string) =>
+      JSON.stringify({ deadLetterTargetArn: arn, maxReceiveCount: timing.MAX_RECEIVES });
+    const events = await createQueue(sqs, 'events', {
+      VisibilityTimeout: String(timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS),
+      RedrivePolicy: redrive(eventsDeadLetter.arn),
+    });
+    const tasks = await createQueue(sqs, 'tasks', {
+      VisibilityTimeout: String(timing.TASKS_VISIBILITY_TIMEOUT_SECONDS),
+      RedrivePolicy: redrive(tasksDeadLetter.arn),
+    });
+    Object.assign(env, {
+      S3AZ_EVENTS_QUEUE_URL: events.url,
+      S3AZ_EVENTS_DLQ_URL: eventsDeadLetter.url,
+      S3AZ_TASKS_QUEUE_URL: tasks.url,
+      S3AZ_TASKS_DLQ_URL: tasksDeadLetter.url,
+    });
+
+    const bucket = options.bucket ?? 'replicated';
+    const container = options.container ?? 'replicated';
+    const config = options.configFile
+      ? await loadConfig(options.configFile)
+      : validateConfig({
+          rules: [
+            {
+              name: 'local',
+              s3: { bucket },
+              azure: { accountUrl: emulators.azureAccountUrl, container },
+              deletes: 'mirror',
+              partSize: '8MiB',
+            },
+          ],
+          eventGrid: { auth: { mode: 'shared-secret', secretEnv: WEBHOOK_SECRET_VARIABLE } },
+        });
+    const s3 = makeS3Client(env);
+    const blobs = BlobServiceClient.fromConnectionString(emulators.azureConnectionString);
+    for (const rule of config.rules) {
+      await s3.send(new CreateBucketCommand({ Bucket: rule.s3.bucket })).catch((error) => {
+        if (!/BucketAlready/.test((error as Error).name)) throw error;
+      });
+      await blobs.getContainerClient(rule.azure.container).createIfNotExists();
+    }
+    for (const name of new Set(config.rules.map((rule) => rule.s3.bucket))) {
+      await s3.send(
+        new PutBucketNotificationConfigurationCommand({
+          Bucket: name,
+          NotificationConfiguration: {
+            QueueConfigurations: [
+              {
+                Id: 's3az-events',
+                QueueArn: events.arn,
+                Events: ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'],
+              },
+            ],
+          },
+        }),
+      );
+    }
+
+    const telemetry = new Telemetry(
+      new Logger({ serviceName: 's3az-local', logLevel: 'SILENT' }),
+      new Metrics({ namespace: 'S3AzureReplicatorLocal', serviceName: 's3az-local' }),
+    );
+    runtime = await buildRuntime({ env, config, sqs, telemetry });
+    ready(runtime);
+    const get = () => runtimeReady;
+    const onError = (error: unknown) =>
+      console.error(`s3az local: ${error instanceof Error ? error.message : String(error)}`);
+    runners.push(
+      new QueueRunner({
+        sqs,
+        queueUrl: events.url,
+        handler: createPlanHandler(get),
+        functionName: 'plan',
+        batchSize: timing.PLAN_BATCH_SIZE,
+        timeoutSeconds: timing.PLAN_TIMEOUT_SECONDS,
+        region: emulators.region,
+        onError,
+      }),
+      new QueueRunner({
+        sqs,
+        queueUrl: tasks.url,
+        handler: createCopyHandler(get),
+        functionName: 'copy',
+        batchSize: timing.COPY_BATCH_SIZE,
+        timeoutSeconds: timing.COPY_TIMEOUT_SECONDS,
+        region: emulators.region,
+        onError,
+      }),
+    );
+    for (const runner of runners) runner.start();
+    const started = runtime;
+    return {
+      emulators,
+      webhookUrl,
+      config,
+      runtime: started,
+      telemetry,
+      async stop() {
+        await Promise.all(runners.map((runner) => runner.stop()));
+        await emulators.stop();
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  } catch (error) {
+    await Promise.all(runners.map((runner) => runner.stop()));
+    await emulators.stop();
+    server.close();
+    throw error;
+  }
+}
