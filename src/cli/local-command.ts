@@ -1,15 +1,22 @@
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { BlobServiceClient } from '@azure/storage-blob';
+import {
+  ContainerSASPermissions,
+  generateBlobSASQueryParameters,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
+import { formatBytes } from '../core/range-plan.ts';
 import { UsageError } from '../errors.ts';
-import { type RunningEmulators, startEmulators } from '../local/emulators.ts';
-import { makeS3Client } from '../stores/clients.ts';
+import { type LocalMirror, startLocalMirror } from '../local/mirror.ts';
+import type { TaskReport } from '../observe/telemetry.ts';
 
 export interface LocalCommandOptions {
   s3Port: string;
   azurePort: string;
+  webhookPort: string;
   bucket: string;
   container: string;
   data?: string;
+  config?: string;
+  json?: boolean;
 }
 
 function port(text: string, name: string): number {
@@ -21,69 +28,155 @@ function port(text: string, name: string): number {
 }
 
 /**
- * `s3az local`: the local stack on the usual emulator ports, a bucket and a container ready,
- * endpoints and ready-to-paste examples printed, until Ctrl-C.
+ * `s3az local`: the whole replicator on emulators (see startLocalMirror), the endpoints,
+ * credentials and ready-to-paste examples printed, then one line per replicated change until
+ * Ctrl-C.
  */
 export async function runLocalCommand(options: LocalCommandOptions): Promise<void> {
-  const emulators = await startEmulators({
+  // EMF lines are for CloudWatch; here the per-change lines say what happened.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  const mirror = await startLocalMirror({
     s3Port: port(options.s3Port, '--s3-port'),
     azurePort: port(options.azurePort, '--azure-port'),
+    webhookPort: port(options.webhookPort, '--webhook-port'),
+    bucket: options.bucket,
+    container: options.container,
     ...(options.data !== undefined && { azuriteDataDir: options.data }),
+    ...(options.config !== undefined && { configFile: options.config }),
   });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write('\nstopping the local stack...\n');
-    await emulators.stop();
+    if (!options.json) process.stdout.write('\nstopping the local mirror...\n');
+    await mirror.stop();
     process.exit(0);
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 
-  try {
-    await prepare(emulators, options);
-  } catch (error) {
-    await emulators.stop();
-    throw error;
-  }
+  printReady(mirror, options);
+  mirror.telemetry.onTask((report) => {
+    const line = options.json ? JSON.stringify(jsonOf(report)) : textOf(report);
+    if (line) process.stdout.write(`${line}\n`);
+  });
   await new Promise<never>(() => undefined);
 }
 
-async function prepare(emulators: RunningEmulators, options: LocalCommandOptions): Promise<void> {
-  const s3 = makeS3Client({
-    AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
-    AWS_REGION: emulators.region,
-    AWS_ACCESS_KEY_ID: emulators.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: emulators.secretAccessKey,
-  });
-  await s3
-    .send(new CreateBucketCommand({ Bucket: options.bucket }))
-    .catch((error: { name?: string }) => {
-      if (error.name !== 'BucketAlreadyOwnedByYou' && error.name !== 'BucketAlreadyExists')
-        throw error;
-    });
-  await BlobServiceClient.fromConnectionString(emulators.azureConnectionString)
-    .getContainerClient(options.container)
-    .createIfNotExists();
+function where(report: TaskReport): { from: string; to: string } {
+  const task = report.task;
+  if (!task) return { from: '?', to: '?' };
+  const s3 = (bucket: string, key: string) => `s3://${bucket}/${key}`;
+  const az = (container: string, key: string) => `az://${container}/${key}`;
+  return task.sourceSide === 's3'
+    ? {
+        from: s3(task.sourceContainer, task.sourceKey),
+        to: az(task.destinationContainer, task.destinationKey),
+      }
+    : {
+        from: az(task.sourceContainer, task.sourceKey),
+        to: s3(task.destinationContainer, task.destinationKey),
+      };
+}
 
+function textOf(report: TaskReport): string | undefined {
+  const { from, to } = where(report);
+  const time = new Date().toISOString().slice(11, 23);
+  if (report.result === 'done') {
+    const outcome = report.outcome;
+    if (outcome.action === 'copied') {
+      return `${time} copied  ${from} -> ${to} (${formatBytes(outcome.bytes)}, ${report.latencyMs} ms after the event)`;
+    }
+    if (outcome.action === 'deleted') return `${time} deleted ${to} (deleted at ${from})`;
+    // A replica's own event, or a duplicate: nothing changed, so nothing to say by default.
+    if (outcome.reason === 'replica' || outcome.reason === 'up-to-date') return undefined;
+    return `${time} skipped ${from} (${outcome.reason}: ${outcome.detail})`;
+  }
+  if (report.result === 'continued') return `${time} continuing ${from} in a new invocation`;
+  return `${time} ${report.deadLettered ? 'dead-lettered' : 'failed, will retry'} ${from}: ${report.error}`;
+}
+
+function jsonOf(report: TaskReport): Record<string, unknown> {
+  const { from, to } = where(report);
+  const base = {
+    time: new Date().toISOString(),
+    from,
+    to,
+    correlationId: report.task?.correlationId,
+  };
+  if (report.result === 'done') return { ...base, ...report.outcome, latencyMs: report.latencyMs };
+  if (report.result === 'continued') return { ...base, action: 'continued' };
+  return {
+    ...base,
+    action: report.deadLettered ? 'dead-lettered' : 'failed',
+    errorKind: report.errorKind,
+    error: report.error,
+  };
+}
+
+function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
+  const { emulators, config, webhookUrl } = mirror;
+  const rule = config.rules[0];
+  const bucket = rule?.s3.bucket ?? options.bucket;
+  const container = rule?.azure.container ?? options.container;
+  const sas = generateBlobSASQueryParameters(
+    {
+      containerName: container,
+      permissions: ContainerSASPermissions.parse('racwdl'),
+      expiresOn: new Date(Date.now() + 24 * 3600 * 1000),
+    },
+    new StorageSharedKeyCredential(emulators.azureAccountName, emulators.azureAccountKey),
+  ).toString();
+  if (options.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        ready: true,
+        s3Endpoint: emulators.s3Endpoint,
+        region: emulators.region,
+        accessKeyId: emulators.accessKeyId,
+        secretAccessKey: emulators.secretAccessKey,
+        azureAccountUrl: emulators.azureAccountUrl,
+        azureConnectionString: emulators.azureConnectionString,
+        webhookUrl,
+        rules: config.rules.map((each) => ({
+          name: each.name,
+          bucket: each.s3.bucket,
+          container: each.azure.container,
+          direction: each.direction,
+          deletes: each.deletes,
+        })),
+      })}\n`,
+    );
+    return;
+  }
+  const rules = config.rules.map(
+    (each) =>
+      `  rule "${each.name}": s3://${each.s3.bucket}/${each.s3.prefix} <-> az://${each.azure.container}/${each.azure.prefix} (${each.direction}, deletes ${each.deletes === 'mirror' ? 'mirrored' : 'not mirrored'})`,
+  );
   const lines = [
-    'local stack ready',
+    'local mirror ready',
     '',
-    `  S3 + SQS    ${emulators.s3Endpoint}   bucket: ${options.bucket}   region: ${emulators.region}`,
-    `  Azure Blob  ${emulators.azureAccountUrl}   container: ${options.container}`,
+    `  S3 + SQS    ${emulators.s3Endpoint}   bucket: ${bucket}   region: ${emulators.region}`,
+    `  Azure Blob  ${emulators.azureAccountUrl}   container: ${container}`,
+    `  Event Grid webhook  ${webhookUrl}`,
+    ...rules,
     '',
-    'environment for s3az and the SDKs:',
-    `  export AWS_ENDPOINT_URL_S3=${emulators.s3Endpoint} AWS_REGION=${emulators.region}`,
+    'environment for the AWS CLI, the SDKs, the Azure CLI and s3az:',
+    `  export AWS_ENDPOINT_URL=${emulators.s3Endpoint} AWS_ENDPOINT_URL_S3=${emulators.s3Endpoint} AWS_REGION=${emulators.region}`,
     `  export AWS_ACCESS_KEY_ID=${emulators.accessKeyId} AWS_SECRET_ACCESS_KEY=${emulators.secretAccessKey}`,
     `  export AZURE_STORAGE_CONNECTION_STRING='${emulators.azureConnectionString}'`,
     '',
     'try:',
-    `  aws --endpoint-url ${emulators.s3Endpoint} s3 cp ./file s3://${options.bucket}/file`,
-    `  npx s3az copy s3://${options.bucket}/file az://${options.container}/file`,
-    `  az storage blob list --container-name ${options.container} --connection-string "$AZURE_STORAGE_CONNECTION_STRING"`,
+    `  aws s3 cp ./file s3://${bucket}/file          # appears in Azure within seconds`,
+    `  az storage blob upload --container-name ${container} --name other --file ./file --connection-string "$AZURE_STORAGE_CONNECTION_STRING"`,
+    `  aws s3 ls s3://${bucket}/                     # ... and "other" appears here`,
     '',
-    'Ctrl-C stops everything. (Local emulator credentials, generated for this run only.)',
+    'rclone (remotes from the environment; unset AWS_CA_BUNDLE for rclone if your shell sets it):',
+    `  export RCLONE_CONFIG_LOCALS3_TYPE=s3 RCLONE_CONFIG_LOCALS3_PROVIDER=Other RCLONE_CONFIG_LOCALS3_FORCE_PATH_STYLE=true RCLONE_CONFIG_LOCALS3_ENDPOINT=${emulators.s3Endpoint} RCLONE_CONFIG_LOCALS3_ACCESS_KEY_ID=${emulators.accessKeyId} RCLONE_CONFIG_LOCALS3_SECRET_ACCESS_KEY=${emulators.secretAccessKey} RCLONE_CONFIG_LOCALS3_UPLOAD_CUTOFF=8M`,
+    `  export RCLONE_CONFIG_LOCALAZ_TYPE=azureblob RCLONE_CONFIG_LOCALAZ_SAS_URL='${emulators.azureAccountUrl}/${container}?${sas}'`,
+    `  rclone copy ./dir locals3:${bucket}/dir     # or localaz:dir`,
+    '',
+    'One line per replicated change follows. Ctrl-C stops everything. (Credentials generated for this run only.)',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

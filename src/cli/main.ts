@@ -51,12 +51,17 @@ program
 
 program
   .command('local')
-  .description('run the local stack: S3 + SQS (fauxqs) and Azure Blob (Azurite) with their shims')
+  .description(
+    'run the whole replicator on this machine: S3 + SQS (fauxqs) and Azure Blob (Azurite) with their shims, the webhook, the queues and the handlers',
+  )
   .option('--s3-port <port>', 'S3 and SQS port', '4566')
   .option('--azure-port <port>', 'Azure Blob port', '10000')
-  .option('--bucket <name>', 'bucket to create', 'replicated')
-  .option('--container <name>', 'container to create', 'replicated')
+  .option('--webhook-port <port>', 'Event Grid webhook port (0: any free one)', '0')
+  .option('--bucket <name>', 'bucket of the default rule', 'replicated')
+  .option('--container <name>', 'container of the default rule', 'replicated')
+  .option('--config <file>', 'a replication configuration instead of the default two-way rule')
   .option('--data <dir>', 'keep Azure Blob data in this folder instead of in memory')
+  .option('--json', 'machine-readable lines: one JSON object per change')
   .action(async (options) => {
     await runLocalCommand(options);
   });

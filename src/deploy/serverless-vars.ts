@@ -118,6 +118,21 @@ export function eventsQueuePolicy(config: ReplicationConfig): Statement {
   };
 }
 
+/** The pipeline's timing as serverless.yml reads it (`${self:custom.generated.timing.*}`). */
+export function timingVariables(): Record<string, number> {
+  return {
+    copyTimeout: timing.COPY_TIMEOUT_SECONDS,
+    planTimeout: timing.PLAN_TIMEOUT_SECONDS,
+    webhookTimeout: timing.WEBHOOK_TIMEOUT_SECONDS,
+    tasksVisibilityTimeout: timing.TASKS_VISIBILITY_TIMEOUT_SECONDS,
+    eventsVisibilityTimeout: timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS,
+    maxReceives: timing.MAX_RECEIVES,
+    copyBatchSize: timing.COPY_BATCH_SIZE,
+    planBatchSize: timing.PLAN_BATCH_SIZE,
+    deadLetterRetention: timing.DEAD_LETTER_RETENTION_SECONDS,
+  };
+}
+
 interface ResolverArguments {
   resolveConfigurationProperty(path: string[]): Promise<unknown>;
 }
@@ -137,16 +152,6 @@ export default async function serverlessVariables({
   return {
     iamStatements: iamStatements(config),
     eventsQueuePolicy: eventsQueuePolicy(config),
-    timing: {
-      copyTimeout: timing.COPY_TIMEOUT_SECONDS,
-      planTimeout: timing.PLAN_TIMEOUT_SECONDS,
-      webhookTimeout: timing.WEBHOOK_TIMEOUT_SECONDS,
-      tasksVisibilityTimeout: timing.TASKS_VISIBILITY_TIMEOUT_SECONDS,
-      eventsVisibilityTimeout: timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS,
-      maxReceives: timing.MAX_RECEIVES,
-      copyBatchSize: timing.COPY_BATCH_SIZE,
-      planBatchSize: timing.PLAN_BATCH_SIZE,
-      deadLetterRetention: timing.DEAD_LETTER_RETENTION_SECONDS,
-    },
+    timing: timingVariables(),
   };
 }

@@ -13,11 +13,11 @@ import { createPlanHandler } from '../../handlers/plan.ts';
 import { loadConfig, validateConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
 import { Telemetry } from '../observe/telemetry.ts';
-import * as timing from '../queue/timing.ts';
 import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
 import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
 import { type RunningEmulators, startEmulators } from './emulators.ts';
-import { QueueRunner } from './queue-runner.ts';
+import { QueueRunner, type SqsHandler } from './queue-runner.ts';
+import { readServerlessWiring } from './serverless-wiring.ts';
 
 const WEBHOOK_SECRET_VARIABLE = 'S3AZ_LOCAL_WEBHOOK_SECRET';
 
@@ -75,9 +75,9 @@ function eventOf(request: http.IncomingMessage, body: string): APIGatewayProxyEv
 
 /**
  * The whole replicator on one machine: the emulators with their shims (S3 notifications to
- * the events queue, Event Grid deliveries to the webhook), the four queues as serverless.yml
- * declares them, the `eventgrid` handler on a local HTTP port, and the `plan` and `copy`
- * handlers run by the SQS runner with Lambda's semantics.
+ * the events queue, Event Grid deliveries to the webhook), the queues, functions and
+ * environment as serverless.yml declares them, the `eventgrid` handler on a local HTTP port,
+ * and the queue-fed handlers run by the SQS runner with Lambda's semantics.
  */
 export async function startLocalMirror(options: LocalMirrorOptions = {}): Promise<LocalMirror> {
   const secret = randomBytes(18).toString('base64url');
@@ -126,24 +126,41 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       S3AZ_RETRY_BASE_SECONDS: String(options.retryBaseSeconds ?? 1),
     };
     const sqs = makeSqsClient(env);
-    const eventsDeadLetter = await createQueue(sqs, 'events-dlq', {});
-    const tasksDeadLetter = await createQueue(sqs, 'tasks-dlq', {});
-    const redrive = (arn: string) =>
-      JSON.stringify({ deadLetterTargetArn: arn, maxReceiveCount: timing.MAX_RECEIVES });
-    const events = await createQueue(sqs, 'events', {
-      VisibilityTimeout: String(timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS),
-      RedrivePolicy: redrive(eventsDeadLetter.arn),
-    });
-    const tasks = await createQueue(sqs, 'tasks', {
-      VisibilityTimeout: String(timing.TASKS_VISIBILITY_TIMEOUT_SECONDS),
-      RedrivePolicy: redrive(tasksDeadLetter.arn),
-    });
-    Object.assign(env, {
-      S3AZ_EVENTS_QUEUE_URL: events.url,
-      S3AZ_EVENTS_DLQ_URL: eventsDeadLetter.url,
-      S3AZ_TASKS_QUEUE_URL: tasks.url,
-      S3AZ_TASKS_DLQ_URL: tasksDeadLetter.url,
-    });
+    const wiring = await readServerlessWiring();
+    // Dead-letter queues first: a work queue's redrive policy names its queue's ARN.
+    const ordered = [...wiring.queues].sort((a, b) => Number(!!a.redrive) - Number(!!b.redrive));
+    const queues = new Map<string, { url: string; arn: string }>();
+    for (const queue of ordered) {
+      const deadLetter = queue.redrive && queues.get(queue.redrive.deadLetterQueue);
+      queues.set(
+        queue.logicalId,
+        await createQueue(sqs, queue.logicalId, {
+          ...(queue.visibilityTimeout !== undefined && {
+            VisibilityTimeout: String(queue.visibilityTimeout),
+          }),
+          ...(queue.redrive &&
+            deadLetter && {
+              RedrivePolicy: JSON.stringify({
+                deadLetterTargetArn: deadLetter.arn,
+                maxReceiveCount: queue.redrive.maxReceiveCount,
+              }),
+            }),
+        }),
+      );
+    }
+    for (const [name, value] of Object.entries(wiring.environment)) {
+      if (name === 'NODE_OPTIONS') continue;
+      if (typeof value === 'string') env[name] = value;
+      else {
+        const queue = queues.get(value.ref);
+        if (!queue) throw new Error(`serverless.yml: ${name} refers to ${value.ref}, not a queue`);
+        env[name] = queue.url;
+      }
+    }
+    const eventsQueue = [...wiring.functions]
+      .filter((fn) => fn.module === 'plan')
+      .map((fn) => fn.sqs && queues.get(fn.sqs.queue))[0];
+    if (!eventsQueue) throw new Error('serverless.yml: no queue feeds the plan function');
 
     const bucket = options.bucket ?? 'replicated';
     const container = options.container ?? 'replicated';
@@ -177,7 +194,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
             QueueConfigurations: [
               {
                 Id: 's3az-events',
-                QueueArn: events.arn,
+                QueueArn: eventsQueue.arn,
                 Events: ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'],
               },
             ],
@@ -195,28 +212,31 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
     const get = () => runtimeReady;
     const onError = (error: unknown) =>
       console.error(`s3az local: ${error instanceof Error ? error.message : String(error)}`);
-    runners.push(
-      new QueueRunner({
-        sqs,
-        queueUrl: events.url,
-        handler: createPlanHandler(get),
-        functionName: 'plan',
-        batchSize: timing.PLAN_BATCH_SIZE,
-        timeoutSeconds: timing.PLAN_TIMEOUT_SECONDS,
-        region: emulators.region,
-        onError,
-      }),
-      new QueueRunner({
-        sqs,
-        queueUrl: tasks.url,
-        handler: createCopyHandler(get),
-        functionName: 'copy',
-        batchSize: timing.COPY_BATCH_SIZE,
-        timeoutSeconds: timing.COPY_TIMEOUT_SECONDS,
-        region: emulators.region,
-        onError,
-      }),
-    );
+    const factories: Record<string, (runtime: () => Promise<Runtime>) => SqsHandler> = {
+      plan: createPlanHandler,
+      copy: createCopyHandler,
+    };
+    for (const fn of wiring.functions) {
+      if (!fn.sqs) continue;
+      const factory = factories[fn.module];
+      const queue = queues.get(fn.sqs.queue);
+      if (!factory || !queue) {
+        throw new Error(`serverless.yml: function ${fn.name} (${fn.module}) cannot run locally`);
+      }
+      runners.push(
+        new QueueRunner({
+          sqs,
+          queueUrl: queue.url,
+          handler: factory(get),
+          functionName: fn.name,
+          batchSize: fn.sqs.batchSize,
+          batchingWindowSeconds: fn.sqs.maximumBatchingWindow,
+          timeoutSeconds: fn.timeoutSeconds,
+          region: emulators.region,
+          onError,
+        }),
+      );
+    }
     for (const runner of runners) runner.start();
     const started = runtime;
     return {

@@ -20,6 +20,8 @@ export interface QueueRunnerOptions {
   functionName: string;
   /** Records per invocation (Lambda's `batchSize`, at most 10 here). */
   batchSize: number;
+  /** Lambda's `maximumBatchingWindow`: wait this long for a batch to fill (default 0). */
+  batchingWindowSeconds?: number;
   /** The function's timeout, which `getRemainingTimeInMillis` counts down from. */
   timeoutSeconds: number;
   region?: string;
@@ -106,6 +108,21 @@ export class QueueRunner {
     );
     const messages = out.Messages ?? [];
     if (messages.length === 0) return 0;
+    // With a batching window, Lambda waits for the batch to fill until the window closes.
+    const windowEnds = Date.now() + (this.#options.batchingWindowSeconds ?? 0) * 1000;
+    while (messages.length < batchSize && Date.now() < windowEnds) {
+      const more = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: Math.min(10, batchSize - messages.length),
+          WaitTimeSeconds: Math.max(1, Math.ceil((windowEnds - Date.now()) / 1000)),
+          MessageSystemAttributeNames: ['All'],
+          AttributeNames: ['All'],
+          MessageAttributeNames: ['All'],
+        }),
+      );
+      messages.push(...(more.Messages ?? []));
+    }
     await this.#invoke(messages);
     return messages.length;
   }
