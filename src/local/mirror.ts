@@ -38,6 +38,8 @@ export interface LocalMirrorOptions {
 export interface LocalMirror {
   emulators: RunningEmulators;
   webhookUrl: string;
+  /** The shared secret Event Grid deliveries to the webhook carry (`x-s3az-secret`). */
+  webhookSecret: string;
   config: ReplicationConfig;
   runtime: Runtime;
   telemetry: Telemetry;
@@ -242,6 +244,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
     return {
       emulators,
       webhookUrl,
+      webhookSecret: secret,
       config,
       runtime: started,
       telemetry,
