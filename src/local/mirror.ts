@@ -233,6 +233,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
           functionName: fn.name,
           batchSize: fn.sqs.batchSize,
           batchingWindowSeconds: fn.sqs.maximumBatchingWindow,
+          concurrency: fn.sqs.maximumConcurrency,
           timeoutSeconds: fn.timeoutSeconds,
           region: emulators.region,
           onError,

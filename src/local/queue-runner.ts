@@ -22,6 +22,8 @@ export interface QueueRunnerOptions {
   batchSize: number;
   /** Lambda's `maximumBatchingWindow`: wait this long for a batch to fill (default 0). */
   batchingWindowSeconds?: number;
+  /** Invocations running at once, as Lambda scales the event source out (default 1). */
+  concurrency?: number;
   /** The function's timeout, which `getRemainingTimeInMillis` counts down from. */
   timeoutSeconds: number;
   region?: string;
@@ -170,11 +172,11 @@ export class QueueRunner {
     );
   }
 
-  /** Polls until `stop()`, long-polling between batches. */
+  /** Polls until `stop()` with `concurrency` loops, long-polling between batches. */
   start(): void {
     if (this.#running) return;
     this.#stopping = false;
-    this.#running = (async () => {
+    const loop = async () => {
       while (!this.#stopping) {
         try {
           await this.pollOnce(1);
@@ -184,7 +186,9 @@ export class QueueRunner {
           await new Promise((resolve) => setTimeout(resolve, 500));
         }
       }
-    })();
+    };
+    const loops = Math.max(1, this.#options.concurrency ?? 1);
+    this.#running = Promise.all(Array.from({ length: loops }, loop)).then(() => undefined);
   }
 
   /** Stops polling after the batch in hand. */

@@ -23,7 +23,13 @@ export interface FunctionWiring {
   /** The handler module's name (`dist/handlers/plan.handler` -> `plan`). */
   module: string;
   timeoutSeconds: number;
-  sqs?: { queue: string; batchSize: number; maximumBatchingWindow: number };
+  sqs?: {
+    queue: string;
+    batchSize: number;
+    maximumBatchingWindow: number;
+    /** Invocations at once (the event source's `maximumConcurrency`; Lambda's floor is 2). */
+    maximumConcurrency: number;
+  };
   http: boolean;
 }
 
@@ -97,6 +103,7 @@ export async function readServerlessWiring(path = serverlessYmlPath()): Promise<
             queue,
             batchSize: Number(sqsEvent?.batchSize ?? 10),
             maximumBatchingWindow: Number(sqsEvent?.maximumBatchingWindow ?? 0),
+            maximumConcurrency: Number(sqsEvent?.maximumConcurrency ?? 5),
           },
         }),
       };

@@ -1,3 +1,4 @@
+import { runLatency } from './latency.ts';
 import { type BenchMode, runWithCleanup } from './lifecycle.ts';
 import { runThroughput } from './throughput.ts';
 
@@ -7,6 +8,7 @@ import { runThroughput } from './throughput.ts';
  */
 const MODES: Record<string, BenchMode> = {
   throughput: runThroughput,
+  latency: runLatency,
 };
 
 // The pinned AWS SDK supports Node 20; its notice about future releases is noise here.

@@ -1,0 +1,252 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { formatBytes } from '../../src/core/range-plan.ts';
+import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
+import type { BenchMode } from './lifecycle.ts';
+import { RCLONE_MISSING, rcloneEnvironment, rcloneVersion } from './rclone.ts';
+import { hasGnuTime, runTimed } from './run.ts';
+
+/**
+ * `npm run bench -- latency`: replication latency on the local mirror (the same handlers and
+ * queues as in Lambda, on the emulators), from the moment a write is acknowledged to the
+ * moment the replica's commit is acknowledged (from then on it is readable), at steady rates,
+ * both directions; then 2,000 small files mirrored, against `rclone copy` of the same files
+ * between the same emulators.
+ */
+
+interface Options {
+  rates: number[];
+  seconds: number;
+  files: number;
+  json: boolean;
+}
+
+function parseOptions(args: readonly string[]): Options {
+  const options: Options = { rates: [5, 10, 20, 40], seconds: 10, files: 2000, json: false };
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i];
+    const value = args[i + 1];
+    if (name === '--json') options.json = true;
+    else if (name === '--rates' && value) {
+      options.rates = value.split(',').map(Number);
+      i++;
+    } else if (name === '--seconds' && value) {
+      options.seconds = Number(value);
+      i++;
+    } else if (name === '--files' && value) {
+      options.files = Number(value);
+      i++;
+    } else
+      throw new Error(
+        `latency: unknown option ${name} (--rates 5,10,20 --seconds 10 --files 2000 --json)`,
+      );
+  }
+  if (options.rates.some((rate) => !(rate > 0)) || !(options.seconds > 0) || !(options.files > 0)) {
+    throw new Error('latency: rates, seconds and files must be positive numbers');
+  }
+  return options;
+}
+
+interface Series {
+  name: string;
+  rate: number;
+  sizes: string;
+  objects: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  objectsPerSecond: number;
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+
+class Stage {
+  readonly s3: S3Client;
+  readonly container: ContainerClient;
+  readonly commits = new Map<string, number>();
+  readonly waiters = new Map<string, () => void>();
+
+  constructor(readonly mirror: LocalMirror) {
+    const { emulators } = mirror;
+    this.s3 = new S3Client({
+      endpoint: emulators.s3Endpoint,
+      forcePathStyle: true,
+      region: emulators.region,
+      credentials: {
+        accessKeyId: emulators.accessKeyId,
+        secretAccessKey: emulators.secretAccessKey,
+      },
+    });
+    this.container = BlobServiceClient.fromConnectionString(
+      emulators.azureConnectionString,
+    ).getContainerClient('replicated');
+    mirror.telemetry.onTask((report) => {
+      if (report.result !== 'done' || report.outcome.action !== 'copied' || !report.task) return;
+      const id = `${report.task.sourceSide}:${report.task.sourceKey}`;
+      this.commits.set(id, performance.now());
+      this.waiters.get(id)?.();
+    });
+  }
+
+  /** Resolves when the replica of `id` is committed, or rejects after `deadlineMs`. */
+  replicated(id: string, deadlineMs = 120_000): Promise<number> {
+    const done = this.commits.get(id);
+    if (done !== undefined) return Promise.resolve(done);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${id} was not replicated in time`)),
+        deadlineMs,
+      );
+      this.waiters.set(id, () => {
+        clearTimeout(timer);
+        this.waiters.delete(id);
+        resolve(this.commits.get(id) ?? performance.now());
+      });
+    });
+  }
+
+  async write(side: 's3' | 'azure', key: string, body: Buffer): Promise<void> {
+    if (side === 's3') {
+      await this.s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: body }));
+    } else {
+      await this.container.getBlockBlobClient(key).upload(body, body.length);
+    }
+  }
+}
+
+async function steady(
+  stage: Stage,
+  name: string,
+  rate: number,
+  seconds: number,
+  sizes: number[],
+): Promise<Series> {
+  const count = Math.max(1, Math.round(rate * seconds));
+  const payloads = sizes.map((size) => Buffer.alloc(size, 7));
+  const latencies: number[] = [];
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < count; i++) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const side = i % 2 === 0 ? 's3' : 'azure';
+    const key = `latency/${name}/${i}`;
+    const body = payloads[i % payloads.length] ?? Buffer.alloc(1);
+    pending.push(
+      (async () => {
+        await stage.write(side, key, body);
+        const acknowledged = performance.now();
+        const committed = await stage.replicated(`${side}:${key}`);
+        latencies.push(committed - acknowledged);
+      })(),
+    );
+  }
+  await Promise.all(pending);
+  const elapsed = (performance.now() - started) / 1000;
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return {
+    name,
+    rate,
+    sizes: sizes.map((size) => formatBytes(size)).join(', '),
+    objects: count,
+    p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN,
+    objectsPerSecond: count / elapsed,
+  };
+}
+
+async function smallFiles(stage: Stage, files: number, cleanup: Parameters<BenchMode>[1]) {
+  const body = Buffer.alloc(1024, 1);
+  const keys = Array.from({ length: files }, (_, i) => `small/${String(i).padStart(5, '0')}.txt`);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < keys.length) {
+        const key = keys[next++];
+        if (key) await stage.write('s3', key, body);
+      }
+    }),
+  );
+  const written = performance.now();
+  await Promise.all(keys.map((key) => stage.replicated(`s3:${key}`)));
+  const mirrored = performance.now();
+
+  let rclone: { seconds: number; version: string } | { missing: string } = {
+    missing: RCLONE_MISSING,
+  };
+  const version = rcloneVersion();
+  if (version && hasGnuTime()) {
+    // Into a container no rule covers, so the mirror does not copy rclone's writes back.
+    const { emulators } = stage.mirror;
+    await BlobServiceClient.fromConnectionString(emulators.azureConnectionString)
+      .getContainerClient('rclone-target')
+      .createIfNotExists();
+    const temp = mkdtempSync(join(tmpdir(), 's3az-latency-'));
+    cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
+    const env = rcloneEnvironment({ ...emulators, container: 'rclone-target' }, temp);
+    const run = await runTimed('rclone', ['copy', 's3:replicated/small', 'az:rclone-target/small'], env);
+    if (run.code !== 0) throw new Error(`rclone copy failed: ${run.stderr.slice(-500)}`);
+    rclone = { seconds: run.seconds, version };
+  }
+  return {
+    files,
+    writeSeconds: (written - started) / 1000,
+    mirrorSeconds: (mirrored - started) / 1000,
+    lagAfterLastWriteSeconds: (mirrored - written) / 1000,
+    rclone,
+  };
+}
+
+export const runLatency: BenchMode = async (args, cleanup) => {
+  const options = parseOptions(args);
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  const mirror = await startLocalMirror({ s3Port: 0, azurePort: 0 });
+  cleanup.add(() => mirror.stop());
+  const stage = new Stage(mirror);
+  const say = (text: string) => {
+    if (!options.json) process.stdout.write(`${text}\n`);
+  };
+  say('latency on the local mirror: write acknowledged -> replica committed, both directions');
+  // A short warm-up: first requests pay for connections and JIT.
+  await steady(stage, 'warmup', 10, 1, [1024]);
+  const series: Series[] = [];
+  for (const rate of options.rates) {
+    const result = await steady(stage, `rate-${rate}`, rate, options.seconds, [
+      1024,
+      16 * 1024,
+      256 * 1024,
+      1024 * 1024,
+    ]);
+    series.push(result);
+    say(
+      `  ${String(rate).padStart(3)} objects/s (1 KiB-1 MiB): p50 ${result.p50.toFixed(0)} ms  p95 ${result.p95.toFixed(0)} ms  p99 ${result.p99.toFixed(0)} ms  max ${result.max.toFixed(0)} ms  (${result.objects} objects, ${result.objectsPerSecond.toFixed(1)}/s)`,
+    );
+  }
+  const large = await steady(stage, 'large', 1, options.seconds, [8 * 1024 * 1024]);
+  series.push(large);
+  say(
+    `    1 objects/s (8 MiB):         p50 ${large.p50.toFixed(0)} ms  p95 ${large.p95.toFixed(0)} ms  p99 ${large.p99.toFixed(0)} ms  max ${large.max.toFixed(0)} ms  (${large.objects} objects)`,
+  );
+  say(`${options.files} small files (1 KiB) written to S3 with 32 writers, mirrored to Azure:`);
+  const small = await smallFiles(stage, options.files, cleanup);
+  say(
+    `  s3az: ${small.mirrorSeconds.toFixed(1)} s from the first write to the last replica (writes took ${small.writeSeconds.toFixed(1)} s; the last replica came ${small.lagAfterLastWriteSeconds.toFixed(1)} s after the last write)`,
+  );
+  if ('seconds' in small.rclone) {
+    say(
+      `  rclone copy of the same files (${small.rclone.version}, defaults): ${small.rclone.seconds.toFixed(1)} s after they were all written`,
+    );
+    say(`  ratio s3az / rclone: ${(small.mirrorSeconds / small.rclone.seconds).toFixed(2)}`);
+  } else say(`  rclone: ${small.rclone.missing}`);
+  if (options.json) process.stdout.write(`${JSON.stringify({ series, small })}\n`);
+};
