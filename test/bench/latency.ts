@@ -1,11 +1,13 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { formatBytes } from '../../src/core/range-plan.ts';
-import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import type { BenchMode } from './lifecycle.ts';
 import { RCLONE_MISSING, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { hasGnuTime, runTimed } from './run.ts';
@@ -57,6 +59,9 @@ interface Series {
   sizes: string;
   objects: number;
   p50: number;
+  /** Median of write acknowledged -> notification sent, and notification -> replica committed. */
+  notifyP50: number;
+  pipelineP50: number;
   p95: number;
   p99: number;
   max: number;
@@ -66,30 +71,96 @@ interface Series {
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 
+/** What `s3az local --json` prints first. */
+interface Ready {
+  s3Endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  azureAccountUrl: string;
+  azureConnectionString: string;
+}
+
+/**
+ * `s3az local --json` in its own process, as a user runs it: the writers here do not share an
+ * event loop (or a CPU) with the handlers they measure. Replicas are known from its output
+ * lines, one per change, each with the commit time.
+ */
+async function startMirrorProcess(cleanup: Parameters<BenchMode>[1]) {
+  const bin = fileURLToPath(new URL('../../src/cli/s3az.js', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [bin, 'local', '--json', '--s3-port', '0', '--azure-port', '0'],
+    {
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  cleanup.add(
+    () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGINT');
+      }),
+  );
+  const lines = createInterface({ input: child.stdout });
+  const listeners = new Set<(line: Record<string, unknown>) => void>();
+  const ready = new Promise<Ready>((resolve, reject) => {
+    child.once('exit', (code) =>
+      reject(new Error(`s3az local exited (${code}) before it was ready`)),
+    );
+    lines.on('line', (text) => {
+      let value: Record<string, unknown>;
+      try {
+        value = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (value.ready === true) resolve(value as unknown as Ready);
+      else for (const listener of listeners) listener(value);
+    });
+  });
+  return {
+    ready: await ready,
+    onLine: (listener: (line: Record<string, unknown>) => void) => listeners.add(listener),
+  };
+}
+
 class Stage {
   readonly s3: S3Client;
   readonly container: ContainerClient;
   readonly commits = new Map<string, number>();
+  /** Epoch ms of each replica's source event (from the notification), for the breakdown. */
+  readonly eventTimes = new Map<string, number>();
   readonly waiters = new Map<string, () => void>();
 
-  constructor(readonly mirror: LocalMirror) {
-    const { emulators } = mirror;
+  constructor(
+    readonly endpoints: Ready,
+    onLine: (listener: (line: Record<string, unknown>) => void) => void,
+  ) {
     this.s3 = new S3Client({
-      endpoint: emulators.s3Endpoint,
+      endpoint: endpoints.s3Endpoint,
       forcePathStyle: true,
-      region: emulators.region,
+      region: endpoints.region,
       credentials: {
-        accessKeyId: emulators.accessKeyId,
-        secretAccessKey: emulators.secretAccessKey,
+        accessKeyId: endpoints.accessKeyId,
+        secretAccessKey: endpoints.secretAccessKey,
       },
     });
     this.container = BlobServiceClient.fromConnectionString(
-      emulators.azureConnectionString,
+      endpoints.azureConnectionString,
     ).getContainerClient('replicated');
-    mirror.telemetry.onTask((report) => {
-      if (report.result !== 'done' || report.outcome.action !== 'copied' || !report.task) return;
-      const id = `${report.task.sourceSide}:${report.task.sourceKey}`;
-      this.commits.set(id, performance.now());
+    onLine((line) => {
+      if (line.action !== 'copied' || typeof line.from !== 'string') return;
+      const match = /^(s3|az):\/\/[^/]+\/(.*)$/.exec(line.from);
+      if (!match) return;
+      const id = `${match[1] === 's3' ? 's3' : 'azure'}:${match[2]}`;
+      // The line's own time is the commit (same clock); receiving it adds only the pipe.
+      const committed = Date.parse(String(line.time));
+      this.commits.set(id, committed);
+      const latency = Number(line.latencyMs);
+      if (Number.isFinite(latency)) this.eventTimes.set(id, committed - latency);
       this.waiters.get(id)?.();
     });
   }
@@ -106,7 +177,7 @@ class Stage {
       this.waiters.set(id, () => {
         clearTimeout(timer);
         this.waiters.delete(id);
-        resolve(this.commits.get(id) ?? performance.now());
+        resolve(this.commits.get(id) ?? Date.now());
       });
     });
   }
@@ -130,6 +201,8 @@ async function steady(
   const count = Math.max(1, Math.round(rate * seconds));
   const payloads = sizes.map((size) => Buffer.alloc(size, 7));
   const latencies: number[] = [];
+  const notify: number[] = [];
+  const pipeline: number[] = [];
   const started = performance.now();
   const pending: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
@@ -142,9 +215,14 @@ async function steady(
     pending.push(
       (async () => {
         await stage.write(side, key, body);
-        const acknowledged = performance.now();
+        const acknowledged = Date.now();
         const committed = await stage.replicated(`${side}:${key}`);
         latencies.push(committed - acknowledged);
+        const event = stage.eventTimes.get(`${side}:${key}`);
+        if (event !== undefined) {
+          notify.push(event - acknowledged);
+          pipeline.push(committed - event);
+        }
       })(),
     );
   }
@@ -157,6 +235,14 @@ async function steady(
     sizes: sizes.map((size) => formatBytes(size)).join(', '),
     objects: count,
     p50: percentile(sorted, 50),
+    notifyP50: percentile(
+      [...notify].sort((a, b) => a - b),
+      50,
+    ),
+    pipelineP50: percentile(
+      [...pipeline].sort((a, b) => a - b),
+      50,
+    ),
     p95: percentile(sorted, 95),
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? Number.NaN,
@@ -167,7 +253,7 @@ async function steady(
 async function smallFiles(stage: Stage, files: number, cleanup: Parameters<BenchMode>[1]) {
   const body = Buffer.alloc(1024, 1);
   const keys = Array.from({ length: files }, (_, i) => `small/${String(i).padStart(5, '0')}.txt`);
-  const started = performance.now();
+  const started = Date.now();
   let next = 0;
   await Promise.all(
     Array.from({ length: 32 }, async () => {
@@ -177,9 +263,10 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
       }
     }),
   );
-  const written = performance.now();
-  await Promise.all(keys.map((key) => stage.replicated(`s3:${key}`)));
-  const mirrored = performance.now();
+  const written = Date.now();
+  const mirrored = Math.max(
+    ...(await Promise.all(keys.map((key) => stage.replicated(`s3:${key}`)))),
+  );
 
   let rclone: { seconds: number; version: string } | { missing: string } = {
     missing: RCLONE_MISSING,
@@ -187,14 +274,28 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
   const version = rcloneVersion();
   if (version && hasGnuTime()) {
     // Into a container no rule covers, so the mirror does not copy rclone's writes back.
-    const { emulators } = stage.mirror;
-    await BlobServiceClient.fromConnectionString(emulators.azureConnectionString)
+    const endpoints = stage.endpoints;
+    await BlobServiceClient.fromConnectionString(endpoints.azureConnectionString)
       .getContainerClient('rclone-target')
       .createIfNotExists();
+    const account = /AccountName=([^;]+)/.exec(endpoints.azureConnectionString)?.[1] ?? '';
+    const accountKey = /AccountKey=([^;]+)/.exec(endpoints.azureConnectionString)?.[1] ?? '';
     const temp = mkdtempSync(join(tmpdir(), 's3az-latency-'));
     cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
-    const env = rcloneEnvironment({ ...emulators, container: 'rclone-target' }, temp);
-    const run = await runTimed('rclone', ['copy', 's3:replicated/small', 'az:rclone-target/small'], env);
+    const env = rcloneEnvironment(
+      {
+        ...endpoints,
+        azureAccountName: account,
+        azureAccountKey: accountKey,
+        container: 'rclone-target',
+      },
+      temp,
+    );
+    const run = await runTimed(
+      'rclone',
+      ['copy', 's3:replicated/small', 'az:rclone-target/small'],
+      env,
+    );
     if (run.code !== 0) throw new Error(`rclone copy failed: ${run.stderr.slice(-500)}`);
     rclone = { seconds: run.seconds, version };
   }
@@ -209,10 +310,8 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
 
 export const runLatency: BenchMode = async (args, cleanup) => {
   const options = parseOptions(args);
-  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-  const mirror = await startLocalMirror({ s3Port: 0, azurePort: 0 });
-  cleanup.add(() => mirror.stop());
-  const stage = new Stage(mirror);
+  const mirror = await startMirrorProcess(cleanup);
+  const stage = new Stage(mirror.ready, mirror.onLine);
   const say = (text: string) => {
     if (!options.json) process.stdout.write(`${text}\n`);
   };
@@ -229,7 +328,7 @@ export const runLatency: BenchMode = async (args, cleanup) => {
     ]);
     series.push(result);
     say(
-      `  ${String(rate).padStart(3)} objects/s (1 KiB-1 MiB): p50 ${result.p50.toFixed(0)} ms  p95 ${result.p95.toFixed(0)} ms  p99 ${result.p99.toFixed(0)} ms  max ${result.max.toFixed(0)} ms  (${result.objects} objects, ${result.objectsPerSecond.toFixed(1)}/s)`,
+      `  ${String(rate).padStart(3)} objects/s (1 KiB-1 MiB): p50 ${result.p50.toFixed(0)} ms  p95 ${result.p95.toFixed(0)} ms  p99 ${result.p99.toFixed(0)} ms  max ${result.max.toFixed(0)} ms  (${result.objects} objects, ${result.objectsPerSecond.toFixed(1)}/s; median notification ${result.notifyP50.toFixed(0)} ms + pipeline ${result.pipelineP50.toFixed(0)} ms)`,
     );
   }
   const large = await steady(stage, 'large', 1, options.seconds, [8 * 1024 * 1024]);
