@@ -54,6 +54,12 @@ export interface CopyObjectRequest {
   maxRestarts?: number;
   /** Lifetime of presigned source URLs for server-side pulls. Default 900 s. */
   presignExpirySeconds?: number;
+  /**
+   * The source's state as the caller just read it (to decide): the first attempt starts from
+   * it instead of reading it again. Reads with If-Match and the checks before the commit still
+   * catch a source that changes after it.
+   */
+  sourceHead?: ObjectHead;
 }
 
 export interface CopyObjectResult {
@@ -98,8 +104,10 @@ export async function copyObject(request: CopyObjectRequest): Promise<CopyObject
   const maxRestarts = request.maxRestarts ?? 3;
   let condition = request.condition;
   let restarts = 0;
+  let known = request.sourceHead;
   for (;;) {
-    const head = await source.head(sourceKey, withSignal(request.signal));
+    const head = known ?? (await source.head(sourceKey, withSignal(request.signal)));
+    known = undefined;
     if (!head)
       throw new NotFoundError(`${source.describe(sourceKey)}: source object does not exist`);
     condition ??= await currentCondition(destination, destinationKey, request.signal);

@@ -1,9 +1,10 @@
 import type { ReplicationRule } from '../config/schema.ts';
 import { type Decision, decide, type SkipReason } from '../core/decide.ts';
+import { readReplicaMarker } from '../core/metadata.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
-import type { ObjectStore } from '../stores/object-store.ts';
+import type { ObjectHead, ObjectStore, Side } from '../stores/object-store.ts';
 import { copyObject } from './copy-object.ts';
 import type { PullMemory } from './pull-memory.ts';
 
@@ -32,6 +33,11 @@ export interface TaskContext {
 // row means the key is busy, and the message's own retry (with backoff) is the better wait.
 const MAX_DECISIONS = 3;
 
+function isReplicaFromOtherSide(head: ObjectHead, sourceSide: Side): boolean {
+  const marker = readReplicaMarker(head.metadata);
+  return marker !== undefined && marker.origin !== sourceSide;
+}
+
 /**
  * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then
  * copies or deletes conditionally on what it read. A 412 means the destination changed in
@@ -41,10 +47,15 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
   const { rule, source, destination } = context;
   const call = context.signal ? { signal: context.signal } : {};
   for (let decisions = 1; decisions <= MAX_DECISIONS; decisions++) {
-    const [sourceHead, destinationHead] = await Promise.all([
-      source.head(task.sourceKey, call),
-      destination.head(task.destinationKey, call),
-    ]);
+    // In a two-way mirror every copy's replica announces itself with an event of its own.
+    // Such a source is skipped whatever the destination holds (rule 2), so the source is read
+    // first and the destination (often across clouds) only when it can matter.
+    const sourceHead = await source.head(task.sourceKey, call);
+    const echo =
+      task.kind === 'created' &&
+      sourceHead !== undefined &&
+      isReplicaFromOtherSide(sourceHead, task.sourceSide);
+    const destinationHead = echo ? undefined : await destination.head(task.destinationKey, call);
     const decision: Decision = decide({
       sourceSide: task.sourceSide,
       kind: task.kind,
@@ -72,6 +83,7 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         partSize: parseSize(String(rule.partSize)),
         concurrency: rule.concurrency,
         ...(task.sequencer !== undefined && { sourceSequencer: task.sequencer }),
+        ...(sourceHead && { sourceHead }),
         ...(context.pullMemory && { pullMemory: context.pullMemory }),
         ...(context.signal && { signal: context.signal }),
         ...(context.log && { log: context.log }),

@@ -31,6 +31,9 @@ await runChild('azure shim', async () => {
       eventGrid: {
         url: process.env.S3AZ_EVENT_GRID_URL,
         ...(process.env.S3AZ_EVENT_GRID_SECRET && { secret: process.env.S3AZ_EVENT_GRID_SECRET }),
+        ...(process.env.S3AZ_EVENT_GRID_CONTAINERS && {
+          containers: process.env.S3AZ_EVENT_GRID_CONTAINERS.split(','),
+        }),
       },
     }),
   });

@@ -22,7 +22,7 @@ export interface AzureShimOptions {
   port?: number;
   host?: string;
   /** Where successful blob writes and deletes are published as Event Grid events. */
-  eventGrid?: { url: string; secret?: string };
+  eventGrid?: { url: string; secret?: string; containers?: string[] };
 }
 
 /** A listening shim. */
@@ -546,6 +546,7 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
       url: options.eventGrid.url,
       ...(options.eventGrid.secret !== undefined && { secret: options.eventGrid.secret }),
       accountUrl,
+      ...(options.eventGrid.containers && { containers: options.eventGrid.containers }),
       onError: (error) => console.error(`azure shim: ${(error as Error).message}`),
     });
   }

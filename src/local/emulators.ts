@@ -37,7 +37,7 @@ export interface StartEmulatorsOptions {
   /** Receives what the emulators write on stderr. */
   log?: (line: string) => void;
   /** Publish Azure blob writes and deletes as Event Grid deliveries to this webhook. */
-  eventGrid?: { url: string; secret?: string };
+  eventGrid?: { url: string; secret?: string; containers?: string[] };
 }
 
 const ACCOUNT = 'devstoreaccount1';
@@ -243,6 +243,9 @@ export async function startEmulators(
         ...(options.eventGrid && { S3AZ_EVENT_GRID_URL: options.eventGrid.url }),
         ...(options.eventGrid?.secret !== undefined && {
           S3AZ_EVENT_GRID_SECRET: options.eventGrid.secret,
+        }),
+        ...(options.eventGrid?.containers && {
+          S3AZ_EVENT_GRID_CONTAINERS: options.eventGrid.containers.join(','),
         }),
       },
       options.log,

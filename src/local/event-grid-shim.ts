@@ -16,6 +16,11 @@ export interface EventGridShimOptions {
   secret?: string;
   /** The account URL that events name blobs under (the public endpoint). */
   accountUrl: string;
+  /**
+   * Only blobs in these containers (the subscription's `subjectBeginsWith` filters, one per
+   * container); all when absent.
+   */
+  containers?: string[];
   /** Events per delivery (Event Grid's maxEventsPerBatch); default 10. */
   maxEventsPerBatch?: number;
   /** Deliveries are retried this many times (Event Grid: up to 30 over 24 h); default 8. */
@@ -73,6 +78,8 @@ export class EventGridShim {
     const operation = blobOperationOf(request);
     const target = operation && blobOf(request);
     if (!operation || !target) return;
+    const containers = this.#options.containers;
+    if (containers && !containers.includes(target.container)) return;
     let status = 0;
     let headers: Record<string, unknown> = {};
     const writeHead = response.writeHead.bind(response) as (...args: unknown[]) => ServerResponse;

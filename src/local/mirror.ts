@@ -109,11 +109,17 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
   );
   const webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/eventgrid`;
 
+  // The Event Grid subscription covers the rules' containers only (subjectBeginsWith), as
+  // the README recommends for a real account.
+  const fromFile = options.configFile ? await loadConfig(options.configFile) : undefined;
+  const containers = fromFile
+    ? [...new Set(fromFile.rules.map((rule) => rule.azure.container))]
+    : [options.container ?? 'replicated'];
   const emulators = await startEmulators({
     ...(options.s3Port !== undefined && { s3Port: options.s3Port }),
     ...(options.azurePort !== undefined && { azurePort: options.azurePort }),
     ...(options.azuriteDataDir !== undefined && { azuriteDataDir: options.azuriteDataDir }),
-    eventGrid: { url: webhookUrl, secret },
+    eventGrid: { url: webhookUrl, secret, containers },
   });
   const runners: QueueRunner[] = [];
   try {
@@ -166,8 +172,8 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
 
     const bucket = options.bucket ?? 'replicated';
     const container = options.container ?? 'replicated';
-    const config = options.configFile
-      ? await loadConfig(options.configFile)
+    const config = fromFile
+      ? fromFile
       : validateConfig({
           rules: [
             {

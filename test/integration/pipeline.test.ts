@@ -1,5 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { createCopyHandler } from '../../handlers/copy.ts';
 import { createPlanHandler } from '../../handlers/plan.ts';
@@ -258,6 +263,41 @@ describe('Pipeline: failures', () => {
     expect(dead?.MessageAttributes?.receiveCount?.StringValue).toBe('1');
     expect(dead?.MessageAttributes?.error?.StringValue ?? '').not.toContain(wrongKey);
     expect(pipeline.reports).toHaveLength(1);
+  });
+
+  it("skips a replica's own event from the source alone, without reading the destination", async () => {
+    // The destination is unreadable (wrong key): reading it would dead-letter the task.
+    const wrongKey = randomBytes(64).toString('base64');
+    const pipeline = await startPipeline({
+      rule: { azure: { credential: { connectionStringEnv: 'S3AZ_TEST_WRONG_AZURE' } } },
+      env: {
+        S3AZ_TEST_WRONG_AZURE: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${wrongKey}`,
+      },
+    });
+    const out = await s3.send(
+      new PutObjectCommand({
+        Bucket: pipeline.bucket,
+        Key: 'echo.txt',
+        Body: 'replica',
+        Metadata: {
+          s3az_origin: 'azure',
+          s3az_source_etag: '"0x1"',
+          s3az_source_last_modified: new Date().toISOString(),
+        },
+      }),
+    );
+    await pipeline.sendEvent(
+      s3Notification(
+        s3Record('ObjectCreated:Put', pipeline.bucket, 'echo.txt', {
+          etag: out.ETag ?? '',
+          size: 7,
+          sequencer: nextS3Sequencer(),
+        }),
+      ),
+    );
+    await pipeline.settle();
+    expect(skips(pipeline.reports)).toEqual(['replica']);
+    expect(await pipeline.peek(pipeline.queues.tasksDeadLetter)).toEqual([]);
   });
 
   it('dead-letters an event that does not parse, with the reason', async () => {
