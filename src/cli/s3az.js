@@ -21,7 +21,11 @@ function newestSource(folder) {
 
 function bundleIsFresh() {
   try {
-    return statSync(bundle).mtimeMs >= newestSource(fileURLToPath(new URL('..', import.meta.url)));
+    // The bundle holds src/ and the handler modules (which `s3az local` runs).
+    const built = statSync(bundle).mtimeMs;
+    return ['..', '../../handlers'].every(
+      (folder) => built >= newestSource(fileURLToPath(new URL(folder, import.meta.url))),
+    );
   } catch {
     return false;
   }

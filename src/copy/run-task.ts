@@ -5,7 +5,7 @@ import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
 import type { ObjectHead, ObjectStore, Side } from '../stores/object-store.ts';
-import { copyObject } from './copy-object.ts';
+import { copyObject, SourceChangedError } from './copy-object.ts';
 import type { PullMemory } from './pull-memory.ts';
 
 /** What one task did. */
@@ -84,6 +84,9 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         concurrency: rule.concurrency,
         ...(task.sequencer !== undefined && { sourceSequencer: task.sequencer }),
         ...(sourceHead && { sourceHead }),
+        // A source that changes mid-copy may now be a replica, or older than the destination:
+        // the task decides again rather than copying whatever the source became.
+        maxRestarts: 0,
         ...(context.pullMemory && { pullMemory: context.pullMemory }),
         ...(context.signal && { signal: context.signal }),
         ...(context.log && { log: context.log }),
@@ -96,9 +99,14 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         decisions,
       };
     } catch (error) {
-      if (!(error instanceof PreconditionFailedError)) throw error;
+      const sourceChanged =
+        error instanceof SourceChangedError ||
+        (error instanceof Error && error.cause instanceof SourceChangedError);
+      if (!(error instanceof PreconditionFailedError) && !sourceChanged) throw error;
       context.log?.(
-        `${destination.describe(task.destinationKey)} changed before the commit; deciding again`,
+        sourceChanged
+          ? `${source.describe(task.sourceKey)} changed during the copy; deciding again`
+          : `${destination.describe(task.destinationKey)} changed before the commit; deciding again`,
       );
     }
   }
