@@ -51,8 +51,13 @@ async function eventually<T>(read: () => Promise<T | undefined>, deadlineMs = 10
 }
 
 const readBlob = async (key: string) => {
-  const blob = blobs.getContainerClient('replicated').getBlockBlobClient(key);
-  return (await blob.exists()) ? blob.downloadToBuffer() : undefined;
+  try {
+    return await blobs.getContainerClient('replicated').getBlockBlobClient(key).downloadToBuffer();
+  } catch (error) {
+    // The mirror may delete or replace it while it is read: absent is an answer too.
+    if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+    throw error;
+  }
 };
 
 const readS3 = async (key: string) => {
