@@ -174,7 +174,7 @@ function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
     'rclone (remotes from the environment; unset AWS_CA_BUNDLE for rclone if your shell sets it):',
     `  export RCLONE_CONFIG_LOCALS3_TYPE=s3 RCLONE_CONFIG_LOCALS3_PROVIDER=Other RCLONE_CONFIG_LOCALS3_FORCE_PATH_STYLE=true RCLONE_CONFIG_LOCALS3_ENDPOINT=${emulators.s3Endpoint} RCLONE_CONFIG_LOCALS3_ACCESS_KEY_ID=${emulators.accessKeyId} RCLONE_CONFIG_LOCALS3_SECRET_ACCESS_KEY=${emulators.secretAccessKey} RCLONE_CONFIG_LOCALS3_UPLOAD_CUTOFF=8M`,
     `  export RCLONE_CONFIG_LOCALAZ_TYPE=azureblob RCLONE_CONFIG_LOCALAZ_SAS_URL='${emulators.azureAccountUrl}/${container}?${sas}'`,
-    `  rclone copy ./dir locals3:${bucket}/dir     # or localaz:dir`,
+    `  rclone copy ./dir locals3:${bucket}/dir     # or localaz:${container}/dir`,
     '',
     'One line per replicated change follows. Ctrl-C stops everything. (Credentials generated for this run only.)',
   ];
