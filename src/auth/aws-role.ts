@@ -1,6 +1,7 @@
 import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
-import { PermanentError, RetryableError } from '../errors.ts';
+import { PermanentError } from '../errors.ts';
+import { awsCallError } from './aws-call-error.ts';
 
 // Credentials are renewed this long before they expire, so no request carries stale ones.
 const RENEW_MILLISECONDS = 5 * 60 * 1000;
@@ -47,19 +48,6 @@ async function assume(sts: STSClient, roleArn: string): Promise<AwsCredentialIde
       ...(c.Expiration && { expiration: c.Expiration }),
     };
   } catch (error) {
-    if (error instanceof PermanentError) throw error;
-    const sdk = error as {
-      name?: string;
-      $fault?: string;
-      $metadata?: { httpStatusCode?: number };
-    };
-    const what = `assuming the role ${roleArn}: ${sdk.name ?? 'error'}`;
-    if (
-      sdk.$fault === 'client' &&
-      sdk.$metadata?.httpStatusCode !== 429 &&
-      !/Throttl/i.test(sdk.name ?? '')
-    )
-      throw new PermanentError(what, { cause: error });
-    throw new RetryableError(what, { cause: error });
+    throw awsCallError(error, `assuming the role ${roleArn}`);
   }
 }

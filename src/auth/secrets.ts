@@ -1,5 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { PermanentError, RetryableError } from '../errors.ts';
+import { PermanentError } from '../errors.ts';
+import { awsCallError } from './aws-call-error.ts';
 
 /** Where secrets come from; AWS Secrets Manager in Lambda. */
 export interface SecretSource {
@@ -36,21 +37,7 @@ export class SecretsManagerSource implements SecretSource {
       if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString('utf8');
       throw new PermanentError(`the secret ${arn} has no value`);
     } catch (error) {
-      if (error instanceof PermanentError) throw error;
-      const sdk = error as {
-        name?: string;
-        $fault?: string;
-        $metadata?: { httpStatusCode?: number };
-      };
-      const what = `reading the secret ${arn}: ${sdk.name ?? 'error'}`;
-      // Not found, access denied, bad ARN: configuration, which a retry does not fix.
-      if (
-        sdk.$fault === 'client' &&
-        sdk.$metadata?.httpStatusCode !== 429 &&
-        !/Throttl/i.test(sdk.name ?? '')
-      )
-        throw new PermanentError(what, { cause: error });
-      throw new RetryableError(what, { cause: error });
+      throw awsCallError(error, `reading the secret ${arn}`);
     }
   }
 }

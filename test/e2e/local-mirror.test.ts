@@ -5,12 +5,12 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import type { TaskReport } from '../../src/observe/telemetry.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { queueDepth } from '../support/emulators.ts';
 import { putObject } from '../support/streams.ts';
 
 let mirror: LocalMirror;
@@ -72,19 +72,7 @@ const readS3 = async (key: string) => {
 
 /** Waits until the events and tasks queues are empty: nothing is left in flight. */
 async function quiet(): Promise<void> {
-  const sqs = mirror.runtime.sqs;
-  const depth = async (url: string) => {
-    const out = await sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: url,
-        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-      }),
-    );
-    return (
-      Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
-      Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-    );
-  };
+  const depth = (url: string) => queueDepth(mirror.runtime.sqs, url);
   await eventually(async () => {
     const total =
       (await depth(mirror.runtime.queueUrl('events'))) +

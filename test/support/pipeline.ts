@@ -25,6 +25,7 @@ import {
   makeBlobServiceClient,
   makeS3Client,
   makeSqsClient,
+  queueDepth,
   uniqueName,
 } from './emulators.ts';
 
@@ -174,18 +175,7 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
   });
   const eventgrid = createEventGridHandler(get);
 
-  const queued = async (url: string) => {
-    const out = await sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: url,
-        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-      }),
-    );
-    return (
-      Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
-      Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
-    );
-  };
+  const queued = (url: string) => queueDepth(sqs, url);
 
   return {
     bucket,
