@@ -183,7 +183,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     });
   };
 
-  const deliveries = new WeakMap<FastifyRequest, () => Promise<void>>();
+  const deliveries = new WeakMap<FastifyRequest, (reply: FastifyReply) => Promise<void>>();
   const report = (error: unknown) => app.log.error({ err: error }, 's3 notification not delivered');
 
   app.addHook('onRequest', async (request, reply) => {
@@ -240,10 +240,20 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     }
     if (!targets.has(bucket)) return;
     const copy = request.headers['x-amz-copy-source'] !== undefined;
-    if (key && request.method === 'PUT' && query.partNumber === undefined) {
-      deliveries.set(request, () =>
-        created(bucket, key, copy ? 'ObjectCreated:Copy' : 'ObjectCreated:Put'),
-      );
+    if (key && request.method === 'PUT' && query.partNumber === undefined && !copy) {
+      // A PutObject's answer carries the eTag and its request the size: no read needed.
+      const decoded = request.headers['x-amz-decoded-content-length'];
+      const length = request.headers['content-length'];
+      const size = Number(typeof decoded === 'string' ? decoded : (length ?? Number.NaN));
+      deliveries.set(request, (reply) => {
+        const etag = reply.getHeader('etag');
+        if (typeof etag !== 'string' || !Number.isFinite(size)) {
+          return created(bucket, key, 'ObjectCreated:Put');
+        }
+        return send(bucket, key, 'ObjectCreated:Put', { size, etag });
+      });
+    } else if (key && request.method === 'PUT' && query.partNumber === undefined) {
+      deliveries.set(request, () => created(bucket, key, 'ObjectCreated:Copy'));
     } else if (key && request.method === 'POST' && query.uploadId !== undefined) {
       deliveries.set(request, () => created(bucket, key, 'ObjectCreated:CompleteMultipartUpload'));
     } else if (key && request.method === 'DELETE' && query.uploadId === undefined) {
@@ -275,7 +285,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     // A failed request changes nothing, so S3 sends nothing. CompleteMultipartUpload can fail
     // inside a 200 (an <Error> body); the HEAD after it finds no new object then.
     if (!deliver || reply.statusCode < 200 || reply.statusCode >= 300) return;
-    deliver().catch(report);
+    deliver(reply).catch(report);
   });
   return { observeSend };
 }
