@@ -77,6 +77,20 @@ export class UsageError extends PermanentError {
 }
 
 /** Wraps anything that is not already a ReplicatorError as a retryable one, keeping the cause. */
+/**
+ * Whether a failed AWS SDK call was refused as the caller's fault (not found, access denied, a
+ * malformed request): sending it again gets the same answer. Throttling (429, `Throttl…`) is a
+ * client fault that passes, and network and service faults pass.
+ */
+export function isAwsCallersFault(error: unknown): boolean {
+  const sdk = error as { name?: string; $fault?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    sdk.$fault === 'client' &&
+    sdk.$metadata?.httpStatusCode !== 429 &&
+    !/Throttl/i.test(sdk.name ?? '')
+  );
+}
+
 export function asReplicatorError(error: unknown): ReplicatorError {
   if (error instanceof ReplicatorError) return error;
   if (error instanceof Error && error.name === 'AbortError') {

@@ -1,4 +1,9 @@
-import { PermanentError, type ReplicatorError, RetryableError } from '../errors.ts';
+import {
+  isAwsCallersFault,
+  PermanentError,
+  type ReplicatorError,
+  RetryableError,
+} from '../errors.ts';
 
 /**
  * Classifies a failed AWS SDK call (STS, Secrets Manager): the caller's fault (not found,
@@ -8,13 +13,8 @@ import { PermanentError, type ReplicatorError, RetryableError } from '../errors.
  */
 export function awsCallError(error: unknown, what: string): ReplicatorError {
   if (error instanceof PermanentError) return error;
-  const sdk = error as { name?: string; $fault?: string; $metadata?: { httpStatusCode?: number } };
-  const message = `${what}: ${sdk.name ?? 'error'}`;
-  const callersFault =
-    sdk.$fault === 'client' &&
-    sdk.$metadata?.httpStatusCode !== 429 &&
-    !/Throttl/i.test(sdk.name ?? '');
-  return callersFault
+  const message = `${what}: ${(error as { name?: string }).name ?? 'error'}`;
+  return isAwsCallersFault(error)
     ? new PermanentError(message, { cause: error })
     : new RetryableError(message, { cause: error });
 }

@@ -1,14 +1,11 @@
 import { GetWebIdentityTokenCommand, type STSClient } from '@aws-sdk/client-sts';
 import { ClientAssertionCredential, ClientSecretCredential } from '@azure/identity';
-import {
-  AnonymousCredential,
-  BlobServiceClient,
-  StorageSharedKeyCredential,
-} from '@azure/storage-blob';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { ReplicationRule } from '../config/schema.ts';
 import { PermanentError, UsageError } from '../errors.ts';
 import {
   accountNameOf,
+  blobServiceWithSas,
   type Environment,
   makeBlobServiceClient,
   parseConnectionString,
@@ -101,12 +98,7 @@ export function serviceFromSecret(url: string, text: string, where: string): Blo
   if (/(^|;)\s*(AccountKey|SharedAccessSignature)=/i.test(value)) {
     const parts = parseConnectionString(value);
     const sas = parts.get('sharedaccesssignature');
-    if (sas)
-      return new BlobServiceClient(
-        `${url}?${sas.replace(/^\?/, '')}`,
-        new AnonymousCredential(),
-        pipelineOptions,
-      );
+    if (sas) return blobServiceWithSas(url, sas);
     const account = parts.get('accountname') ?? accountNameOf(url);
     return new BlobServiceClient(
       url,
@@ -114,13 +106,7 @@ export function serviceFromSecret(url: string, text: string, where: string): Blo
       pipelineOptions,
     );
   }
-  if (/(^|[?&])sig=/.test(value)) {
-    return new BlobServiceClient(
-      `${url}?${value.replace(/^\?/, '')}`,
-      new AnonymousCredential(),
-      pipelineOptions,
-    );
-  }
+  if (/(^|[?&])sig=/.test(value)) return blobServiceWithSas(url, value);
   return new BlobServiceClient(url, sharedKey(accountNameOf(url), value, where), pipelineOptions);
 }
 

@@ -77,7 +77,6 @@ export interface CopyObjectResult {
 }
 
 /** The source changed (or vanished) while it was being read; the copy starts over. */
-/** The source changed during a copy (the copy read or wrote a version that is gone). */
 export class SourceChangedError extends RetryableError {
   readonly destinationCondition: WriteCondition | undefined;
 

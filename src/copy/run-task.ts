@@ -1,10 +1,9 @@
 import type { ReplicationRule } from '../config/schema.ts';
-import { type Decision, decide, type SkipReason } from '../core/decide.ts';
-import { readReplicaMarker } from '../core/metadata.ts';
+import { type Decision, decide, isReplicaFromOtherSide, type SkipReason } from '../core/decide.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
-import type { ObjectHead, ObjectStore, Side } from '../stores/object-store.ts';
+import type { ObjectStore } from '../stores/object-store.ts';
 import { copyObject, SourceChangedError } from './copy-object.ts';
 import type { PullMemory } from './pull-memory.ts';
 
@@ -32,11 +31,6 @@ export interface TaskContext {
 // Each lost race means another writer got there between our read and our commit; three in a
 // row means the key is busy, and the message's own retry (with backoff) is the better wait.
 const MAX_DECISIONS = 3;
-
-function isReplicaFromOtherSide(head: ObjectHead, sourceSide: Side): boolean {
-  const marker = readReplicaMarker(head.metadata);
-  return marker !== undefined && marker.origin !== sourceSide;
-}
 
 /**
  * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then

@@ -46,10 +46,18 @@ function conditionFor(destination: ObjectHead | undefined): WriteCondition {
  * copy (conditional on the destination state seen here), delete (likewise), or skip with a
  * reason. Pure; the caller re-reads both sides and decides again after a 412.
  */
+/**
+ * Rule 2: the object is a replica the replicator wrote from the other side (copying it back
+ * would loop). A user's overwrite removes the marker, so it is no longer one.
+ */
+export function isReplicaFromOtherSide(head: ObjectHead, side: Side): boolean {
+  const marker = readReplicaMarker(head.metadata);
+  return marker !== undefined && marker.origin !== side;
+}
+
 export function decide(input: DecisionInput): Decision {
   const { source, destination, sourceSide } = input;
   if (!input.selected) return skip('excluded', 'the rule does not replicate this key this way');
-  const sourceMarker = source ? readReplicaMarker(source.metadata) : undefined;
   const destinationMarker = destination ? readReplicaMarker(destination.metadata) : undefined;
   const destinationIsOurReplica = destinationMarker?.origin === sourceSide;
 
@@ -66,8 +74,11 @@ export function decide(input: DecisionInput): Decision {
 
   if (!source) return skip('source-gone', 'the source no longer exists');
   // Rule 2: the source is itself a replica written by us; copying it back would loop.
-  if (sourceMarker && sourceMarker.origin !== sourceSide) {
-    return skip('replica', `the source is a replica of the ${sourceMarker.origin} side`);
+  if (isReplicaFromOtherSide(source, sourceSide)) {
+    return skip(
+      'replica',
+      `the source is a replica of the ${sourceSide === 's3' ? 'azure' : 's3'} side`,
+    );
   }
   if (!destination) return { action: 'copy', condition: { kind: 'absent' }, conflict: false };
 

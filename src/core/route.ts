@@ -40,7 +40,8 @@ export function accountOf(accountUrl: string): string {
   );
 }
 
-function sideOf(rule: ReplicationRule, side: Side) {
+/** The rule's container and prefix on one side. */
+export function sideOf(rule: ReplicationRule, side: Side) {
   return side === 's3'
     ? { container: rule.s3.bucket, prefix: rule.s3.prefix }
     : { container: rule.azure.container, prefix: rule.azure.prefix };
@@ -121,11 +122,6 @@ export function taskForKey(
     kind,
     key,
   );
-}
-
-/** The rule's container and prefix on one side. */
-export function ruleSide(rule: ReplicationRule, side: Side): { container: string; prefix: string } {
-  return sideOf(rule, side);
 }
 
 /** Events no rule covers (or whose direction a rule does not replicate) are counted and dropped. */

@@ -8,6 +8,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { EventGridShim } from './event-grid-shim.ts';
+import { headerValue } from './headers.ts';
 import { type AuthCheck, SAS_PARAMETERS, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
 
@@ -77,11 +78,6 @@ const CARRIED_FOR_BLOB =
 const CARRIED_FOR_BOTH = /^(x-ms-client-request-id$|x-ms-lease-id$|x-ms-encryption-scope$)/;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
 
 function escapeXml(text: string): string {
   return text.replace(

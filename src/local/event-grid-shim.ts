@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SECRET_HEADER } from '../auth/event-grid-auth.ts';
+import { headerValue } from './headers.ts';
 
 /**
  * Event Grid for the local Azure endpoint, which has none: after each successful Put Blob,
@@ -30,17 +31,12 @@ export interface EventGridShimOptions {
 
 type Operation = { type: 'created'; api: string } | { type: 'deleted'; api: string };
 
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 /** The blob operation a request performs, when it is one Event Grid reports. */
 export function blobOperationOf(request: IncomingMessage): Operation | undefined {
   const url = new URL(request.url ?? '/', 'http://placeholder');
   const comp = url.searchParams.get('comp');
-  const copySource = header(request.headers, 'x-ms-copy-source') !== undefined;
-  const blobType = header(request.headers, 'x-ms-blob-type');
+  const copySource = headerValue(request.headers, 'x-ms-copy-source') !== undefined;
+  const blobType = headerValue(request.headers, 'x-ms-blob-type');
   if (request.method === 'PUT') {
     if (comp === 'blocklist') return { type: 'created', api: 'PutBlockList' };
     if (comp !== null) return undefined;
@@ -95,7 +91,7 @@ export class EventGridShim {
       const code = status || response.statusCode;
       if (code < 200 || code >= 300) return;
       const etag = String(headers.etag ?? response.getHeader('etag') ?? '') || undefined;
-      const length = header(request.headers, 'content-length');
+      const length = headerValue(request.headers, 'content-length');
       this.#publish(operation, target.container, target.blob, {
         ...(etag !== undefined && { etag }),
         ...(operation.api === 'PutBlob' && length !== undefined && { size: Number(length) }),

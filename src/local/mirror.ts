@@ -83,7 +83,6 @@ function eventOf(request: http.IncomingMessage, body: string): APIGatewayProxyEv
  */
 export async function startLocalMirror(options: LocalMirrorOptions = {}): Promise<LocalMirror> {
   const secret = randomBytes(18).toString('base64url');
-  let runtime: Runtime | undefined;
   let ready: (value: Runtime) => void = () => undefined;
   const runtimeReady = new Promise<Runtime>((resolve) => {
     ready = resolve;
@@ -215,7 +214,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       new Logger({ serviceName: 's3az-local', logLevel: 'SILENT' }),
       new Metrics({ namespace: 'S3AzureReplicatorLocal', serviceName: 's3az-local' }),
     );
-    runtime = await buildRuntime({ env, config, sqs, telemetry });
+    const runtime = await buildRuntime({ env, config, sqs, telemetry });
     ready(runtime);
     const get = () => runtimeReady;
     const onError = (error: unknown) =>
@@ -247,13 +246,12 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       );
     }
     for (const runner of runners) runner.start();
-    const started = runtime;
     return {
       emulators,
       webhookUrl,
       webhookSecret: secret,
       config,
-      runtime: started,
+      runtime,
       telemetry,
       async stop() {
         await Promise.all(runners.map((runner) => runner.stop()));

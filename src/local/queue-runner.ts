@@ -96,11 +96,24 @@ export class QueueRunner {
 
   /** Receives one batch (waiting up to `waitSeconds`) and runs it; resolves with its size. */
   async pollOnce(waitSeconds = 0): Promise<number> {
-    const { sqs, queueUrl, batchSize } = this.#options;
-    const out = await sqs.send(
+    const { batchSize } = this.#options;
+    const messages = await this.#receive(Math.max(1, batchSize), waitSeconds);
+    if (messages.length === 0) return 0;
+    // With a batching window, Lambda waits for the batch to fill until the window closes.
+    const windowEnds = Date.now() + (this.#options.batchingWindowSeconds ?? 0) * 1000;
+    while (messages.length < batchSize && Date.now() < windowEnds) {
+      const waitFor = Math.max(1, Math.ceil((windowEnds - Date.now()) / 1000));
+      messages.push(...(await this.#receive(batchSize - messages.length, waitFor)));
+    }
+    await this.#invoke(messages);
+    return messages.length;
+  }
+
+  async #receive(count: number, waitSeconds: number): Promise<Message[]> {
+    const out = await this.#options.sqs.send(
       new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: Math.min(10, Math.max(1, batchSize)),
+        QueueUrl: this.#options.queueUrl,
+        MaxNumberOfMessages: Math.min(10, count),
         WaitTimeSeconds: waitSeconds,
         MessageSystemAttributeNames: ['All'],
         // Emulators that predate MessageSystemAttributeNames read the older name.
@@ -108,25 +121,7 @@ export class QueueRunner {
         MessageAttributeNames: ['All'],
       }),
     );
-    const messages = out.Messages ?? [];
-    if (messages.length === 0) return 0;
-    // With a batching window, Lambda waits for the batch to fill until the window closes.
-    const windowEnds = Date.now() + (this.#options.batchingWindowSeconds ?? 0) * 1000;
-    while (messages.length < batchSize && Date.now() < windowEnds) {
-      const more = await sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: queueUrl,
-          MaxNumberOfMessages: Math.min(10, batchSize - messages.length),
-          WaitTimeSeconds: Math.max(1, Math.ceil((windowEnds - Date.now()) / 1000)),
-          MessageSystemAttributeNames: ['All'],
-          AttributeNames: ['All'],
-          MessageAttributeNames: ['All'],
-        }),
-      );
-      messages.push(...(more.Messages ?? []));
-    }
-    await this.#invoke(messages);
-    return messages.length;
+    return out.Messages ?? [];
   }
 
   async #invoke(messages: Message[]): Promise<void> {

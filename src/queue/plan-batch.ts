@@ -6,7 +6,7 @@ import {
   type DirectoryTask,
   isNewer,
   routeEvents,
-  ruleSide,
+  sideOf,
   taskForKey,
 } from '../core/route.ts';
 import { asReplicatorError } from '../errors.ts';
@@ -56,8 +56,8 @@ export async function expandDirectory(
   signal?: AbortSignal,
 ): Promise<CopyTask[]> {
   const origin = { eventTime: directory.eventTime, correlationId: directory.correlationId };
-  const azure = ruleSide(rule, 'azure');
-  const s3 = ruleSide(rule, 's3');
+  const azure = sideOf(rule, 'azure');
+  const s3 = sideOf(rule, 's3');
   const tasks: CopyTask[] = [];
   const under = (path: string) => `${path.replace(/\/+$/, '')}/`;
   const replicasUnder = async (path: string) => {

@@ -5,7 +5,7 @@ import {
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { PermanentError, RetryableError } from '../errors.ts';
+import { isAwsCallersFault, PermanentError, RetryableError } from '../errors.ts';
 
 /** SQS takes at most 10 entries per SendMessageBatch. */
 const BATCH_SIZE = 10;
@@ -82,18 +82,10 @@ export async function sendEach(
         }
         pending = pending.filter((entry) => entry.Id !== undefined && retry.has(entry.Id));
       } catch (error) {
-        const sdk = error as {
-          name?: string;
-          $fault?: string;
-          $metadata?: { httpStatusCode?: number };
-        };
-        const reason = `the queue refused the batch: ${sdk.name ?? 'error'}: ${error instanceof Error ? error.message : String(error)}`;
+        const reason = `the queue refused the batch: ${(error as { name?: string }).name ?? 'error'}: ${error instanceof Error ? error.message : String(error)}`;
         // A request SQS refuses as malformed (BatchRequestTooLong, InvalidParameterValue, …)
         // is refused again; throttling, network and server faults are worth another try.
-        const permanent =
-          sdk.$fault === 'client' &&
-          sdk.$metadata?.httpStatusCode !== 429 &&
-          !/Throttl/i.test(sdk.name ?? '');
+        const permanent = isAwsCallersFault(error);
         for (const entry of pending) {
           if (entry.Id === undefined) continue;
           reasons.set(entry.Id, reason);
@@ -115,8 +107,8 @@ export async function sendEach(
 
 /**
  * Sends every message (see `sendEach`). Resolves when every message is stored; otherwise
- * throws a RetryableError naming how many were not, so the caller answers 5xx or fails its
- * record.
+ * throws an error naming how many were not (a PermanentError when the queue will never take
+ * one of them, else a RetryableError), so the caller answers 5xx or fails its record.
  */
 export async function sendAll(
   client: SQSClient,

@@ -122,20 +122,16 @@ export async function processTaskRecord(
       return 'continued';
     }
     const error = asReplicatorError(raw);
-    if (error.kind === 'permanent' || error.kind === 'not-found') {
+    // Errors no retry fixes go to the dead-letter queue at once; others on the last receive.
+    const deadLetter =
+      error.kind === 'permanent' || error.kind === 'not-found'
+        ? { reason: error.kind, error: error.message }
+        : receiveCount >= (dependencies.maxReceives ?? MAX_RECEIVES)
+          ? { reason: 'retries-exhausted', error: `${error.kind}: ${error.message}` }
+          : undefined;
+    if (deadLetter) {
       await sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, record.body, {
-        reason: error.kind,
-        error: error.message,
-        receiveCount,
-        sourceQueue: dependencies.queueUrl,
-      });
-      telemetry?.taskFailed(task, error.kind, error.message, true, receiveCount);
-      return 'dead-lettered';
-    }
-    if (receiveCount >= (dependencies.maxReceives ?? MAX_RECEIVES)) {
-      await sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, record.body, {
-        reason: 'retries-exhausted',
-        error: `${error.kind}: ${error.message}`,
+        ...deadLetter,
         receiveCount,
         sourceQueue: dependencies.queueUrl,
       });

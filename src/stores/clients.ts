@@ -63,13 +63,7 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next) => async
 
 /** Builds the SQS client from the standard AWS environment (`AWS_ENDPOINT_URL_SQS` included). */
 export function makeSqsClient(env: Environment = process.env): SQSClient {
-  const endpoint = env.AWS_ENDPOINT_URL_SQS ?? env.AWS_ENDPOINT_URL;
-  return new SQSClient({
-    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
-    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    maxAttempts: SDK_ATTEMPTS,
-    ...credentialsOf(env),
-  });
+  return new SQSClient(awsClientSettings(env, 'SQS'));
 }
 
 /**
@@ -169,11 +163,19 @@ export async function makeBlobServiceClient(
     return new BlobServiceClient(url, credential, pipelineOptions);
   }
   if (env.AZURE_STORAGE_SAS_TOKEN && (sameAccount || env.AZURE_STORAGE_ACCOUNT === account)) {
-    const sas = env.AZURE_STORAGE_SAS_TOKEN.replace(/^\?/, '');
-    return new BlobServiceClient(`${url}?${sas}`, new AnonymousCredential(), pipelineOptions);
+    return blobServiceWithSas(url, env.AZURE_STORAGE_SAS_TOKEN);
   }
   const { DefaultAzureCredential } = await import('@azure/identity');
   return new BlobServiceClient(url, new DefaultAzureCredential(), pipelineOptions);
+}
+
+/** A BlobServiceClient that signs nothing: the SAS token (with or without `?`) authorises. */
+export function blobServiceWithSas(accountUrl: string, sas: string): BlobServiceClient {
+  return new BlobServiceClient(
+    `${accountUrl}?${sas.replace(/^\?/, '')}`,
+    new AnonymousCredential(),
+    pipelineOptions,
+  );
 }
 
 function sameUrl(a: string, b: string): boolean {
