@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -11,7 +12,7 @@ import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import type { TaskReport } from '../../src/observe/telemetry.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
 import { queueDepth } from '../support/emulators.ts';
-import { putObject } from '../support/streams.ts';
+import { putObject, readAll } from '../support/streams.ts';
 
 let mirror: LocalMirror;
 let s3: S3Client;
@@ -52,7 +53,10 @@ async function eventually<T>(read: () => Promise<T | undefined>, deadlineMs = 10
 
 const readBlob = async (key: string) => {
   try {
-    return await blobs.getContainerClient('replicated').getBlockBlobClient(key).downloadToBuffer();
+    // One GET: downloadToBuffer reads the size first and the body after, so a blob the
+    // mirror replaces in between fails it ("Stream drains before getting enough data").
+    const out = await blobs.getContainerClient('replicated').getBlockBlobClient(key).download();
+    return await readAll(out.readableStreamBody as Readable);
   } catch (error) {
     // The mirror may delete or replace it while it is read: absent is an answer too.
     if ((error as { statusCode?: number }).statusCode === 404) return undefined;
