@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { handleWebhook, queuedBodies } from '../src/events/webhook.ts';
+import { handleWebhook } from '../src/events/webhook.ts';
 import { sendAll } from '../src/queue/sqs.ts';
 import { httpResultOf, webhookRequestOf } from '../src/runtime/http.ts';
 import { getRuntime, processTelemetry, type Runtime } from '../src/runtime/runtime.ts';
@@ -13,13 +13,14 @@ export function createEventGridHandler(runtime: () => Promise<Runtime>) {
     const built = await runtime();
     const response = await handleWebhook(webhookRequestOf(event), {
       auth: await built.webhookAuth(),
-      enqueue: (_events, rawBody) =>
+      enqueue: (_events, items) =>
         sendAll(
           built.sqs,
           built.queueUrl('events'),
-          queuedBodies(rawBody).map((body) => ({ body })),
+          items.map((item) => ({ body: JSON.stringify(item) })),
         ),
       countIgnored: (types) => built.telemetry.ignored(types),
+      countReplicas: (events) => built.telemetry.replicaEvents(events),
     });
     if (response.status >= 400) {
       built.telemetry.logger.warn('webhook request refused', {

@@ -39,6 +39,19 @@ export const MARKER_NAMES = {
 
 const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
 
+/**
+ * The marker's request-level twin on Azure: every request the replicator sends to Azure
+ * carries `x-ms-client-request-id: s3az-replicator-<uuid>`, which Event Grid reports as the
+ * event's `data.clientRequestId`. An event with it announces a replica this tool wrote (or
+ * deleted), so the webhook skips it (rule 2) without queueing it or reading the blob. A later
+ * change by anyone else has an event of its own.
+ */
+export const OWN_CLIENT_REQUEST_ID_PREFIX = 's3az-replicator-';
+
+export function isOwnClientRequestId(id: string | undefined): boolean {
+  return id?.startsWith(OWN_CLIENT_REQUEST_ID_PREFIX) === true;
+}
+
 /** What every object the replicator writes says about where it came from (DESIGN rule 1). */
 export interface ReplicaMarker {
   origin: Side;

@@ -1,3 +1,4 @@
+import { isOwnClientRequestId } from '../core/metadata.ts';
 import {
   EventParseError,
   isRecord,
@@ -18,6 +19,13 @@ export interface ValidationRequest {
 
 export interface ParsedEventGridDelivery extends ParsedNotification {
   validation?: ValidationRequest;
+  /** The delivery's own item for each of `events`, in the same order (what the queue stores). */
+  items: unknown[];
+  /**
+   * Events of the replicator's own writes and deletes (`data.clientRequestId` starts with
+   * `s3az-replicator-`): replicas announcing themselves, skipped without a task (rule 2).
+   */
+  replicas: ObjectEvent[];
 }
 
 const VALIDATION_TYPE = 'Microsoft.EventGrid.SubscriptionValidationEvent';
@@ -132,16 +140,19 @@ function toObjectEvent(envelope: Envelope, kind: ObjectEventKind): ObjectEvent {
 /**
  * Parses an Event Grid delivery body: an array of events in the Event Grid schema, or
  * CloudEvents 1.0 (one event, or a batch array). Blob events become `ObjectEvent`s; the
- * subscription handshake is returned as `validation`; other types are listed in `ignored`.
+ * subscription handshake is returned as `validation`; other types are listed in `ignored`; the
+ * replicator's own writes are set apart as `replicas`.
  * Throws only `EventParseError`.
  */
 export function parseEventGridDelivery(body: unknown): ParsedEventGridDelivery {
-  const items = Array.isArray(body) ? body : [body];
-  if (items.length === 0) throw new EventParseError('the delivery holds no events');
+  const delivered = Array.isArray(body) ? body : [body];
+  if (delivered.length === 0) throw new EventParseError('the delivery holds no events');
   const events: ObjectEvent[] = [];
+  const items: unknown[] = [];
+  const replicas: ObjectEvent[] = [];
   const ignored: string[] = [];
   let validation: ValidationRequest | undefined;
-  items.forEach((item, index) => {
+  delivered.forEach((item, index) => {
     const envelope = envelopeOf(item, index);
     if (envelope.type === VALIDATION_TYPE) {
       const validationUrl = optionalString(envelope.data, 'validationUrl');
@@ -157,7 +168,13 @@ export function parseEventGridDelivery(body: unknown): ParsedEventGridDelivery {
       ignored.push(api && kind ? `${envelope.type}:${api}` : envelope.type);
       return;
     }
-    events.push(toObjectEvent(envelope, kind));
+    const event = toObjectEvent(envelope, kind);
+    if (isOwnClientRequestId(optionalString(envelope.data, 'clientRequestId'))) {
+      replicas.push(event);
+      return;
+    }
+    events.push(event);
+    items.push(item);
   });
-  return { events, ignored, ...(validation && { validation }) };
+  return { events, items, replicas, ignored, ...(validation && { validation }) };
 }

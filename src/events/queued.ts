@@ -21,8 +21,10 @@ export function parseQueuedEvent(body: string): ParsedNotification {
     looksLikeEventGrid(value) ||
     (Array.isArray(value) && value.length > 0 && value.every(looksLikeEventGrid))
   ) {
-    const { events, ignored } = parseEventGridDelivery(value);
-    return { events, ignored };
+    // The webhook keeps the replicator's own writes out of the queue; one that arrives some
+    // other way is planned like any event, and its task skips it by the replica marker.
+    const { events, replicas, ignored } = parseEventGridDelivery(value);
+    return { events: [...events, ...replicas], ignored };
   }
   return parseS3Notification(body);
 }

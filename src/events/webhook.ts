@@ -21,10 +21,15 @@ export interface WebhookResponse {
 
 export interface WebhookDependencies {
   auth: DeliveryAuth;
-  /** Stores the events (in the events queue); throws when any could not be stored. */
-  enqueue(events: ObjectEvent[], rawBody: string): Promise<void>;
+  /**
+   * Stores the events in the events queue, one message per event: `items` holds each event's
+   * own JSON from the delivery. Throws when any could not be stored.
+   */
+  enqueue(events: ObjectEvent[], items: unknown[]): Promise<void>;
   /** Counts a delivery's ignored event types (metrics). */
   countIgnored?(types: string[]): void;
+  /** Counts the events of the replicator's own writes, skipped here (rule 2). */
+  countReplicas?(events: ObjectEvent[]): void;
 }
 
 const json = (status: number, value: unknown): WebhookResponse => ({
@@ -36,7 +41,7 @@ const json = (status: number, value: unknown): WebhookResponse => ({
 /**
  * The Event Grid webhook, independent of Lambda: the CloudEvents abuse-protection handshake
  * (OPTIONS), authentication, the 1 MiB limit, parsing, the Event Grid subscription handshake,
- * and storing the events. It answers 200 only when every event is stored; 5xx makes Event
+ * skipping the events of the replicator's own writes, and storing the rest. It answers 200 only when every event is stored; 5xx makes Event
  * Grid deliver again.
  * https://learn.microsoft.com/azure/event-grid/end-point-validation-cloud-events-schema
  */
@@ -80,32 +85,18 @@ export async function handleWebhook(
   }
   if (parsed.validation) return json(200, { validationResponse: parsed.validation.validationCode });
   if (parsed.ignored.length > 0) dependencies.countIgnored?.(parsed.ignored);
+  if (parsed.replicas.length > 0) dependencies.countReplicas?.(parsed.replicas);
   if (parsed.events.length > 0) {
     try {
-      await dependencies.enqueue(parsed.events, request.body);
+      await dependencies.enqueue(parsed.events, parsed.items);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       return json(503, { error: `the events could not all be stored; deliver again (${reason})` });
     }
   }
-  return json(200, { stored: parsed.events.length, ignored: parsed.ignored.length });
-}
-
-/**
- * The events-queue messages for one delivery: each Event Grid event that names a change to
- * replicate, as its own JSON (the plan step parses it again with `parseQueuedEvent`). Types
- * that are understood but not replicated are left out. Pure.
- */
-export function queuedBodies(rawBody: string): string[] {
-  const value: unknown = JSON.parse(rawBody);
-  const items = Array.isArray(value) ? value : [value];
-  return items
-    .filter((item) => {
-      try {
-        return parseEventGridDelivery(item).events.length > 0;
-      } catch {
-        return false;
-      }
-    })
-    .map((item) => JSON.stringify(item));
+  return json(200, {
+    stored: parsed.events.length,
+    ignored: parsed.ignored.length,
+    replicas: parsed.replicas.length,
+  });
 }

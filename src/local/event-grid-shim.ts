@@ -92,7 +92,9 @@ export class EventGridShim {
       if (code < 200 || code >= 300) return;
       const etag = String(headers.etag ?? response.getHeader('etag') ?? '') || undefined;
       const length = headerValue(request.headers, 'content-length');
+      const clientRequestId = headerValue(request.headers, 'x-ms-client-request-id');
       this.#publish(operation, target.container, target.blob, {
+        ...(clientRequestId !== undefined && { clientRequestId }),
         ...(etag !== undefined && { etag }),
         ...(operation.api === 'PutBlob' && length !== undefined && { size: Number(length) }),
       });
@@ -103,7 +105,7 @@ export class EventGridShim {
     operation: Operation,
     container: string,
     blob: string,
-    details: { etag?: string; size?: number },
+    details: { etag?: string; size?: number; clientRequestId?: string },
   ): void {
     this.#counter += 1;
     // Azure's sequencer grows with each change of a blob; one counter for all keeps that.
@@ -125,7 +127,8 @@ export class EventGridShim {
       metadataVersion: '1',
       data: {
         api: operation.api,
-        clientRequestId: randomUUID(),
+        // The client's own x-ms-client-request-id, as Azure reports it; empty without one.
+        clientRequestId: details.clientRequestId ?? '',
         requestId: randomUUID(),
         ...(details.etag !== undefined && { eTag: details.etag.replace(/"/g, '') }),
         contentType: 'application/octet-stream',

@@ -74,6 +74,39 @@ export function recordOf(message: Message, queueArn: string, region: string): SQ
   };
 }
 
+/** Receiving loops per queue; invocations run beside them, up to the function's concurrency. */
+const POLLERS = 2;
+
+/** Counts free invocation slots; `acquire` and `untilFree` wait for one. */
+class Slots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  get free(): number {
+    return this.#free;
+  }
+
+  /** Resolves once a slot is free, without taking it. */
+  async untilFree(): Promise<void> {
+    while (this.#free === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  async acquire(): Promise<void> {
+    // Checked and taken in one step: between an await and the take another caller could win.
+    while (this.#free === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#free -= 1;
+  }
+
+  release(): void {
+    this.#free += 1;
+    for (const wake of this.#waiting.splice(0)) wake();
+  }
+}
+
 /**
  * Runs a handler module against a queue the way Lambda's SQS event source does: receive a
  * batch, invoke, delete the records that succeeded (all of them, unless the response lists
@@ -99,14 +132,20 @@ export class QueueRunner {
     const { batchSize } = this.#options;
     const messages = await this.#receive(Math.max(1, batchSize), waitSeconds);
     if (messages.length === 0) return 0;
-    // With a batching window, Lambda waits for the batch to fill until the window closes.
+    await this.#fill(messages);
+    await this.#invoke(messages);
+    return messages.length;
+  }
+
+  /** With a batching window, Lambda waits for the batch to fill until the window closes. */
+  async #fill(messages: Message[]): Promise<void> {
+    const { batchSize } = this.#options;
+    if (messages.length === 0) return;
     const windowEnds = Date.now() + (this.#options.batchingWindowSeconds ?? 0) * 1000;
     while (messages.length < batchSize && Date.now() < windowEnds) {
       const waitFor = Math.max(1, Math.ceil((windowEnds - Date.now()) / 1000));
       messages.push(...(await this.#receive(batchSize - messages.length, waitFor)));
     }
-    await this.#invoke(messages);
-    return messages.length;
   }
 
   async #receive(count: number, waitSeconds: number): Promise<Message[]> {
@@ -167,14 +206,37 @@ export class QueueRunner {
     );
   }
 
-  /** Polls until `stop()` with `concurrency` loops, long-polling between batches. */
+  /**
+   * Polls until `stop()`. As Lambda's event source does, a few pollers receive (up to 10
+   * messages a call, long-polling when the queue is empty) and hand the messages on in batches
+   * of `batchSize` to invocations, at most `concurrency` at once; a poller receives only as
+   * many messages as there are free invocations for, so none waits out its visibility here.
+   */
   start(): void {
     if (this.#running) return;
     this.#stopping = false;
-    const loop = async () => {
+    const { batchSize } = this.#options;
+    const slots = new Slots(Math.max(1, this.#options.concurrency ?? 1));
+    const invocations = new Set<Promise<void>>();
+    const poll = async () => {
       while (!this.#stopping) {
         try {
-          await this.pollOnce(1);
+          await slots.untilFree();
+          if (this.#stopping) break;
+          const room = Math.min(10, slots.free * Math.max(1, batchSize));
+          const messages = await this.#receive(room, 1);
+          await this.#fill(messages);
+          for (let start = 0; start < messages.length; start += Math.max(1, batchSize)) {
+            const batch = messages.slice(start, start + Math.max(1, batchSize));
+            await slots.acquire();
+            const invocation = this.#invoke(batch)
+              .catch((error) => this.#options.onError?.(error))
+              .finally(() => {
+                slots.release();
+                invocations.delete(invocation);
+              });
+            invocations.add(invocation);
+          }
         } catch (error) {
           if (this.#stopping) break;
           this.#options.onError?.(error);
@@ -182,8 +244,10 @@ export class QueueRunner {
         }
       }
     };
-    const loops = Math.max(1, this.#options.concurrency ?? 1);
-    this.#running = Promise.all(Array.from({ length: loops }, loop)).then(() => undefined);
+    const pollers = Math.min(POLLERS, slots.free);
+    this.#running = Promise.all(Array.from({ length: pollers }, poll)).then(async () => {
+      await Promise.all([...invocations]);
+    });
   }
 
   /** Stops polling after the batch in hand. */

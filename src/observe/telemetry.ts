@@ -3,6 +3,7 @@ import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { TaskOutcome } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
 import type { ErrorKind } from '../errors.ts';
+import type { ObjectEvent } from '../events/object-event.ts';
 
 /** What became of one task, as reported to listeners (the local mirror's output, tests). */
 export type TaskReport =
@@ -48,10 +49,10 @@ export class Telemetry {
     this.#counters.set(name, (this.#counters.get(name) ?? 0) + by);
   }
 
-  #dimensioned(metric: string, dimension: string, value: string): void {
+  #dimensioned(metric: string, dimension: string, value: string, count = 1): void {
     const single = this.metrics.singleMetric();
     single.addDimension(dimension, value);
-    single.addMetric(metric, MetricUnit.Count, 1);
+    single.addMetric(metric, MetricUnit.Count, count);
   }
 
   #emit(report: TaskReport): void {
@@ -147,6 +148,24 @@ export class Telemetry {
     for (const type of counts.ignored) this.#dimensioned('EventsIgnored', 'type', type);
     if (counts.deadLettered > 0)
       this.metrics.addMetric('EventsDeadLettered', MetricUnit.Count, counts.deadLettered);
+  }
+
+  /**
+   * Webhook deliveries: events of the replicator's own writes, skipped without a task (the
+   * same count and metric as a task skipped with reason `replica`).
+   */
+  replicaEvents(events: ObjectEvent[]): void {
+    this.#count('skipped.replica', events.length);
+    this.#dimensioned('Skipped', 'reason', 'replica', events.length);
+    for (const event of events) {
+      this.logger.debug('skipped', {
+        correlationId: event.id,
+        from: event.side,
+        key: event.key,
+        reason: 'replica',
+        detail: "the event is of the replicator's own write",
+      });
+    }
   }
 
   /** Webhook deliveries: event types that are understood but not replicated. */

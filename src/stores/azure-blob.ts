@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobHTTPHeaders, BlobRequestConditions, ContainerClient } from '@azure/storage-blob';
+import { OWN_CLIENT_REQUEST_ID_PREFIX } from '../core/metadata.ts';
 import { AZURE_BLOCK_BLOB_LIMITS } from '../core/range-plan.ts';
 import { NotFoundError, PermanentError } from '../errors.ts';
 import { azureErrorCode, classifyAzureError } from './azure-errors.ts';
@@ -89,6 +90,44 @@ function definedProperties(source: {
   return properties;
 }
 
+/** The part of the Azure SDK's request pipeline that `markOwnRequests` uses. */
+interface RequestPipeline {
+  addPolicy(policy: {
+    name: string;
+    sendRequest(
+      request: { requestId: string; headers: { set(name: string, value: string): void } },
+      next: (request: unknown) => Promise<unknown>,
+    ): Promise<unknown>;
+  }): void;
+  getOrderedPolicies(): Array<{ name: string }>;
+}
+
+const OWN_REQUESTS_POLICY = 's3azOwnClientRequestId';
+
+/**
+ * Makes every request of `client` (and of the other clients that share its pipeline) carry
+ * `x-ms-client-request-id: s3az-replicator-<uuid>`, which Event Grid reports as the event's
+ * `clientRequestId`: the replicator's own writes announce themselves without a read. The
+ * pipeline is the SDK's (storage-blob 12); without it, nothing is marked and each replica's
+ * event is recognised by its metadata instead, one read later.
+ */
+function markOwnRequests(client: ContainerClient): void {
+  const pipeline = (client as unknown as { storageClientContext?: { pipeline?: RequestPipeline } })
+    .storageClientContext?.pipeline;
+  if (!pipeline || typeof pipeline.addPolicy !== 'function') return;
+  if (pipeline.getOrderedPolicies().some((policy) => policy.name === OWN_REQUESTS_POLICY)) return;
+  pipeline.addPolicy({
+    name: OWN_REQUESTS_POLICY,
+    sendRequest: (request, next) => {
+      request.headers.set(
+        'x-ms-client-request-id',
+        OWN_CLIENT_REQUEST_ID_PREFIX + request.requestId,
+      );
+      return next(request);
+    },
+  });
+}
+
 /** `ObjectStore` over one Azure Blob container (block blobs; ADLS Gen2 accounts included). */
 export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   readonly side = 'azure' as const;
@@ -100,6 +139,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   /** With `encryptionScope`, every blob and block this store writes uses that scope. */
   constructor(client: ContainerClient, options: { encryptionScope?: string } = {}) {
     this.#client = client;
+    markOwnRequests(client);
     this.container = client.containerName;
     this.#scope = options.encryptionScope ? { encryptionScope: options.encryptionScope } : {};
   }

@@ -94,12 +94,25 @@ const copiesOf = (key: string) =>
   ).length;
 
 describe('Local mirror: end to end', () => {
-  it('mirrors a file put through S3 into Azure', async () => {
+  it("mirrors a file put through S3 into Azure; the webhook skips the replica's own event", async () => {
+    const skippedBefore = mirror.telemetry.counters()['skipped.replica'] ?? 0;
     const body = randomBytes(100_000);
     await s3.send(
       new PutObjectCommand({ Bucket: 'replicated', Key: 'from-s3/a b+c.bin', Body: body }),
     );
     expect(sha(await eventually(() => readBlob('from-s3/a b+c.bin')))).toBe(sha(body));
+    // The replica's write carried the replicator's client request id, Event Grid reported it,
+    // and the webhook skipped the event: no task was planned for it.
+    await eventually(async () =>
+      (mirror.telemetry.counters()['skipped.replica'] ?? 0) > skippedBefore ? true : undefined,
+    );
+    await quiet();
+    expect(
+      reports.filter(
+        (report) =>
+          report.task?.sourceSide === 'azure' && report.task.sourceKey === 'from-s3/a b+c.bin',
+      ),
+    ).toEqual([]);
   });
 
   it('mirrors a blob put through Azure into S3, once', async () => {

@@ -3,7 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { parseBlobUrl, parseEventGridDelivery } from '../../src/events/event-grid.ts';
 import { EventParseError } from '../../src/events/object-event.ts';
 
-const blobCreated = (api: string, url: string) => ({
+const blobCreated = (
+  api: string,
+  url: string,
+  clientRequestId = 'f4c1a9d0-6c55-4b3a-9d43-1b2c3d4e5f60',
+) => ({
   id: 'eg-1',
   topic: '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct',
   subject: '/blobServices/default/containers/data/blobs/a b.txt',
@@ -12,6 +16,7 @@ const blobCreated = (api: string, url: string) => ({
   dataVersion: '',
   data: {
     api,
+    clientRequestId,
     eTag: '0x8DC0000000000001',
     contentLength: 42,
     sequencer: '00000000000004420000000000028963',
@@ -21,9 +26,10 @@ const blobCreated = (api: string, url: string) => ({
 
 describe('Function: parseEventGridDelivery', () => {
   it('reads BlobCreated in the Event Grid schema', () => {
-    const parsed = parseEventGridDelivery([
+    const delivered = [
       blobCreated('PutBlockList', 'https://acct.blob.core.windows.net/data/dir/a%20b%2Bc.txt'),
-    ]);
+    ];
+    const parsed = parseEventGridDelivery(delivered);
     expect(parsed).toEqual({
       events: [
         {
@@ -40,8 +46,28 @@ describe('Function: parseEventGridDelivery', () => {
           operation: 'PutBlockList',
         },
       ],
+      items: delivered,
+      replicas: [],
       ignored: [],
     });
+  });
+
+  it("sets apart the events of the replicator's own requests, by their clientRequestId", () => {
+    const own = blobCreated(
+      'PutBlobFromUrl',
+      'https://acct.blob.core.windows.net/data/replica.txt',
+      's3az-replicator-0b7e7a52-3f0e-4d7a-9f55-0a1b2c3d4e5f',
+    );
+    const user = blobCreated(
+      'PutBlob',
+      'https://acct.blob.core.windows.net/data/user.txt',
+      // Only the prefix counts: a user's id that merely contains it is the user's.
+      'my-s3az-replicator-id',
+    );
+    const parsed = parseEventGridDelivery([own, user]);
+    expect(parsed.replicas.map((event) => event.key)).toEqual(['replica.txt']);
+    expect(parsed.events.map((event) => event.key)).toEqual(['user.txt']);
+    expect(parsed.items).toEqual([user]);
   });
 
   it.each([
@@ -62,7 +88,12 @@ describe('Function: parseEventGridDelivery', () => {
     const parsed = parseEventGridDelivery([
       blobCreated('CreateFile', 'https://acct.dfs.core.windows.net/data/f'),
     ]);
-    expect(parsed).toEqual({ events: [], ignored: ['Microsoft.Storage.BlobCreated:CreateFile'] });
+    expect(parsed).toEqual({
+      events: [],
+      items: [],
+      replicas: [],
+      ignored: ['Microsoft.Storage.BlobCreated:CreateFile'],
+    });
   });
 
   it('reads CloudEvents 1.0, single and batched', () => {
@@ -143,7 +174,12 @@ describe('Function: parseEventGridDelivery', () => {
     const parsed = parseEventGridDelivery([
       { id: 't', eventType: 'Microsoft.Storage.BlobTierChanged', eventTime: 'x', data: {} },
     ]);
-    expect(parsed).toEqual({ events: [], ignored: ['Microsoft.Storage.BlobTierChanged'] });
+    expect(parsed).toEqual({
+      events: [],
+      items: [],
+      replicas: [],
+      ignored: ['Microsoft.Storage.BlobTierChanged'],
+    });
   });
 
   it.each([

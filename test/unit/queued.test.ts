@@ -40,6 +40,20 @@ describe('Function: parseQueuedEvent', () => {
     });
   });
 
+  it("plans an own write's event that reached the queue some other way, for its task to skip", () => {
+    const own = {
+      id: 'o',
+      eventType: 'Microsoft.Storage.BlobCreated',
+      eventTime: '2026-11-22T10:00:00Z',
+      data: {
+        api: 'PutBlob',
+        clientRequestId: 's3az-replicator-1',
+        url: 'https://acct.blob.core.windows.net/c/k',
+      },
+    };
+    expect(parseQueuedEvent(JSON.stringify(own)).events.map((event) => event.key)).toEqual(['k']);
+  });
+
   it('never throws anything but EventParseError', () => {
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.json()), (body) => {

@@ -77,17 +77,23 @@ function post(
 
 function recorder(fail = false) {
   const stored: ObjectEvent[][] = [];
+  const items: unknown[][] = [];
   const ignored: string[][] = [];
+  const replicas: ObjectEvent[][] = [];
   return {
     stored,
+    items,
     ignored,
+    replicas,
     deps: (auth: DeliveryAuth) => ({
       auth,
-      enqueue: async (events: ObjectEvent[]) => {
+      enqueue: async (events: ObjectEvent[], delivered: unknown[]) => {
         if (fail) throw new Error('SQS said no');
         stored.push(events);
+        items.push(delivered);
       },
       countIgnored: (types: string[]) => ignored.push(types),
+      countReplicas: (events: ObjectEvent[]) => replicas.push(events),
     }),
   };
 }
@@ -102,6 +108,46 @@ describe('Function: handleWebhook', () => {
     expect(response.status).toBe(200);
     expect(sink.stored[0]?.map((e) => e.key)).toEqual(['k']);
     expect(sink.ignored).toEqual([['Microsoft.Storage.BlobTierChanged']]);
+  });
+
+  it("stores each event's own JSON, and skips the events of the replicator's own writes", async () => {
+    const sink = recorder();
+    const own = {
+      id: 'e3',
+      eventType: 'Microsoft.Storage.BlobCreated',
+      eventTime: '2026-11-22T10:00:01Z',
+      data: {
+        api: 'PutBlobFromUrl',
+        clientRequestId: 's3az-replicator-5b0c1e4e-8f0e-4f8e-a1a1-000000000001',
+        url: 'https://acct.blob.core.windows.net/c/replica',
+        eTag: '0x2',
+        contentLength: 1,
+      },
+    };
+    const response = await handleWebhook(
+      post([...blobCreated, own], { authorization: `Bearer ${await token()}` }),
+      sink.deps(entra),
+    );
+    expect(response.status).toBe(200);
+    expect(JSON.parse(response.body)).toEqual({ stored: 1, ignored: 1, replicas: 1 });
+    expect(sink.stored[0]?.map((e) => e.key)).toEqual(['k']);
+    expect(sink.items).toEqual([[blobCreated[0]]]);
+    expect(sink.replicas[0]?.map((e) => e.key)).toEqual(['replica']);
+  });
+
+  it("stores nothing for a delivery of only the replicator's own writes", async () => {
+    const sink = recorder();
+    const own = {
+      ...blobCreated[0],
+      data: { ...blobCreated[0]?.data, clientRequestId: 's3az-replicator-1' },
+    };
+    const response = await handleWebhook(
+      post([own], { authorization: `Bearer ${await token()}` }),
+      sink.deps(entra),
+    );
+    expect(response.status).toBe(200);
+    expect(sink.stored).toEqual([]);
+    expect(sink.replicas).toHaveLength(1);
   });
 
   it('accepts the v1 issuer form too', async () => {
