@@ -3,7 +3,7 @@ import { type Decision, decide, isReplicaFromOtherSide, type SkipReason } from '
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
-import type { ObjectStore } from '../stores/object-store.ts';
+import type { ObjectHead, ObjectStore } from '../stores/object-store.ts';
 import { copyObject, SourceChangedError } from './copy-object.ts';
 import type { PullMemory } from './pull-memory.ts';
 
@@ -33,23 +33,45 @@ export interface TaskContext {
 const MAX_DECISIONS = 3;
 
 /**
+ * Objects up to this size are copied in one request each way through this process (a GET
+ * read `If-Match` the version decided on, then a conditional PUT), which takes fewer requests
+ * than a server-side pull (presign, pull, and a re-read of the source to prove it did not
+ * change); larger ones are pulled where the destination can.
+ */
+export const SMALL_OBJECT_BYTES = 1024 * 1024;
+
+/**
  * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then
  * copies or deletes conditionally on what it read. A 412 means the destination changed in
  * between: read again and decide again.
+ *
+ * A new small object is usually absent on the other side, so its first copy is tried as a
+ * create (`If-None-Match: *`) without reading the destination: when that answers 412 the
+ * destination exists, and the task reads it and decides as always. A create can only succeed
+ * where the full decision would have copied too (nothing there to be newer, equal or ours).
  */
 export async function runCopyTask(task: CopyTask, context: TaskContext): Promise<TaskOutcome> {
   const { rule, source, destination } = context;
   const call = context.signal ? { signal: context.signal } : {};
-  for (let decisions = 1; decisions <= MAX_DECISIONS; decisions++) {
+  let sourceHead: ObjectHead | undefined;
+  let optimistic = task.kind === 'created';
+  let limit = MAX_DECISIONS;
+  for (let decisions = 1; decisions <= limit; decisions++) {
     // In a two-way mirror every copy's replica announces itself with an event of its own.
     // Such a source is skipped whatever the destination holds (rule 2), so the source is read
-    // first and the destination (often across clouds) only when it can matter.
-    const sourceHead = await source.head(task.sourceKey, call);
+    // first and the destination (often across clouds) only when it can matter. After a create
+    // that found the destination there, the source just read is still the one to copy.
+    sourceHead =
+      optimistic || sourceHead === undefined ? await source.head(task.sourceKey, call) : sourceHead;
     const echo =
       task.kind === 'created' &&
       sourceHead !== undefined &&
       isReplicaFromOtherSide(sourceHead, task.sourceSide);
-    const destinationHead = echo ? undefined : await destination.head(task.destinationKey, call);
+    const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
+    const tryCreate = optimistic && small && !echo;
+    optimistic = false;
+    const destinationHead =
+      echo || tryCreate ? undefined : await destination.head(task.destinationKey, call);
     const decision: Decision = decide({
       sourceSide: task.sourceSide,
       kind: task.kind,
@@ -81,6 +103,7 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         // A source that changes mid-copy may now be a replica, or older than the destination:
         // the task decides again rather than copying whatever the source became.
         maxRestarts: 0,
+        ...(small && { transfer: 'stream' as const }),
         ...(context.pullMemory && { pullMemory: context.pullMemory }),
         ...(context.signal && { signal: context.signal }),
         ...(context.log && { log: context.log }),
@@ -97,6 +120,12 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         error instanceof SourceChangedError ||
         (error instanceof Error && error.cause instanceof SourceChangedError);
       if (!(error instanceof PreconditionFailedError) && !sourceChanged) throw error;
+      if (tryCreate && !sourceChanged) {
+        // The destination exists: read it and decide (one more decision than otherwise).
+        limit += 1;
+        continue;
+      }
+      sourceHead = undefined;
       context.log?.(
         sourceChanged
           ? `${source.describe(task.sourceKey)} changed during the copy; deciding again`

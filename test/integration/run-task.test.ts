@@ -3,7 +3,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
-import { runCopyTask } from '../../src/copy/run-task.ts';
+import { runCopyTask, SMALL_OBJECT_BYTES } from '../../src/copy/run-task.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
 import type { CopyTask } from '../../src/core/route.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
@@ -130,8 +130,11 @@ describe('Function: runCopyTask', () => {
   });
 
   it('decides again when the destination changes between the read and the commit (rule 6)', async () => {
-    // Prepare: a user writes the destination just before our commit lands.
-    await s3.put('race.txt', Buffer.from('from s3'), any);
+    // Prepare: the destination holds the replica of v1; a user writes it again just before
+    // the commit of v2 (the write decided on after reading it) lands.
+    await s3.put('race.txt', Buffer.from('v1 from s3'), any);
+    await run(task('s3', 'race.txt'));
+    await s3.put('race.txt', Buffer.from('v2 from s3'), any);
     let raced = false;
     const racing = new Proxy(azure, {
       get(target, property, receiver) {
@@ -139,7 +142,8 @@ describe('Function: runCopyTask', () => {
         if (typeof value !== 'function') return value;
         if (property !== 'putFromUrl' && property !== 'put') return value.bind(target);
         return async (...args: unknown[]) => {
-          if (!raced) {
+          const options = args.at(-1) as { condition?: { kind: string } };
+          if (!raced && options.condition?.kind === 'match') {
             raced = true;
             await target.put('race.txt', Buffer.from('user wrote this later'), any);
           }
@@ -151,10 +155,51 @@ describe('Function: runCopyTask', () => {
     // Stores keep whole seconds, so the user's write may carry the same time: a tie, which this
     // rule gives to Azure. Either way the later write on Azure must survive.
     const outcome = await run(task('s3', 'race.txt'), 'mirror', { destination: racing }, 'azure');
-    // Assess: the 412 led to a second decision; the user's write wins.
+    // Assess: a create found the replica there (1), the copy decided on it lost to the user's
+    // write with a 412 (2), and the third decision keeps the user's write.
     expect(raced).toBe(true);
-    expect(outcome).toMatchObject({ action: 'skipped', reason: 'stale', decisions: 2 });
+    expect(outcome).toMatchObject({ action: 'skipped', reason: 'stale', decisions: 3 });
     expect(await text(azure, 'race.txt')).toBe('user wrote this later');
+  });
+
+  it('creates a new small object without reading the destination, through this process', async () => {
+    await s3.put('fresh.txt', Buffer.from('fresh'), any);
+    const reads: string[] = [];
+    const watched = new Proxy(azure, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          reads.push(String(property));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const outcome = await run(task('s3', 'fresh.txt'), 'mirror', { destination: watched });
+    expect(outcome).toMatchObject({ action: 'copied', transfer: 'stream', decisions: 1 });
+    expect(reads).not.toContain('head');
+    expect(await text(azure, 'fresh.txt')).toBe('fresh');
+  });
+
+  it('reads the destination and decides when the create finds it there', async () => {
+    // A user's later write on Azure, then the earlier S3 object's event: the create must not
+    // win. Stores keep whole seconds, so the two may tie; the rule gives a tie to Azure.
+    await s3.put('exists.txt', Buffer.from('earlier in s3'), any);
+    await azure.put('exists.txt', Buffer.from('later in azure'), any);
+    expect(await run(task('s3', 'exists.txt'), 'mirror', undefined, 'azure')).toMatchObject({
+      action: 'skipped',
+      reason: 'stale',
+      decisions: 2,
+    });
+    expect(await text(azure, 'exists.txt')).toBe('later in azure');
+  });
+
+  it('pulls an object over the small-object size, after reading the destination', async () => {
+    const body = randomBytes(SMALL_OBJECT_BYTES + 1);
+    await s3.put('large.bin', body, any);
+    const outcome = await run(task('s3', 'large.bin'));
+    expect(outcome).toMatchObject({ action: 'copied', transfer: 'pull', decisions: 1 });
+    expect((await azure.head('large.bin'))?.size).toBe(body.length);
   });
 
   it('ends duplicated and reordered tasks with the newest version on both sides', async () => {

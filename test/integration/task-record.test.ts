@@ -190,7 +190,7 @@ describe('Function: processTaskRecord', () => {
     });
     const flaky = new Proxy(azure, {
       get(target, property, receiver) {
-        if (property === 'head')
+        if (property === 'head' || property === 'put' || property === 'putFromUrl')
           return async () => Promise.reject(new RetryableError('az: ServerBusy'));
         const value = Reflect.get(target, property, receiver);
         return typeof value === 'function' ? value.bind(target) : value;
