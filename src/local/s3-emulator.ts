@@ -810,19 +810,14 @@ export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<
     host,
     ...(options.region && { defaultRegion: options.region }),
   });
-  let port = options.port ?? 0;
-  const notifications = installS3Notifications(app, {
-    endpoint: () => `http://${host}:${port}`,
-    region: options.region ?? 'us-east-1',
-    accessKeyId: options.accessKeyId ?? 'local',
-  });
+  const notifications = installS3Notifications(app, { region: options.region ?? 'us-east-1' });
   installS3Fidelity(app, {
     ...(options.accessKeyId !== undefined && { accessKeyId: options.accessKeyId }),
     observeSend: notifications.observeSend,
   });
   await app.listen({ port: options.port ?? 0, host });
   const address = app.server.address();
-  port = typeof address === 'object' && address ? address.port : port;
+  const port = typeof address === 'object' && address ? address.port : (options.port ?? 0);
   return {
     port,
     endpoint: `http://${host}:${port}`,

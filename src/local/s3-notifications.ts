@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { GetQueueUrlCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
@@ -20,10 +19,7 @@ interface QueueTarget {
 }
 
 export interface S3NotificationOptions {
-  /** This emulator's own endpoint, where its SQS listens too. */
-  endpoint: () => string;
   region: string;
-  accessKeyId: string;
 }
 
 const tag = (xml: string, name: string) =>
@@ -95,22 +91,32 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
   const targets = new Map<string, QueueTarget[]>();
   const queueUrls = new Map<string, Promise<string>>();
   let counter = 0;
-  let sqs: SQSClient | undefined;
-  const client = () => {
-    sqs ??= new SQSClient({
-      endpoint: options.endpoint(),
-      region: options.region,
-      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: 'local' },
+  /**
+   * One call to the app's own SQS (the JSON protocol), in process: a notification costs no
+   * connection or signing. Throws with the service's answer when it is not 200.
+   */
+  const sqsCall = async (action: string, input: Record<string, unknown>) => {
+    const answer = await app.inject({
+      method: 'POST',
+      url: '/',
+      headers: {
+        'content-type': 'application/x-amz-json-1.0',
+        'x-amz-target': `AmazonSQS.${action}`,
+      },
+      payload: JSON.stringify(input),
     });
-    return sqs;
+    if (answer.statusCode !== 200) {
+      throw new Error(`SQS ${action} answered ${answer.statusCode}: ${answer.body.slice(0, 300)}`);
+    }
+    return JSON.parse(answer.body) as Record<string, unknown>;
   };
+  const sendMessage = (queueUrl: string, body: string) =>
+    sqsCall('SendMessage', { QueueUrl: queueUrl, MessageBody: body });
   const queueUrlOf = (arn: string) => {
     let url = queueUrls.get(arn);
     if (!url) {
       const name = arn.split(':').at(-1) ?? '';
-      url = client()
-        .send(new GetQueueUrlCommand({ QueueName: name }))
-        .then((out) => out.QueueUrl ?? '');
+      url = sqsCall('GetQueueUrl', { QueueName: name }).then((out) => String(out.QueueUrl ?? ''));
       url.catch(() => queueUrls.delete(arn));
       queueUrls.set(arn, url);
     }
@@ -160,13 +166,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
           },
         },
       };
-      const url = await queueUrlOf(target.queueArn);
-      await client().send(
-        new SendMessageCommand({
-          QueueUrl: url,
-          MessageBody: JSON.stringify({ Records: [record] }),
-        }),
-      );
+      await sendMessage(await queueUrlOf(target.queueArn), JSON.stringify({ Records: [record] }));
     }
   };
 
@@ -207,17 +207,15 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
                 `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code><Message>Unable to validate the following destination configurations</Message><ArgumentName>${escapeXml(target.queueArn)}</ArgumentName></Error>`,
               );
           }
-          await client().send(
-            new SendMessageCommand({
-              QueueUrl: url,
-              MessageBody: JSON.stringify({
-                Service: 'Amazon S3',
-                Event: 's3:TestEvent',
-                Time: new Date().toISOString(),
-                Bucket: bucket,
-                RequestId: randomUUID(),
-                HostId: 'local',
-              }),
+          await sendMessage(
+            url,
+            JSON.stringify({
+              Service: 'Amazon S3',
+              Event: 's3:TestEvent',
+              Time: new Date().toISOString(),
+              Bucket: bucket,
+              RequestId: randomUUID(),
+              HostId: 'local',
             }),
           );
         }
