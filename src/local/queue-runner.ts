@@ -223,6 +223,8 @@ export class QueueRunner {
         try {
           await slots.untilFree();
           if (this.#stopping) break;
+          // Another poller may have taken the slot that woke this one.
+          if (slots.free === 0) continue;
           const room = Math.min(10, slots.free * Math.max(1, batchSize));
           const messages = await this.#receive(room, 1);
           await this.#fill(messages);
