@@ -77,7 +77,7 @@ export function recordOf(message: Message, queueArn: string, region: string): SQ
 /** Receiving loops per queue; invocations run beside them, up to the function's concurrency. */
 const POLLERS = 2;
 
-/** Counts free invocation slots; `acquire` and `untilFree` wait for one. */
+/** Counts free invocation slots; `acquire` waits for one. */
 class Slots {
   #free: number;
   readonly #waiting: Array<() => void> = [];
@@ -90,13 +90,8 @@ class Slots {
     return this.#free;
   }
 
-  /** Resolves once a slot is free, without taking it. */
-  async untilFree(): Promise<void> {
-    while (this.#free === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-
   async acquire(): Promise<void> {
-    // Checked and taken in one step: between an await and the take another caller could win.
+    // Checked and taken with no await in between, where another caller could take it.
     while (this.#free === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
     this.#free -= 1;
   }
@@ -218,31 +213,36 @@ export class QueueRunner {
     const { batchSize } = this.#options;
     const slots = new Slots(Math.max(1, this.#options.concurrency ?? 1));
     const invocations = new Set<Promise<void>>();
+    const size = Math.max(1, batchSize);
+    const invoke = (batch: Message[]) => {
+      const invocation = this.#invoke(batch)
+        .catch((error) => this.#options.onError?.(error))
+        .finally(() => {
+          slots.release();
+          invocations.delete(invocation);
+        });
+      invocations.add(invocation);
+    };
     const poll = async () => {
       while (!this.#stopping) {
+        // A slot is held before receiving, for the first batch; the others take their own.
+        await slots.acquire();
+        let held = true;
         try {
-          await slots.untilFree();
           if (this.#stopping) break;
-          // Another poller may have taken the slot that woke this one.
-          if (slots.free === 0) continue;
-          const room = Math.min(10, slots.free * Math.max(1, batchSize));
-          const messages = await this.#receive(room, 1);
+          const messages = await this.#receive(Math.min(10, (1 + slots.free) * size), 1);
           await this.#fill(messages);
-          for (let start = 0; start < messages.length; start += Math.max(1, batchSize)) {
-            const batch = messages.slice(start, start + Math.max(1, batchSize));
-            await slots.acquire();
-            const invocation = this.#invoke(batch)
-              .catch((error) => this.#options.onError?.(error))
-              .finally(() => {
-                slots.release();
-                invocations.delete(invocation);
-              });
-            invocations.add(invocation);
+          for (let start = 0; start < messages.length; start += size) {
+            if (!held) await slots.acquire();
+            held = false;
+            invoke(messages.slice(start, start + size));
           }
         } catch (error) {
           if (this.#stopping) break;
           this.#options.onError?.(error);
           await new Promise((resolve) => setTimeout(resolve, 500));
+        } finally {
+          if (held) slots.release();
         }
       }
     };
@@ -252,7 +252,7 @@ export class QueueRunner {
     });
   }
 
-  /** Stops polling after the batch in hand. */
+  /** Stops polling; resolves when the invocations in flight have finished. */
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#running;

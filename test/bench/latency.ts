@@ -28,7 +28,7 @@ interface Options {
 }
 
 function parseOptions(args: readonly string[]): Options {
-  const options: Options = { rates: [5, 10, 20, 40], seconds: 10, files: 2000, json: false };
+  const options: Options = { rates: [5, 10, 20, 40, 80], seconds: 10, files: 2000, json: false };
   for (let i = 0; i < args.length; i++) {
     const name = args[i];
     const value = args[i + 1];
@@ -134,20 +134,6 @@ class Stage {
   /** Epoch ms of each replica's source event (from the notification), for the breakdown. */
   readonly eventTimes = new Map<string, number>();
   readonly waiters = new Map<string, () => void>();
-  readonly skipped = new Set<string>();
-
-  /** Resolves when the replica's own event (`id` on the other side) has been seen and skipped. */
-  echoed(id: string, deadlineMs = 180_000): Promise<void> {
-    if (this.skipped.has(id)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no echo of ${id} in time`)), deadlineMs);
-      this.waiters.set(`skip ${id}`, () => {
-        clearTimeout(timer);
-        this.waiters.delete(`skip ${id}`);
-        resolve();
-      });
-    });
-  }
 
   constructor(
     readonly endpoints: Ready,
@@ -170,11 +156,6 @@ class Stage {
       const match = /^(s3|az):\/\/[^/]+\/(.*)$/.exec(line.from);
       if (!match) return;
       const id = `${match[1] === 's3' ? 's3' : 'azure'}:${match[2]}`;
-      if (line.action === 'skipped') {
-        this.skipped.add(id);
-        this.waiters.get(`skip ${id}`)?.();
-        return;
-      }
       if (line.action !== 'copied') return;
       // The line's own time is the commit (same clock); receiving it adds only the pipe.
       const committed = Date.parse(String(line.time));
