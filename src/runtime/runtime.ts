@@ -161,6 +161,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
               ...(rule.s3.kmsKeyId !== undefined && { kmsKeyId: rule.s3.kmsKeyId }),
             }),
             azure: new AzureBlobObjectStore(service.getContainerClient(rule.azure.container), {
+              replicaWrites: true,
               ...(rule.azure.encryptionScope !== undefined && {
                 encryptionScope: rule.azure.encryptionScope,
               }),

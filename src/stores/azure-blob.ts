@@ -105,7 +105,8 @@ interface RequestPipeline {
 const OWN_REQUESTS_POLICY = 's3azOwnClientRequestId';
 
 /**
- * Makes every request of `client` (and of the other clients that share its pipeline) carry
+ * Makes every request of `client` (and of the other clients that share its pipeline: the
+ * service client it came from and its other containers) carry
  * `x-ms-client-request-id: s3az-replicator-<uuid>`, which Event Grid reports as the event's
  * `clientRequestId`: the replicator's own writes announce themselves without a read. The
  * pipeline is the SDK's (storage-blob 12); without it, nothing is marked and each replica's
@@ -136,10 +137,18 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   readonly #client: ContainerClient;
   readonly #scope: { encryptionScope?: string };
 
-  /** With `encryptionScope`, every blob and block this store writes uses that scope. */
-  constructor(client: ContainerClient, options: { encryptionScope?: string } = {}) {
+  /**
+   * With `encryptionScope`, every blob and block this store writes uses that scope. With
+   * `replicaWrites` (the replicator's stores, whose every write is a replica or the delete of
+   * one), requests carry the replicator's client request id (`markOwnRequests`); the `s3az copy`
+   * command's stores do not, since its Azure -> Azure copies are not replicas.
+   */
+  constructor(
+    client: ContainerClient,
+    options: { encryptionScope?: string; replicaWrites?: boolean } = {},
+  ) {
     this.#client = client;
-    markOwnRequests(client);
+    if (options.replicaWrites) markOwnRequests(client);
     this.container = client.containerName;
     this.#scope = options.encryptionScope ? { encryptionScope: options.encryptionScope } : {};
   }

@@ -1,5 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { AnonymousCredential, ContainerClient } from '@azure/storage-blob';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError, PreconditionFailedError, ReplicatorError } from '../../src/errors.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
@@ -245,5 +248,45 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
   it('says a missing bucket or container does not exist', async () => {
     await expect(factory.missing().checkContainer()).rejects.toThrow(/does not exist/);
     await expect(factory.missing().checkContainer()).rejects.toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe('AzureBlobObjectStore: client request ids', () => {
+  /** The x-ms-client-request-id of each request a store sends to a server that answers 404. */
+  async function requestIdsOf(options: { replicaWrites?: boolean }) {
+    const seen: string[] = [];
+    const server = http.createServer((request, response) => {
+      seen.push(String(request.headers['x-ms-client-request-id'] ?? ''));
+      response.writeHead(404, { 'x-ms-error-code': 'BlobNotFound' }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const container = new ContainerClient(
+        `http://127.0.0.1:${port}/devstoreaccount1/c`,
+        new AnonymousCredential(),
+        { retryOptions: { maxTries: 1 } },
+      );
+      const store = new AzureBlobObjectStore(container, options);
+      expect(await store.head('a')).toBeUndefined();
+      // Another store on the same container client is marked once, not twice.
+      new AzureBlobObjectStore(container, options);
+      await store.delete('b', { condition: { kind: 'any' } });
+      return seen;
+    } finally {
+      server.close();
+    }
+  }
+
+  it("marks every request of the replicator's stores with its prefix", async () => {
+    const ids = await requestIdsOf({ replicaWrites: true });
+    expect(ids).toHaveLength(2);
+    for (const id of ids) expect(id).toMatch(/^s3az-replicator-[0-9a-f-]{36}$/);
+  });
+
+  it("leaves other stores' request ids to the SDK", async () => {
+    const ids = await requestIdsOf({});
+    expect(ids).toHaveLength(2);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
