@@ -41,14 +41,22 @@ const MAX_DECISIONS = 3;
 export const SMALL_OBJECT_BYTES = 1024 * 1024;
 
 /**
+ * Objects up to this size are first written as a create, without reading the destination.
+ * When the key exists after all (an overwrite), that write is refused and its bytes were sent
+ * for nothing, so the bound keeps the waste small.
+ */
+export const CREATE_FIRST_BYTES = 64 * 1024;
+
+/**
  * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then
  * copies or deletes conditionally on what it read. A 412 means the destination changed in
  * between: read again and decide again.
  *
- * A new small object is usually absent on the other side, so its first copy is tried as a
- * create (`If-None-Match: *`) without reading the destination: when that answers 412 the
- * destination exists, and the task reads it and decides as always. A create can only succeed
- * where the full decision would have copied too (nothing there to be newer, equal or ours).
+ * A new object is usually absent on the other side, so an object of up to
+ * `CREATE_FIRST_BYTES` is first tried as a create (`If-None-Match: *`) without reading the
+ * destination: when that answers 412 the destination exists, and the task reads it and
+ * decides as always. A create can only succeed where the full decision would have copied too
+ * (nothing there to be newer, equal or ours).
  */
 export async function runCopyTask(task: CopyTask, context: TaskContext): Promise<TaskOutcome> {
   const { rule, source, destination } = context;
@@ -68,7 +76,8 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
       sourceHead !== undefined &&
       isReplicaFromOtherSide(sourceHead, task.sourceSide);
     const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
-    const tryCreate = optimistic && small && !echo;
+    const tryCreate =
+      optimistic && !echo && sourceHead !== undefined && sourceHead.size <= CREATE_FIRST_BYTES;
     optimistic = false;
     const destinationHead =
       echo || tryCreate ? undefined : await destination.head(task.destinationKey, call);

@@ -85,7 +85,6 @@ export async function handleWebhook(
   }
   if (parsed.validation) return json(200, { validationResponse: parsed.validation.validationCode });
   if (parsed.ignored.length > 0) dependencies.countIgnored?.(parsed.ignored);
-  if (parsed.replicas.length > 0) dependencies.countReplicas?.(parsed.replicas);
   if (parsed.events.length > 0) {
     try {
       await dependencies.enqueue(parsed.events, parsed.items);
@@ -94,6 +93,8 @@ export async function handleWebhook(
       return json(503, { error: `the events could not all be stored; deliver again (${reason})` });
     }
   }
+  // Counted once the delivery is accepted: a delivery answered 503 comes again.
+  if (parsed.replicas.length > 0) dependencies.countReplicas?.(parsed.replicas);
   return json(200, {
     stored: parsed.events.length,
     ignored: parsed.ignored.length,

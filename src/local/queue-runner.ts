@@ -90,14 +90,22 @@ class Slots {
     return this.#free;
   }
 
+  /** Takes up to `count` free slots now, without waiting; returns how many it took. */
+  take(count: number): number {
+    const taken = Math.max(0, Math.min(count, this.#free));
+    this.#free -= taken;
+    return taken;
+  }
+
   async acquire(): Promise<void> {
     // Checked and taken with no await in between, where another caller could take it.
     while (this.#free === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
     this.#free -= 1;
   }
 
-  release(): void {
-    this.#free += 1;
+  release(count = 1): void {
+    if (count <= 0) return;
+    this.#free += count;
     for (const wake of this.#waiting.splice(0)) wake();
   }
 }
@@ -132,14 +140,22 @@ export class QueueRunner {
     return messages.length;
   }
 
-  /** With a batching window, Lambda waits for the batch to fill until the window closes. */
+  /**
+   * With a batching window, Lambda waits for the batch to fill until the window closes. A
+   * receive that fails ends the wait: the messages in hand are invoked, not left to time out.
+   */
   async #fill(messages: Message[]): Promise<void> {
     const { batchSize } = this.#options;
     if (messages.length === 0) return;
     const windowEnds = Date.now() + (this.#options.batchingWindowSeconds ?? 0) * 1000;
     while (messages.length < batchSize && Date.now() < windowEnds) {
       const waitFor = Math.max(1, Math.ceil((windowEnds - Date.now()) / 1000));
-      messages.push(...(await this.#receive(batchSize - messages.length, waitFor)));
+      try {
+        messages.push(...(await this.#receive(batchSize - messages.length, waitFor)));
+      } catch (error) {
+        this.#options.onError?.(error);
+        return;
+      }
     }
   }
 
@@ -225,16 +241,16 @@ export class QueueRunner {
     };
     const poll = async () => {
       while (!this.#stopping) {
-        // A slot is held before receiving, for the first batch; the others take their own.
+        // Slots are taken before receiving, one per batch the receive can bring, so no message
+        // received waits for an invocation; the ones not used go back.
         await slots.acquire();
-        let held = true;
+        let held = 1 + slots.take(Math.floor(10 / size) - 1);
         try {
           if (this.#stopping) break;
-          const messages = await this.#receive(Math.min(10, (1 + slots.free) * size), 1);
+          const messages = await this.#receive(Math.min(10, held * size), 1);
           await this.#fill(messages);
           for (let start = 0; start < messages.length; start += size) {
-            if (!held) await slots.acquire();
-            held = false;
+            held -= 1;
             invoke(messages.slice(start, start + size));
           }
         } catch (error) {
@@ -242,7 +258,7 @@ export class QueueRunner {
           this.#options.onError?.(error);
           await new Promise((resolve) => setTimeout(resolve, 500));
         } finally {
-          if (held) slots.release();
+          slots.release(held);
         }
       }
     };

@@ -160,6 +160,8 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
             s3: new S3ObjectStore(s3Client, rule.s3.bucket, {
               ...(rule.s3.kmsKeyId !== undefined && { kmsKeyId: rule.s3.kmsKeyId }),
             }),
+            // Every request through `service` now carries the replicator's client request id,
+            // so nothing but replica writes (and deletes of replicas) may use it.
             azure: new AzureBlobObjectStore(service.getContainerClient(rule.azure.container), {
               replicaWrites: true,
               ...(rule.azure.encryptionScope !== undefined && {

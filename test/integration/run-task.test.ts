@@ -3,7 +3,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
-import { runCopyTask, SMALL_OBJECT_BYTES } from '../../src/copy/run-task.ts';
+import { CREATE_FIRST_BYTES, runCopyTask, SMALL_OBJECT_BYTES } from '../../src/copy/run-task.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
 import type { CopyTask } from '../../src/core/route.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
@@ -192,6 +192,25 @@ describe('Function: runCopyTask', () => {
       decisions: 2,
     });
     expect(await text(azure, 'exists.txt')).toBe('later in azure');
+  });
+
+  it('streams an object over the create-first size after reading the destination', async () => {
+    const body = randomBytes(CREATE_FIRST_BYTES + 1);
+    await s3.put('medium.bin', body, any);
+    const calls: string[] = [];
+    const watched = new Proxy(azure, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(String(property));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const outcome = await run(task('s3', 'medium.bin'), 'mirror', { destination: watched });
+    expect(outcome).toMatchObject({ action: 'copied', transfer: 'stream', decisions: 1 });
+    expect(calls.filter((call) => call === 'head' || call === 'put')).toEqual(['head', 'put']);
   });
 
   it('pulls an object over the small-object size, after reading the destination', async () => {

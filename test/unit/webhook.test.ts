@@ -150,6 +150,22 @@ describe('Function: handleWebhook', () => {
     expect(sink.replicas).toHaveLength(1);
   });
 
+  it("counts the replicator's own events only when the delivery is accepted", async () => {
+    const own = {
+      ...blobCreated[0],
+      id: 'e4',
+      data: { ...blobCreated[0]?.data, clientRequestId: 's3az-replicator-2' },
+    };
+    const failing = recorder(true);
+    const refused = await handleWebhook(
+      post([...blobCreated, own], { authorization: `Bearer ${await token()}` }),
+      failing.deps(entra),
+    );
+    // Event Grid delivers a refused delivery again: it is counted then.
+    expect(refused.status).toBe(503);
+    expect(failing.replicas).toEqual([]);
+  });
+
   it('accepts the v1 issuer form too', async () => {
     const sink = recorder();
     const v1 = await token({ issuer: `https://sts.windows.net/${TENANT}/` });
