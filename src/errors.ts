@@ -76,7 +76,6 @@ export class UsageError extends PermanentError {
   }
 }
 
-/** Wraps anything that is not already a ReplicatorError as a retryable one, keeping the cause. */
 /**
  * Whether a failed AWS SDK call was refused as the caller's fault (not found, access denied, a
  * malformed request): sending it again gets the same answer. Throttling (429, `Throttl…`) is a
@@ -91,6 +90,7 @@ export function isAwsCallersFault(error: unknown): boolean {
   );
 }
 
+/** Wraps anything that is not already a ReplicatorError as a retryable one, keeping the cause. */
 export function asReplicatorError(error: unknown): ReplicatorError {
   if (error instanceof ReplicatorError) return error;
   if (error instanceof Error && error.name === 'AbortError') {

@@ -42,11 +42,6 @@ function conditionFor(destination: ObjectHead | undefined): WriteCondition {
 }
 
 /**
- * Decides what one task does, from the live state of both stores (DESIGN.md section 2):
- * copy (conditional on the destination state seen here), delete (likewise), or skip with a
- * reason. Pure; the caller re-reads both sides and decides again after a 412.
- */
-/**
  * Rule 2: the object is a replica the replicator wrote from the other side (copying it back
  * would loop). A user's overwrite removes the marker, so it is no longer one.
  */
@@ -55,6 +50,11 @@ export function isReplicaFromOtherSide(head: ObjectHead, side: Side): boolean {
   return marker !== undefined && marker.origin !== side;
 }
 
+/**
+ * Decides what one task does, from the live state of both stores (DESIGN.md section 2):
+ * copy (conditional on the destination state seen here), delete (likewise), or skip with a
+ * reason. Pure; the caller re-reads both sides and decides again after a 412.
+ */
 export function decide(input: DecisionInput): Decision {
   const { source, destination, sourceSide } = input;
   if (!input.selected) return skip('excluded', 'the rule does not replicate this key this way');

@@ -41,8 +41,8 @@ const json = (status: number, value: unknown): WebhookResponse => ({
 /**
  * The Event Grid webhook, independent of Lambda: the CloudEvents abuse-protection handshake
  * (OPTIONS), authentication, the 1 MiB limit, parsing, the Event Grid subscription handshake,
- * skipping the events of the replicator's own writes, and storing the rest. It answers 200 only when every event is stored; 5xx makes Event
- * Grid deliver again.
+ * skipping the events of the replicator's own writes, and storing the rest. It answers 200
+ * only when every event is stored; 5xx makes Event Grid deliver again.
  * https://learn.microsoft.com/azure/event-grid/end-point-validation-cloud-events-schema
  */
 export async function handleWebhook(
