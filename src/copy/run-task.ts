@@ -62,23 +62,25 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
   const { rule, source, destination } = context;
   const call = context.signal ? { signal: context.signal } : {};
   let sourceHead: ObjectHead | undefined;
-  let optimistic = task.kind === 'created';
   let limit = MAX_DECISIONS;
   for (let decisions = 1; decisions <= limit; decisions++) {
     // In a two-way mirror every copy's replica announces itself with an event of its own.
     // Such a source is skipped whatever the destination holds (rule 2), so the source is read
     // first and the destination (often across clouds) only when it can matter. After a create
     // that found the destination there, the source just read is still the one to copy.
-    sourceHead =
-      optimistic || sourceHead === undefined ? await source.head(task.sourceKey, call) : sourceHead;
+    sourceHead ??= await source.head(task.sourceKey, call);
     const echo =
       task.kind === 'created' &&
       sourceHead !== undefined &&
       isReplicaFromOtherSide(sourceHead, task.sourceSide);
     const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
+    // Only the first decision may assume the destination absent.
     const tryCreate =
-      optimistic && !echo && sourceHead !== undefined && sourceHead.size <= CREATE_FIRST_BYTES;
-    optimistic = false;
+      decisions === 1 &&
+      task.kind === 'created' &&
+      !echo &&
+      sourceHead !== undefined &&
+      sourceHead.size <= CREATE_FIRST_BYTES;
     const destinationHead =
       echo || tryCreate ? undefined : await destination.head(task.destinationKey, call);
     const decision: Decision = decide({
