@@ -514,9 +514,9 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
   const target = new URL(options.target);
   let events: EventGridShim | undefined;
   const server = http.createServer((request, response) => {
-    events?.observe(request, response);
-    const query = new URL(request.url ?? '/', 'http://placeholder').searchParams;
-    const kind = pullKind(request, query);
+    const url = new URL(request.url ?? '/', 'http://placeholder');
+    events?.observe(request, response, url);
+    const kind = pullKind(request, url.searchParams);
     if (!kind) {
       pass(target, request, response);
       return;

@@ -31,9 +31,8 @@ export interface EventGridShimOptions {
 
 type Operation = { type: 'created'; api: string } | { type: 'deleted'; api: string };
 
-/** The blob operation a request performs, when it is one Event Grid reports. */
-export function blobOperationOf(request: IncomingMessage): Operation | undefined {
-  const url = new URL(request.url ?? '/', 'http://placeholder');
+/** The blob operation a request (its URL parsed) performs, when it is one Event Grid reports. */
+function blobOperationOf(request: IncomingMessage, url: URL): Operation | undefined {
   const comp = url.searchParams.get('comp');
   const copySource = headerValue(request.headers, 'x-ms-copy-source') !== undefined;
   const blobType = headerValue(request.headers, 'x-ms-blob-type');
@@ -49,9 +48,8 @@ export function blobOperationOf(request: IncomingMessage): Operation | undefined
 }
 
 /** Container and blob name of a request path `/<account>/<container>/<blob>`. */
-function blobOf(request: IncomingMessage): { container: string; blob: string } | undefined {
-  const path = new URL(request.url ?? '/', 'http://placeholder').pathname;
-  const [, , container, ...rest] = path.split('/');
+function blobOf(url: URL): { container: string; blob: string } | undefined {
+  const [, , container, ...rest] = url.pathname.split('/');
   if (!container || rest.length === 0) return undefined;
   const blob = decodeURIComponent(rest.join('/'));
   return blob === '' ? undefined : { container, blob };
@@ -65,14 +63,21 @@ export class EventGridShim {
   #counter = 0;
   #closed = false;
 
+  /** The storage account's name, from the account URL's path (the emulator's form). */
+  readonly #account: string;
+
   constructor(options: EventGridShimOptions) {
     this.#options = options;
+    this.#account = new URL(options.accountUrl).pathname.split('/').filter(Boolean)[0] ?? '';
   }
 
-  /** Watches one request; publishes its event if it is a blob write or delete that succeeds. */
-  observe(request: IncomingMessage, response: ServerResponse): void {
-    const operation = blobOperationOf(request);
-    const target = operation && blobOf(request);
+  /**
+   * Watches one request (`url`: its URL, parsed); publishes its event if it is a blob write or
+   * delete that succeeds.
+   */
+  observe(request: IncomingMessage, response: ServerResponse, url: URL): void {
+    const operation = blobOperationOf(request, url);
+    const target = operation && blobOf(url);
     if (!operation || !target) return;
     const containers = this.#options.containers;
     if (containers && !containers.includes(target.container)) return;
@@ -112,10 +117,9 @@ export class EventGridShim {
     const sequencer = (BigInt(Date.now()) * 1_000_000n + BigInt(this.#counter))
       .toString(16)
       .padStart(32, '0');
-    const account = new URL(this.#options.accountUrl).pathname.split('/').filter(Boolean)[0] ?? '';
     const encoded = blob.split('/').map(encodeURIComponent).join('/');
     this.#pending.push({
-      topic: `/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/${account}`,
+      topic: `/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/${this.#account}`,
       subject: `/blobServices/default/containers/${container}/blobs/${blob}`,
       eventType:
         operation.type === 'created'
