@@ -28,11 +28,26 @@ const s3 = makeS3Client();
 const sha = (bytes: Buffer | undefined) =>
   bytes === undefined ? 'absent' : createHash('sha256').update(bytes).digest('hex');
 
-async function putS3(pipeline: Pipeline, key: string, body: Buffer) {
+/** The pipeline's one rule. */
+function ruleOf(pipeline: Pipeline) {
   const rule = pipeline.runtime.config.rules[0];
   if (!rule) throw new Error('no rule');
+  return rule;
+}
+
+/** Event Grid's BlobCreated for `key` in the pipeline's container. */
+const blobCreatedIn = (pipeline: Pipeline, key: string, blob: Parameters<typeof blobEvent>[4]) =>
+  blobEvent(
+    'Microsoft.Storage.BlobCreated',
+    ruleOf(pipeline).azure.accountUrl,
+    pipeline.container.containerName,
+    key,
+    blob,
+  );
+
+async function putS3(pipeline: Pipeline, key: string, body: Buffer) {
   // Bodies over the emulator's request cap go up as a multipart upload, as a user's tool would.
-  await putObject((await pipeline.runtime.storesOf(rule)).s3, key, body);
+  await putObject((await pipeline.runtime.storesOf(ruleOf(pipeline))).s3, key, body);
   const head = await s3.send(new HeadObjectCommand({ Bucket: pipeline.bucket, Key: key }));
   return { etag: head.ETag ?? '', size: body.length, sequencer: nextS3Sequencer() };
 }
@@ -50,9 +65,7 @@ async function readS3(pipeline: Pipeline, key: string): Promise<Buffer | undefin
 }
 
 async function readBlob(pipeline: Pipeline, key: string): Promise<Buffer | undefined> {
-  const rule = pipeline.runtime.config.rules[0];
-  if (!rule) throw new Error('no rule');
-  const azure = (await pipeline.runtime.storesOf(rule)).azure;
+  const azure = (await pipeline.runtime.storesOf(ruleOf(pipeline))).azure;
   if (!(await azure.head(key))) return undefined;
   return readAll((await azure.get(key)).body);
 }
@@ -92,18 +105,12 @@ describe('Pipeline: S3 to Azure', () => {
     // Azure announces the replica the replicator wrote; the pipeline sees it is ours.
     const replica = await pipeline.container.getBlockBlobClient(key).getProperties();
     await deliver(pipeline, [
-      blobEvent(
-        'Microsoft.Storage.BlobCreated',
-        pipeline.runtime.config.rules[0]?.azure.accountUrl ?? '',
-        pipeline.container.containerName,
-        key,
-        {
-          etag: replica.etag ?? '',
-          size: body.length,
-          sequencer: nextAzureSequencer(),
-          api: 'PutBlockList',
-        },
-      ),
+      blobCreatedIn(pipeline, key, {
+        etag: replica.etag ?? '',
+        size: body.length,
+        sequencer: nextAzureSequencer(),
+        api: 'PutBlockList',
+      }),
     ]);
     await pipeline.settle();
     expect(pipeline.copies()).toBe(1);
@@ -152,15 +159,7 @@ describe('Pipeline: Azure to S3 through the webhook', () => {
     const key = 'from azure/ü.txt';
     const body = randomBytes(40_000);
     const put = await putBlob(pipeline, key, body);
-    await deliver(pipeline, [
-      blobEvent(
-        'Microsoft.Storage.BlobCreated',
-        pipeline.runtime.config.rules[0]?.azure.accountUrl ?? '',
-        pipeline.container.containerName,
-        key,
-        put,
-      ),
-    ]);
+    await deliver(pipeline, [blobCreatedIn(pipeline, key, put)]);
     await pipeline.settle();
     expect(sha(await readS3(pipeline, key))).toBe(sha(body));
     const head = await s3.send(new HeadObjectCommand({ Bucket: pipeline.bucket, Key: key }));
@@ -353,7 +352,7 @@ describe('Pipeline: the plan step', () => {
       ],
       rule: { s3: { prefix: 'ok/' } },
     });
-    const accountUrl = pipeline.runtime.config.rules[0]?.azure.accountUrl ?? '';
+    const accountUrl = ruleOf(pipeline).azure.accountUrl;
     await pipeline.sendEvent(
       s3Notification(
         s3Record('ObjectCreated:Put', pipeline.bucket, 'ok/one.txt', {
@@ -397,14 +396,12 @@ describe('Pipeline: the plan step', () => {
 
   it('expands an ADLS Gen2 directory rename into a copy per object and deletes of the old replicas', async () => {
     const pipeline = await startPipeline({ rule: { deletes: 'mirror' } });
-    const accountUrl = pipeline.runtime.config.rules[0]?.azure.accountUrl ?? '';
+    const accountUrl = ruleOf(pipeline).azure.accountUrl;
     const container = pipeline.container.containerName;
     const files = ['a.txt', 'sub/b.txt'];
     for (const file of files) {
       const put = await putBlob(pipeline, `old/${file}`, Buffer.from(file));
-      await deliver(pipeline, [
-        blobEvent('Microsoft.Storage.BlobCreated', accountUrl, container, `old/${file}`, put),
-      ]);
+      await deliver(pipeline, [blobCreatedIn(pipeline, `old/${file}`, put)]);
     }
     await pipeline.settle();
     expect(sha(await readS3(pipeline, 'old/sub/b.txt'))).toBe(sha(Buffer.from('sub/b.txt')));
@@ -414,7 +411,7 @@ describe('Pipeline: the plan step', () => {
       await pipeline.container.getBlockBlobClient(`old/${file}`).delete();
     }
     const renamed = {
-      ...blobEvent('Microsoft.Storage.BlobCreated', accountUrl, container, 'new', {
+      ...blobCreatedIn(pipeline, 'new', {
         sequencer: nextAzureSequencer(),
       }),
       eventType: 'Microsoft.Storage.DirectoryRenamed',
@@ -436,13 +433,7 @@ describe('Pipeline: the plan step', () => {
 
 describe('Pipeline: the Event Grid webhook', () => {
   const created = (pipeline: Pipeline) => [
-    blobEvent(
-      'Microsoft.Storage.BlobCreated',
-      pipeline.runtime.config.rules[0]?.azure.accountUrl ?? '',
-      pipeline.container.containerName,
-      'k.txt',
-      { etag: '"0x1"', size: 1, sequencer: nextAzureSequencer() },
-    ),
+    blobCreatedIn(pipeline, 'k.txt', { etag: '"0x1"', size: 1, sequencer: nextAzureSequencer() }),
   ];
 
   it('answers 401 to a forged or unauthenticated delivery and stores nothing', async () => {
