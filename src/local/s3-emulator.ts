@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { buildApp } from 'fauxqs';
+import { type BuildAppOptions, buildApp } from 'fauxqs';
 import { decodeAwsChunked } from './aws-chunked.ts';
 import {
   CHECKSUM_NAMES,
@@ -8,7 +8,14 @@ import {
   checksumOf,
   isWellFormedChecksum,
 } from './checksums.ts';
-import { installS3Notifications } from './s3-notifications.ts';
+import { installS3Notifications, requestAccessKey } from './s3-notifications.ts';
+import {
+  createFauxqsS3Store,
+  type FauxqsObject,
+  type FauxqsS3Store,
+  type ObjectVersion,
+  S3Versions,
+} from './s3-versioning.ts';
 
 /** Where and how to run the S3 emulator. */
 export interface S3EmulatorOptions {
@@ -16,8 +23,8 @@ export interface S3EmulatorOptions {
   port?: number;
   host?: string;
   region?: string;
-  /** When set, signed requests must use this access key id. */
-  accessKeyId?: string;
+  /** When set, signed requests must use this access key id, or one of these. */
+  accessKeyId?: string | string[];
 }
 
 /** A listening S3 (and SQS) emulator. */
@@ -99,6 +106,8 @@ interface RequestState {
   part?: { size: number; crc32: string; crc32Sent: boolean };
   /** Verified `x-amz-checksum-*` values, echoed in the response as S3 does. */
   checksums?: Array<[string, string]>;
+  /** This layer answered the request itself (a version that is not fauxqs's current object). */
+  served?: boolean;
   release?: () => void;
 }
 
@@ -199,13 +208,6 @@ function keptHeaders(request: FastifyRequest, names: readonly string[]): Record<
   return kept;
 }
 
-function accessKeyOf(request: FastifyRequest): string | undefined {
-  const authorization = header(request, 'authorization');
-  const fromHeader = authorization ? /Credential=([^/,\s]+)\//.exec(authorization)?.[1] : undefined;
-  if (fromHeader) return fromHeader;
-  return queryOf(request)['X-Amz-Credential']?.split('/')[0];
-}
-
 /** RFC 7232 entity-tag list match, as S3 does it: `*`, weak tags and missing quotes accepted. */
 function etagMatches(list: string, etag: string): boolean {
   const bare = (tag: string) => tag.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
@@ -242,6 +244,70 @@ function evaluateReadConditions(
     if (!Number.isNaN(limit) && seconds <= limit) return notModifiedStatus;
   }
   return undefined;
+}
+
+/** A `Range: bytes=` header's first and last byte in an object of `total` bytes, if satisfiable. */
+function parseRange(range: string, total: number): { start: number; end: number } | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return undefined;
+  const [first, last] = [match[1] ?? '', match[2] ?? ''];
+  if (first === '') {
+    const suffix = Number(last);
+    return suffix === 0 ? undefined : { start: Math.max(total - suffix, 0), end: total - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? total - 1 : Math.min(Number(last), total - 1);
+  return start >= total || start > end ? undefined : { start, end };
+}
+
+/**
+ * Answers GetObject or HeadObject for a stored version that fauxqs does not hold (it holds
+ * only the current one), as fauxqs and this layer answer for a current object.
+ */
+function serveVersion(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  version: ObjectVersion,
+  operation: 'GetObject' | 'HeadObject',
+): FastifyReply {
+  const { object } = version;
+  const failed = evaluateReadConditions(
+    {
+      ifMatch: header(request, 'if-match'),
+      ifNoneMatch: header(request, 'if-none-match'),
+      ifModifiedSince: header(request, 'if-modified-since'),
+      ifUnmodifiedSince: header(request, 'if-unmodified-since'),
+    },
+    object.etag,
+    object.lastModified,
+    304,
+  );
+  if (failed === 412) return s3Error(reply, 412, 'PreconditionFailed', PRECONDITION_FAILED);
+  reply.header('x-amz-version-id', version.versionId);
+  reply.header('etag', object.etag);
+  reply.header('last-modified', object.lastModified.toUTCString());
+  if (failed === 304) return reply.code(304).send();
+  reply.header('content-type', object.contentType);
+  for (const [name, value] of Object.entries(object.metadata)) {
+    reply.header(`x-amz-meta-${name}`, value);
+  }
+  for (const [name, value] of Object.entries(version.headers)) reply.header(name, value);
+  reply.header('accept-ranges', 'bytes');
+  const range = header(request, 'range');
+  if (operation === 'GetObject' && range !== undefined) {
+    const bytes = parseRange(range, object.contentLength);
+    if (!bytes) {
+      reply.header('content-range', `bytes */${object.contentLength}`);
+      return s3Error(reply, 416, 'InvalidRange', 'The requested range is not satisfiable');
+    }
+    reply.header('content-range', `bytes ${bytes.start}-${bytes.end}/${object.contentLength}`);
+    return reply.code(206).send(object.body.subarray(bytes.start, bytes.end + 1));
+  }
+  if (operation === 'HeadObject') {
+    reply.header('content-length', object.contentLength);
+    return reply.code(200).send();
+  }
+  return reply.code(200).send(object.body);
 }
 
 /** `bucket/key` of an `x-amz-copy-source` value, without its `?versionId=`. */
@@ -383,7 +449,7 @@ class KeyLocks {
 /**
  * Adds to a fauxqs app, before it listens, the S3 behaviours the replicator relies on that
  * fauxqs 1.9 lacks, each the way Amazon S3 does it:
- * - signed requests must use the configured access key id (`InvalidAccessKeyId`); signatures
+ * - signed requests must use a configured access key id (`InvalidAccessKeyId`); signatures
  *   themselves are not verified, and anonymous requests are let through;
  * - conditional writes: PutObject, CompleteMultipartUpload and CopyObject honour
  *   `If-None-Match: *` and `If-Match`, DeleteObject honours `If-Match`; every write to a key
@@ -401,20 +467,38 @@ class KeyLocks {
  * - CompleteMultipartUpload checks each part's `ChecksumCRC32` and `x-amz-mp-object-size`
  *   (400 `InvalidRequest`);
  * - an error this layer answers for a bucket that does not exist is `NoSuchBucket`;
- * - objects whose Content-Type is a form or JSON-protocol type are stored like any other.
+ * - objects whose Content-Type is a form or JSON-protocol type are stored like any other;
+ * - a multipart object is dated from its CreateMultipartUpload, as S3 dates it;
+ * - versioning (see S3Versions): Put/GetBucketVersioning, `x-amz-version-id` on writes and
+ *   reads, `?versionId=` on GET, HEAD and DELETE, delete markers, ListObjectVersions.
+ *
+ * `store` must be the S3 store the app was built with (`buildApp({ stores })`).
  */
 export function installS3Fidelity(
   app: FastifyInstance,
   options: {
-    accessKeyId?: string;
+    store: FauxqsS3Store;
+    accessKeyId?: string | readonly string[];
     /** Sees every response before it is sent (one onSend hook: a second one races fauxqs). */
     observeSend?: (request: FastifyRequest, reply: FastifyReply, payload: unknown) => void;
-  } = {},
+  },
 ): void {
+  const allowedKeys =
+    options.accessKeyId === undefined
+      ? undefined
+      : new Set(
+          typeof options.accessKeyId === 'string' ? [options.accessKeyId] : options.accessKeyId,
+        );
+  const versions = new S3Versions(options.store);
   const properties = new Map<string, KeptProperties>();
   const uploads = new Map<string, UploadRecord>();
   const locks = new KeyLocks();
   const objectId = (bucket: string, key: string) => `${bucket}\n${key}`;
+  /** The headers kept beside `object`, if they are still its own. */
+  const keptOf = (bucket: string, key: string) => (object: FauxqsObject) => {
+    const kept = properties.get(objectId(bucket, key));
+    return kept && kept.etag === object.etag ? { ...kept.headers } : {};
+  };
   const objectPath = (bucket: string, key: string) =>
     `/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
 
@@ -491,10 +575,65 @@ export function installS3Fidelity(
       );
   };
 
+  /** PutBucketVersioning, GetBucketVersioning, ListObjectVersions, and what versions refuse. */
+  const bucketRequest = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    bucket: string,
+  ): Promise<FastifyReply | undefined> => {
+    const query = queryOf(request);
+    const versioning = 'versioning' in query;
+    const listing = request.method === 'GET' && 'versions' in query;
+    if (versioning || listing) {
+      if (!(await bucketExists(bucket))) {
+        return s3Error(reply, 404, 'NoSuchBucket', 'The specified bucket does not exist');
+      }
+      reply.header('content-type', 'application/xml');
+      if (listing) return reply.status(200).send(versions.listXml(bucket, query.prefix ?? ''));
+      if (request.method === 'GET')
+        return reply.status(200).send(versions.configurationXml(bucket));
+      if (request.method === 'PUT') {
+        const chunks: Buffer[] = [];
+        for await (const chunk of request.raw) chunks.push(chunk as Buffer);
+        const status = /<Status>\s*(Enabled|Suspended)\s*<\/Status>/.exec(
+          Buffer.concat(chunks).toString('utf8'),
+        )?.[1];
+        if (status !== 'Enabled' && status !== 'Suspended') {
+          return s3Error(
+            reply,
+            400,
+            'MalformedXML',
+            'The XML you provided was not well-formed or did not validate against our published schema',
+          );
+        }
+        versions.setStatus(bucket, status);
+        return reply.status(200).send('');
+      }
+    }
+    if (request.method === 'POST' && 'delete' in query && versions.status(bucket)) {
+      // fauxqs would remove the current objects for good, under the versions kept here.
+      return s3Error(
+        reply,
+        501,
+        'NotImplemented',
+        'DeleteObjects is not implemented here on a bucket with versioning; use DeleteObject.',
+      );
+    }
+    if (request.method === 'DELETE' && versions.hasVersions(bucket)) {
+      return s3Error(
+        reply,
+        409,
+        'BucketNotEmpty',
+        'The bucket you tried to delete is not empty. You must delete all versions in the bucket.',
+      );
+    }
+    return undefined;
+  };
+
   app.addHook('onRequest', async (request, reply) => {
-    if (options.accessKeyId !== undefined) {
-      const accessKey = accessKeyOf(request);
-      if (accessKey !== undefined && accessKey !== options.accessKeyId) {
+    if (allowedKeys !== undefined) {
+      const accessKey = requestAccessKey(request);
+      if (accessKey !== undefined && !allowedKeys.has(accessKey)) {
         return s3Error(
           reply,
           403,
@@ -514,6 +653,10 @@ export function installS3Fidelity(
         return s3Error(reply, 404, 'NoSuchBucket', 'The specified bucket does not exist');
       }
       return listUploads(request, reply, params.bucket);
+    }
+    if (params?.bucket && !params['*']) {
+      const answered = await bucketRequest(request, reply, params.bucket);
+      if (answered) return answered;
     }
     const current = classify(request);
     if (!current) return;
@@ -646,6 +789,33 @@ export function installS3Fidelity(
       }
     }
 
+    const versionId = queryOf(request).versionId;
+    const versioned = versions.status(bucket) !== undefined;
+    if ((operation === 'GetObject' || operation === 'HeadObject') && versioned && versionId) {
+      versions.seed(bucket, key, keptOf(bucket, key));
+      const entry = versions.find(bucket, key, versionId);
+      if (!entry) {
+        return fail(bucket, reply, 404, 'NoSuchVersion', 'The specified version does not exist.');
+      }
+      if (entry.deleteMarker) {
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html
+        reply.header('x-amz-delete-marker', 'true');
+        reply.header('x-amz-version-id', entry.versionId);
+        reply.header('last-modified', entry.lastModified.toUTCString());
+        return s3Error(
+          reply,
+          405,
+          'MethodNotAllowed',
+          'The specified method is not allowed against this resource.',
+        );
+      }
+      // The current version is fauxqs's object; an older one only this layer has.
+      if (entry !== versions.current(bucket, key)) {
+        current.served = true;
+        return serveVersion(request, reply, entry, operation);
+      }
+    }
+
     const writes =
       operation === 'PutObject' ||
       operation === 'CompleteMultipartUpload' ||
@@ -658,6 +828,27 @@ export function installS3Fidelity(
     current.release = release;
     // 'close' comes after 'finish', and also when the client goes away before the answer.
     reply.raw.once('close', release);
+    if (versioned) {
+      // The object stored before versioning was set becomes the null version before it changes.
+      versions.seed(bucket, key, keptOf(bucket, key));
+      if (operation === 'DeleteObject' && versionId !== undefined) {
+        // A version is removed for good; fauxqs holds the current one, so this layer answers.
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeletingObjectVersions.html
+        const deletion = versions.deleteVersion(bucket, key, versionId);
+        if (deletion.wasCurrent) {
+          const now = deletion.current;
+          if (now && !now.deleteMarker) {
+            properties.set(objectId(bucket, key), { etag: now.object.etag, headers: now.headers });
+          } else {
+            properties.delete(objectId(bucket, key));
+          }
+        }
+        current.served = true;
+        reply.header('x-amz-version-id', versionId);
+        if (deletion.deleteMarker) reply.header('x-amz-delete-marker', 'true');
+        return reply.code(204).send();
+      }
+    }
     const ifMatch = header(request, 'if-match');
     const ifNoneMatch = operation === 'DeleteObject' ? undefined : header(request, 'if-none-match');
     if (ifMatch === undefined && ifNoneMatch === undefined) return;
@@ -686,7 +877,13 @@ export function installS3Fidelity(
   app.addHook('onSend', async (request, reply, payload) => {
     options.observeSend?.(request, reply, payload);
     const current = state.get(request);
-    if (!current) return payload;
+    if (!current) {
+      const params = request.params as { bucket?: string; '*'?: string } | undefined;
+      if (request.method === 'DELETE' && params?.bucket && !params['*']) {
+        if (reply.statusCode === 204) versions.dropBucket(params.bucket);
+      }
+      return payload;
+    }
     const ok = reply.statusCode >= 200 && reply.statusCode < 300;
     const id = objectId(current.bucket, current.key);
     const etagHeader = reply.getHeader('etag');
@@ -751,6 +948,10 @@ export function installS3Fidelity(
         if (!ok || !upload) break;
         const newEtag = resultEtag();
         if (newEtag) properties.set(id, { etag: newEtag, headers: upload.headers });
+        // S3 dates a multipart object from the start of its upload, not from its completion.
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html
+        const object = versions.currentObject(current.bucket, current.key);
+        if (object && object.etag === newEtag) object.lastModified = upload.initiated;
         uploads.delete(current.uploadId ?? '');
         break;
       }
@@ -758,22 +959,23 @@ export function installS3Fidelity(
         if (ok) uploads.delete(current.uploadId ?? '');
         break;
       case 'DeleteObject':
-        if (ok) properties.delete(id);
+        // A version delete has set what is kept for the version now current.
+        if (ok && !current.served) properties.delete(id);
         break;
       case 'GetObject':
       case 'HeadObject': {
         if (!ok || !etag) break;
+        if (current.served) {
+          if (current.operation === 'GetObject') applyResponseOverrides(request, reply);
+          break;
+        }
         const kept = properties.get(id);
         if (kept && etag === kept.etag) {
           for (const [name, value] of Object.entries(kept.headers)) reply.header(name, value);
         }
         reply.header('accept-ranges', 'bytes');
         if (current.operation === 'GetObject') {
-          const query = queryOf(request);
-          for (const [parameter, name] of Object.entries(RESPONSE_OVERRIDES)) {
-            const value = query[parameter];
-            if (value !== undefined) reply.header(name, value);
-          }
+          applyResponseOverrides(request, reply);
           break;
         }
         const modified = reply.getHeader('last-modified');
@@ -794,24 +996,74 @@ export function installS3Fidelity(
       default:
         break;
     }
+    if (versions.status(current.bucket) !== undefined && !current.served) {
+      recordVersion(current, reply, ok);
+    }
     return payload;
   });
+
+  /** Dates, records and names the version a request on a versioned bucket made or read. */
+  const recordVersion = (current: RequestState, reply: FastifyReply, ok: boolean) => {
+    const { bucket, key, operation } = current;
+    switch (operation) {
+      case 'PutObject':
+      case 'CopyObject':
+      case 'CompleteMultipartUpload': {
+        const object = versions.currentObject(bucket, key);
+        if (!ok || !object) break;
+        const versionId = versions.recordWrite(bucket, key, object, keptOf(bucket, key)(object));
+        if (versionId !== 'null') reply.header('x-amz-version-id', versionId);
+        break;
+      }
+      case 'DeleteObject':
+        if (!ok) break;
+        reply.header('x-amz-delete-marker', 'true');
+        reply.header('x-amz-version-id', versions.recordDeleteMarker(bucket, key));
+        break;
+      case 'GetObject':
+      case 'HeadObject': {
+        const latest = versions.current(bucket, key);
+        if (ok) {
+          reply.header('x-amz-version-id', latest?.versionId ?? 'null');
+        } else if (reply.statusCode === 404 && latest?.deleteMarker) {
+          // https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html
+          reply.header('x-amz-delete-marker', 'true');
+          reply.header('x-amz-version-id', latest.versionId);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  };
 
   app.addHook('onResponse', async (request) => {
     state.get(request)?.release?.();
   });
 }
 
+function applyResponseOverrides(request: FastifyRequest, reply: FastifyReply): void {
+  const query = queryOf(request);
+  for (const [parameter, name] of Object.entries(RESPONSE_OVERRIDES)) {
+    const value = query[parameter];
+    if (value !== undefined) reply.header(name, value);
+  }
+}
+
 /** Starts fauxqs with the S3 fidelity hooks on `options.port` (0 for any free port). */
 export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<RunningS3Emulator> {
   const host = options.host ?? '127.0.0.1';
+  const store = await createFauxqsS3Store();
   const app = buildApp({
     logger: false,
     host,
     ...(options.region && { defaultRegion: options.region }),
+    // fauxqs builds the stores it is not given.
+    stores: { s3Store: store } as unknown as NonNullable<BuildAppOptions['stores']>,
   });
   const notifications = installS3Notifications(app, { region: options.region ?? 'us-east-1' });
   installS3Fidelity(app, {
+    store,
     ...(options.accessKeyId !== undefined && { accessKeyId: options.accessKeyId }),
     observeSend: notifications.observeSend,
   });

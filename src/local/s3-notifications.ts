@@ -6,7 +6,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
  * notification configuration (PutBucketNotificationConfiguration, queue targets with event
  * and prefix/suffix filters) is kept, and after every successful PutObject, CopyObject,
  * CompleteMultipartUpload, DeleteObject and DeleteObjects the notification S3 would send
- * (same JSON, URL-encoded key, size, eTag, per-key sequencer) goes to the queue.
+ * (same JSON, URL-encoded key, size, eTag, version id, per-key sequencer, the requester's
+ * access key as principal) goes to the queue.
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html
  */
 
@@ -84,6 +85,32 @@ function queryOf(request: FastifyRequest): Record<string, string | undefined> {
 }
 
 /**
+ * The access key id a request is signed with: the Authorization header's `Credential=`, or a
+ * presigned URL's `X-Amz-Credential`; undefined for an anonymous request.
+ */
+export function requestAccessKey(request: FastifyRequest): string | undefined {
+  const authorization = request.headers.authorization;
+  const fromHeader = authorization ? /Credential=([^/,\s]+)\//.exec(authorization)?.[1] : undefined;
+  if (fromHeader) return fromHeader;
+  return queryOf(request)['X-Amz-Credential']?.split('/')[0];
+}
+
+/**
+ * The requester as a notification names it: `AWS:` and the access key id, or `ANONYMOUS`.
+ * (S3 names the IAM identity; the access key is what identifies a writer here.)
+ */
+const principalOf = (request: FastifyRequest) => {
+  const accessKey = requestAccessKey(request);
+  return accessKey === undefined ? 'ANONYMOUS' : `AWS:${accessKey}`;
+};
+
+/** A response header as one string. */
+const replyHeader = (reply: FastifyReply, name: string) => {
+  const value = reply.getHeader(name);
+  return typeof value === 'string' ? value : undefined;
+};
+
+/**
  * Installs notification configuration and delivery on a fauxqs app. The caller passes
  * `observeSend` to the app's one onSend hook (it reads DeleteObjects results).
  */
@@ -131,13 +158,19 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
       .padStart(18, '0');
   };
 
+  interface EventObject {
+    size?: number;
+    etag?: string;
+    versionId?: string;
+  }
   const send = async (
     bucket: string,
     key: string,
     eventName: string,
-    object: { size?: number; etag?: string },
+    principalId: string,
+    object: EventObject,
+    seq: string = sequencer(),
   ) => {
-    const seq = sequencer();
     for (const target of targets.get(bucket) ?? []) {
       if (!eventMatches(target.events, eventName)) continue;
       if (!key.startsWith(target.prefix) || !key.endsWith(target.suffix)) continue;
@@ -147,7 +180,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
         awsRegion: options.region,
         eventTime: new Date().toISOString(),
         eventName,
-        userIdentity: { principalId: 'AWS:LOCAL' },
+        userIdentity: { principalId },
         requestParameters: { sourceIPAddress: '127.0.0.1' },
         responseElements: { 'x-amz-request-id': randomUUID(), 'x-amz-id-2': 'local' },
         s3: {
@@ -162,6 +195,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
             key: encodeKey(key),
             ...(object.size !== undefined && { size: object.size }),
             ...(object.etag !== undefined && { eTag: object.etag.replace(/"/g, '') }),
+            ...(object.versionId !== undefined && { versionId: object.versionId }),
             sequencer: seq,
           },
         },
@@ -170,17 +204,36 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     }
   };
 
-  const created = async (bucket: string, key: string, eventName: string) => {
+  /** Sends an ObjectCreated event with the size and eTag of the object the write created. */
+  const created = async (
+    bucket: string,
+    key: string,
+    eventName: string,
+    principalId: string,
+    reply: FastifyReply,
+  ) => {
+    // Taken now, before the read, so a later change of the key gets a later one.
+    const seq = sequencer();
+    const versionId = replyHeader(reply, 'x-amz-version-id');
     const head = await app.inject({
       method: 'HEAD',
       url: `/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`,
+      ...(versionId !== undefined && { query: { versionId } }),
     });
     if (head.statusCode !== 200) return;
     const etag = head.headers.etag;
-    await send(bucket, key, eventName, {
-      size: Number(head.headers['content-length'] ?? 0),
-      ...(typeof etag === 'string' && { etag }),
-    });
+    await send(
+      bucket,
+      key,
+      eventName,
+      principalId,
+      {
+        size: Number(head.headers['content-length'] ?? 0),
+        ...(typeof etag === 'string' && { etag }),
+        ...(versionId !== undefined && { versionId }),
+      },
+      seq,
+    );
   };
 
   const deliveries = new WeakMap<FastifyRequest, (reply: FastifyReply) => Promise<void>>();
@@ -237,6 +290,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
       }
     }
     if (!targets.has(bucket)) return;
+    const principal = principalOf(request);
     const copy = request.headers['x-amz-copy-source'] !== undefined;
     if (key && request.method === 'PUT' && query.partNumber === undefined && !copy) {
       // A PutObject's answer carries the eTag and its request the size: no read needed.
@@ -244,18 +298,41 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
       const length = request.headers['content-length'];
       const size = Number(typeof decoded === 'string' ? decoded : (length ?? Number.NaN));
       deliveries.set(request, (reply) => {
-        const etag = reply.getHeader('etag');
-        if (typeof etag !== 'string' || !Number.isFinite(size)) {
-          return created(bucket, key, 'ObjectCreated:Put');
+        const etag = replyHeader(reply, 'etag');
+        if (etag === undefined || !Number.isFinite(size)) {
+          return created(bucket, key, 'ObjectCreated:Put', principal, reply);
         }
-        return send(bucket, key, 'ObjectCreated:Put', { size, etag });
+        const versionId = replyHeader(reply, 'x-amz-version-id');
+        return send(bucket, key, 'ObjectCreated:Put', principal, {
+          size,
+          etag,
+          ...(versionId !== undefined && { versionId }),
+        });
       });
     } else if (key && request.method === 'PUT' && query.partNumber === undefined) {
-      deliveries.set(request, () => created(bucket, key, 'ObjectCreated:Copy'));
+      deliveries.set(request, (reply) =>
+        created(bucket, key, 'ObjectCreated:Copy', principal, reply),
+      );
     } else if (key && request.method === 'POST' && query.uploadId !== undefined) {
-      deliveries.set(request, () => created(bucket, key, 'ObjectCreated:CompleteMultipartUpload'));
+      deliveries.set(request, (reply) =>
+        created(bucket, key, 'ObjectCreated:CompleteMultipartUpload', principal, reply),
+      );
     } else if (key && request.method === 'DELETE' && query.uploadId === undefined) {
-      deliveries.set(request, () => send(bucket, key, 'ObjectRemoved:Delete', {}));
+      deliveries.set(request, (reply) => {
+        // A plain delete in a versioned bucket adds a delete marker; a delete with a version id
+        // removes that version (or marker) for good.
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html
+        const versionId = replyHeader(reply, 'x-amz-version-id');
+        const marker =
+          query.versionId === undefined && replyHeader(reply, 'x-amz-delete-marker') === 'true';
+        return send(
+          bucket,
+          key,
+          marker ? 'ObjectRemoved:DeleteMarkerCreated' : 'ObjectRemoved:Delete',
+          principal,
+          versionId !== undefined ? { versionId } : {},
+        );
+      });
     }
   });
 
@@ -272,8 +349,9 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
       typeof payload === 'string'
     ) {
       const keys = tag(payload, 'Deleted').flatMap((deleted) => tag(deleted, 'Key'));
+      const principal = principalOf(request);
       deliveries.set(request, async () => {
-        for (const key of keys) await send(bucket, key, 'ObjectRemoved:Delete', {});
+        for (const key of keys) await send(bucket, key, 'ObjectRemoved:Delete', principal, {});
       });
     }
   };

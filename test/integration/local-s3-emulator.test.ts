@@ -7,10 +7,16 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  GetBucketVersioningCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListObjectVersionsCommand,
   ListPartsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   type S3Client,
   S3Client as S3ClientClass,
@@ -22,7 +28,9 @@ import {
   ReceiveMessageCommand,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type RunningS3Emulator, startS3Emulator } from '../../src/local/s3-emulator.ts';
+import { makeS3Client as makeS3ClientFrom } from '../../src/stores/clients.ts';
 import {
   emulatorEnv,
   makePlainS3Client,
@@ -102,6 +110,40 @@ async function openUpload(key: string, parts: Buffer[], options: { checksum?: bo
   }
   const completed = etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag }));
   return { uploadId, etags, completed };
+}
+
+/** An S3 client for an emulator started in this process, signing with `accessKeyId`. */
+function clientOf(emulator: RunningS3Emulator, accessKeyId = 'AKIALOCALTEST0000001'): S3Client {
+  return makeS3ClientFrom({
+    AWS_ENDPOINT_URL_S3: emulator.endpoint,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: accessKeyId,
+    AWS_SECRET_ACCESS_KEY: 'local-secret',
+  });
+}
+
+/** One-part multipart upload of `body` to `key`; returns the CompleteMultipartUpload answer. */
+async function multipartPut(
+  client: S3Client,
+  target: { Bucket: string; Key: string },
+  body: string,
+  properties: { ContentType?: string; CacheControl?: string; Metadata?: Record<string, string> },
+) {
+  const created = await client.send(new CreateMultipartUploadCommand({ ...target, ...properties }));
+  const part = await client.send(
+    new UploadPartCommand({ ...target, UploadId: created.UploadId, PartNumber: 1, Body: body }),
+  );
+  return {
+    uploadId: created.UploadId ?? '',
+    complete: () =>
+      client.send(
+        new CompleteMultipartUploadCommand({
+          ...target,
+          UploadId: created.UploadId,
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+        }),
+      ),
+  };
 }
 
 describe('Class: S3 emulator', () => {
@@ -697,6 +739,272 @@ describe('Class: S3 emulator', () => {
           ReceiptHandle: message?.ReceiptHandle,
         }),
       );
+    });
+  });
+
+  describe('dates and versions (an emulator in this process, on a clock the test sets)', () => {
+    let emulator: RunningS3Emulator;
+    let client: S3Client;
+    let versioned: string;
+    const T0 = new Date('2030-01-01T00:00:00.000Z');
+    const T1 = new Date('2030-01-01T00:10:00.000Z');
+    const T2 = new Date('2030-01-01T00:20:00.000Z');
+
+    beforeAll(async () => {
+      emulator = await startS3Emulator({ accessKeyId: 'AKIALOCALTEST0000001' });
+      client = clientOf(emulator);
+      versioned = uniqueName('versioned');
+      await client.send(new CreateBucketCommand({ Bucket: versioned }));
+      await client.send(
+        new PutBucketVersioningCommand({
+          Bucket: versioned,
+          VersioningConfiguration: { Status: 'Enabled' },
+        }),
+      );
+    });
+
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    afterAll(async () => {
+      await emulator?.close();
+    });
+
+    it('dates a multipart object from CreateMultipartUpload, not from its completion', async () => {
+      // Prepare
+      const plain = uniqueName('dates');
+      await client.send(new CreateBucketCommand({ Bucket: plain }));
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(T0);
+      const upload = await multipartPut(client, { Bucket: plain, Key: 'mpu' }, 'parts', {});
+      const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: plain }));
+      // Act
+      vi.setSystemTime(T1);
+      await upload.complete();
+      // Assess
+      expect(listed.Uploads?.[0]?.Initiated).toEqual(T0);
+      const headed = await client.send(new HeadObjectCommand({ Bucket: plain, Key: 'mpu' }));
+      const got = await client.send(new GetObjectCommand({ Bucket: plain, Key: 'mpu' }));
+      await got.Body?.transformToString();
+      const list = await client.send(new ListObjectsV2Command({ Bucket: plain }));
+      expect(headed.LastModified).toEqual(T0);
+      expect(got.LastModified).toEqual(T0);
+      expect(list.Contents?.[0]?.LastModified).toEqual(T0);
+    });
+
+    it('reports and changes the bucket versioning status', async () => {
+      // Prepare
+      const other = uniqueName('status');
+      await client.send(new CreateBucketCommand({ Bucket: other }));
+      const never = await client.send(new GetBucketVersioningCommand({ Bucket: other }));
+      // Act
+      await client.send(
+        new PutBucketVersioningCommand({
+          Bucket: other,
+          VersioningConfiguration: { Status: 'Suspended' },
+        }),
+      );
+      // Assess
+      expect(never.Status).toBeUndefined();
+      expect((await client.send(new GetBucketVersioningCommand({ Bucket: other }))).Status).toBe(
+        'Suspended',
+      );
+      expect(
+        (await client.send(new GetBucketVersioningCommand({ Bucket: versioned }))).Status,
+      ).toBe('Enabled');
+    });
+
+    it('keeps every version, and deleting the current one by id brings the previous one back as it was', async () => {
+      // Prepare: v1 is a multipart object (an eTag no PutObject of its bytes gives) at T0,
+      // v2 a plain put at T1.
+      const target = { Bucket: versioned, Key: 'doc.txt' };
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(T0);
+      const upload = await multipartPut(client, target, 'version one', {
+        ContentType: 'text/markdown',
+        CacheControl: 'max-age=1',
+        Metadata: { origin: 'first' },
+      });
+      const v1 = await upload.complete();
+      vi.setSystemTime(T1);
+      const v2 = await client.send(
+        new PutObjectCommand({ ...target, Body: 'version two', ContentType: 'text/plain' }),
+      );
+      const older = await client.send(new GetObjectCommand({ ...target, VersionId: v1.VersionId }));
+      const olderBody = await older.Body?.transformToString();
+      // Act
+      vi.setSystemTime(T2);
+      const removed = await client.send(
+        new DeleteObjectCommand({ ...target, VersionId: v2.VersionId }),
+      );
+      // Assess
+      expect(v1.VersionId).toMatch(/^[\w-]{32}$/);
+      expect(v2.VersionId).toMatch(/^[\w-]{32}$/);
+      expect(v2.VersionId).not.toBe(v1.VersionId);
+      expect(olderBody).toBe('version one');
+      expect(older).toMatchObject({ VersionId: v1.VersionId, ETag: v1.ETag, LastModified: T0 });
+      expect(removed.VersionId).toBe(v2.VersionId);
+      expect(removed.DeleteMarker).toBeUndefined();
+      const got = await client.send(new GetObjectCommand(target));
+      expect(await got.Body?.transformToString()).toBe('version one');
+      expect(got).toMatchObject({
+        VersionId: v1.VersionId,
+        ETag: v1.ETag,
+        LastModified: T0,
+        ContentType: 'text/markdown',
+        CacheControl: 'max-age=1',
+        Metadata: { origin: 'first' },
+      });
+      expect(v1.ETag).toMatch(/-1"$/);
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: versioned }));
+      expect(listed.Contents?.find((entry) => entry.Key === 'doc.txt')).toMatchObject({
+        ETag: v1.ETag,
+        LastModified: T0,
+      });
+    });
+
+    it('hides a key behind a delete marker, and removing the marker by id brings it back', async () => {
+      // Prepare
+      const target = { Bucket: versioned, Key: 'marked.txt' };
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(T0);
+      const v1 = await client.send(new PutObjectCommand({ ...target, Body: 'kept bytes' }));
+      // Act
+      vi.setSystemTime(T1);
+      const marked = await client.send(new DeleteObjectCommand(target));
+      const hidden = await failure(client.send(new GetObjectCommand(target)));
+      const versions = await client.send(
+        new ListObjectVersionsCommand({ Bucket: versioned, Prefix: 'marked' }),
+      );
+      const unmarked = await client.send(
+        new DeleteObjectCommand({ ...target, VersionId: marked.VersionId }),
+      );
+      // Assess
+      expect(marked.DeleteMarker).toBe(true);
+      expect(marked.VersionId).toMatch(/^[\w-]{32}$/);
+      expect(hidden).toMatchObject({ name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } });
+      expect(versions.DeleteMarkers).toEqual([
+        expect.objectContaining({
+          Key: 'marked.txt',
+          VersionId: marked.VersionId,
+          IsLatest: true,
+          LastModified: T1,
+        }),
+      ]);
+      expect(versions.Versions).toEqual([
+        expect.objectContaining({
+          Key: 'marked.txt',
+          VersionId: v1.VersionId,
+          IsLatest: false,
+          ETag: v1.ETag,
+          Size: 10,
+          LastModified: T0,
+        }),
+      ]);
+      expect(unmarked).toMatchObject({ DeleteMarker: true, VersionId: marked.VersionId });
+      const back = await client.send(new GetObjectCommand(target));
+      expect(await back.Body?.transformToString()).toBe('kept bytes');
+      expect(back).toMatchObject({ VersionId: v1.VersionId, ETag: v1.ETag, LastModified: T0 });
+      const after = await client.send(
+        new ListObjectVersionsCommand({ Bucket: versioned, Prefix: 'marked' }),
+      );
+      expect(after.DeleteMarkers).toBeUndefined();
+      expect(after.Versions?.map((version) => [version.VersionId, version.IsLatest])).toEqual([
+        [v1.VersionId, true],
+      ]);
+    });
+
+    it('answers 405 for a delete marker and NoSuchVersion for an unknown version id', async () => {
+      // Prepare
+      const target = { Bucket: versioned, Key: 'gone.txt' };
+      await client.send(new PutObjectCommand({ ...target, Body: 'x' }));
+      const marked = await client.send(new DeleteObjectCommand(target));
+      // Act
+      const marker = await failure(
+        client.send(new HeadObjectCommand({ ...target, VersionId: marked.VersionId })),
+      );
+      const unknown = await failure(
+        client.send(new GetObjectCommand({ ...target, VersionId: 'A'.repeat(32) })),
+      );
+      // Assess
+      expect(marker).toMatchObject({ $metadata: { httpStatusCode: 405 } });
+      expect(unknown).toMatchObject({ name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } });
+    });
+
+    it('answers a version id for CopyObject into a versioned bucket and keeps the copied-over version', async () => {
+      // Prepare
+      const target = { Bucket: versioned, Key: 'copied.txt' };
+      const first = await client.send(new PutObjectCommand({ ...target, Body: 'first' }));
+      await client.send(new PutObjectCommand({ Bucket: versioned, Key: 'src.txt', Body: 'src' }));
+      // Act
+      const copied = await client.send(
+        new CopyObjectCommand({ ...target, CopySource: `${versioned}/src.txt` }),
+      );
+      // Assess
+      expect(copied.VersionId).toMatch(/^[\w-]{32}$/);
+      const current = await client.send(new HeadObjectCommand(target));
+      expect(current.VersionId).toBe(copied.VersionId);
+      const kept = await client.send(
+        new GetObjectCommand({ ...target, VersionId: first.VersionId }),
+      );
+      expect(await kept.Body?.transformToString()).toBe('first');
+    });
+
+    it('refuses to delete a bucket that still keeps versions', async () => {
+      // Prepare
+      const target = { Bucket: versioned, Key: 'only-versions.txt' };
+      await client.send(new PutObjectCommand({ ...target, Body: 'x' }));
+      await client.send(new DeleteObjectCommand(target));
+      // Act
+      const error = await failure(client.send(new DeleteBucketCommand({ Bucket: versioned })));
+      // Assess
+      expect(error).toMatchObject({ name: 'BucketNotEmpty', $metadata: { httpStatusCode: 409 } });
+    });
+
+    it('leaves an unversioned bucket unversioned: no version ids, and a delete removes the object', async () => {
+      // Prepare
+      const plain = uniqueName('plain');
+      await client.send(new CreateBucketCommand({ Bucket: plain }));
+      // Act
+      const put = await client.send(new PutObjectCommand({ Bucket: plain, Key: 'k', Body: 'x' }));
+      const removed = await client.send(new DeleteObjectCommand({ Bucket: plain, Key: 'k' }));
+      // Assess
+      expect(put.VersionId).toBeUndefined();
+      expect(removed.DeleteMarker).toBeUndefined();
+      expect(removed.VersionId).toBeUndefined();
+      const versions = await client.send(new ListObjectVersionsCommand({ Bucket: plain }));
+      expect(versions.Versions ?? []).toEqual([]);
+      expect(versions.DeleteMarkers ?? []).toEqual([]);
+    });
+
+    it('accepts any of a list of access key ids and refuses others', async () => {
+      // Prepare
+      const listed = await startS3Emulator({
+        accessKeyId: ['AKIAFIRST00000000001', 'AKIASECOND0000000002'],
+      });
+      try {
+        const name = uniqueName('keys');
+        // Act
+        await clientOf(listed, 'AKIAFIRST00000000001').send(
+          new CreateBucketCommand({ Bucket: name }),
+        );
+        await clientOf(listed, 'AKIASECOND0000000002').send(
+          new PutObjectCommand({ Bucket: name, Key: 'k', Body: 'x' }),
+        );
+        const error = await failure(
+          clientOf(listed, 'AKIATHIRD00000000003').send(
+            new PutObjectCommand({ Bucket: name, Key: 'k', Body: 'y' }),
+          ),
+        );
+        // Assess
+        expect(error).toMatchObject({
+          name: 'InvalidAccessKeyId',
+          $metadata: { httpStatusCode: 403 },
+        });
+      } finally {
+        await listed.close();
+      }
     });
   });
 });
