@@ -16,6 +16,7 @@ export function createPlanHandler(runtime: () => Promise<Runtime>) {
       eventsDeadLetterQueueUrl: built.queueUrl('eventsDeadLetter'),
       tasksQueueUrl: built.queueUrl('tasks'),
       storesOf: (rule) => built.storesOf(rule),
+      ownS3Principals: built.ownS3Principals,
       telemetry: built.telemetry,
     });
   };

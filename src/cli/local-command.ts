@@ -3,6 +3,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import { DIFFERENCE_KEPT } from '../core/decide.ts';
 import { formatBytes } from '../core/range-plan.ts';
 import { UsageError } from '../errors.ts';
 import { type LocalMirror, startLocalMirror } from '../local/mirror.ts';
@@ -90,6 +91,10 @@ function textOf(report: TaskReport): string | undefined {
     if (outcome.action === 'deleted') return `${time} deleted ${to} (deleted at ${from})`;
     // A replica's own event, or a duplicate: nothing changed, so nothing to say by default.
     if (outcome.reason === 'replica' || outcome.reason === 'up-to-date') return undefined;
+    // The sides stay different on purpose: say so, and which side was kept.
+    if (DIFFERENCE_KEPT.has(outcome.reason)) {
+      return `${time} kept    ${to}, which differs from ${from} (${outcome.reason}: ${outcome.detail})`;
+    }
     return `${time} skipped ${from} (${outcome.reason}: ${outcome.detail})`;
   }
   if (report.result === 'continued') return `${time} continuing ${from} in a new invocation`;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { checkKeyFor } from '../core/keys.ts';
-import { buildNativeMetadata, userMetadataOf } from '../core/metadata.ts';
+import { buildNativeMetadata, sourceRef, userMetadataOf } from '../core/metadata.ts';
 import { planRanges } from '../core/range-plan.ts';
+import { translateToolMetadata } from '../core/tool-metadata.ts';
 import {
   NotFoundError,
   PreconditionFailedError,
@@ -46,6 +47,11 @@ export interface CopyObjectRequest {
   pullMemory?: PullMemory;
   /** Per-key sequencer of the event that caused the copy, recorded in the replica marker. */
   sourceSequencer?: string;
+  /**
+   * The replication rule making this copy, recorded in the replica marker. A copy without one
+   * (`s3az copy`) is marked as no rule's replica, so that a mirror replicates it as new.
+   */
+  rule?: string;
   signal?: AbortSignal;
   /** Called as bytes are committed to the staging area. */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
@@ -152,12 +158,23 @@ async function copyVersion(
   const { source, destination } = request;
   const metadata = buildNativeMetadata(
     destination.side,
-    userMetadataOf(source.side, head.metadata),
+    // Tools that keep their own metadata in each store's form (rclone's mtime) read it on
+    // the other side too.
+    translateToolMetadata(
+      source.side,
+      destination.side,
+      userMetadataOf(source.side, head.metadata),
+    ),
     {
       origin: source.side,
       sourceEtag: head.etag,
       sourceLastModified: head.lastModified.toISOString(),
       ...(request.sourceSequencer !== undefined && { sourceSequencer: request.sourceSequencer }),
+      ...(request.rule !== undefined && { rule: request.rule }),
+      source: sourceRef(source.container, request.sourceKey),
+      // What the replica holds, so that a rewrite that keeps this metadata is told apart.
+      size: head.size,
+      ...(head.contentMd5 !== undefined && { contentMd5: head.contentMd5 }),
     },
   );
   const write: WriteOptions = {

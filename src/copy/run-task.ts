@@ -1,5 +1,5 @@
 import type { ReplicationRule } from '../config/schema.ts';
-import { type Decision, decide, isReplicaFromOtherSide, type SkipReason } from '../core/decide.ts';
+import { type Decision, decide, looksLikeEcho, type SkipReason } from '../core/decide.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
@@ -64,29 +64,23 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
   let sourceHead: ObjectHead | undefined;
   let limit = MAX_DECISIONS;
   for (let decisions = 1; decisions <= limit; decisions++) {
-    // In a two-way mirror every copy's replica announces itself with an event of its own.
-    // Such a source is skipped whatever the destination holds (rule 2), so the source is read
-    // first and the destination (often across clouds) only when it can matter. After a create
-    // that found the destination there, the source just read is still the one to copy.
+    // After a create that found the destination there, the source just read is still the
+    // one to copy.
     sourceHead ??= await source.head(task.sourceKey, call);
-    const echo =
-      task.kind === 'created' &&
-      sourceHead !== undefined &&
-      isReplicaFromOtherSide(sourceHead, task.sourceSide);
     const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
-    // Only the first decision may assume the destination absent.
+    // Only the first decision may assume the destination absent. A source that looks like
+    // our own replica needs the destination to tell an echo from a rollback.
     const tryCreate =
       decisions === 1 &&
       task.kind === 'created' &&
-      !echo &&
       sourceHead !== undefined &&
-      sourceHead.size <= CREATE_FIRST_BYTES;
-    const destinationHead =
-      echo || tryCreate ? undefined : await destination.head(task.destinationKey, call);
+      sourceHead.size <= CREATE_FIRST_BYTES &&
+      !looksLikeEcho(task, sourceHead);
+    const destinationHead = tryCreate
+      ? undefined
+      : await destination.head(task.destinationKey, call);
     const decision: Decision = decide({
-      sourceSide: task.sourceSide,
-      kind: task.kind,
-      ...(task.sequencer !== undefined && { sequencer: task.sequencer }),
+      task,
       selected: true,
       mirrorDeletes: rule.deletes === 'mirror',
       tieWinner: rule.conflictWinner,
@@ -109,7 +103,12 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         condition: decision.condition,
         partSize: parseSize(String(rule.partSize)),
         concurrency: rule.concurrency,
-        ...(task.sequencer !== undefined && { sourceSequencer: task.sequencer }),
+        rule: rule.name,
+        // The event's sequencer describes the version it announced, not always the live one.
+        ...(task.sequencer !== undefined &&
+          (task.etag === undefined || task.etag === sourceHead?.etag) && {
+            sourceSequencer: task.sequencer,
+          }),
         ...(sourceHead && { sourceHead }),
         // A source that changes mid-copy may now be a replica, or older than the destination:
         // the task decides again rather than copying whatever the source became.

@@ -1,28 +1,47 @@
-import { compareSequencers } from '../events/object-event.ts';
 import type { ObjectHead, Side, WriteCondition } from '../stores/object-store.ts';
-import { readReplicaMarker } from './metadata.ts';
+import { type ReplicaMarker, readReplicaMarker, sourceRef } from './metadata.ts';
 
 /** Why a task ended without writing anything. */
 export type SkipReason =
   | 'replica'
   | 'up-to-date'
-  | 'stale'
+  | 'conflict'
   | 'diverged'
   | 'excluded'
   | 'source-gone';
+
+/** Skips that leave the two sides different, on purpose: each is a conflict a user should see. */
+export const DIFFERENCE_KEPT: ReadonlySet<SkipReason> = new Set(['conflict', 'diverged']);
 
 export type Decision =
   | { action: 'copy'; condition: WriteCondition; conflict: boolean }
   | { action: 'delete'; condition: WriteCondition }
   | { action: 'skip'; reason: SkipReason; detail: string };
 
-/** What the decision needs to know about the task and the rule. */
-export interface DecisionInput {
+/** Where the task's two objects are, and what the event said about the change. */
+export interface DecisionTask {
+  rule: string;
   /** The side the change happened on. */
   sourceSide: Side;
   kind: 'created' | 'deleted';
-  /** The event's per-key sequencer, when it had one. */
-  sequencer?: string;
+  sourceContainer: string;
+  sourceKey: string;
+  destinationContainer: string;
+  destinationKey: string;
+  /** ISO 8601: when the change happened (for a delete, when the object was deleted). */
+  eventTime: string;
+  /**
+   * The event's provenance: `user` when the event says someone other than this tool made
+   * the change (an S3 principal or an Azure client request id that is not ours).
+   */
+  writtenBy?: 'user';
+  /** The eTag the event reported for the version it announced (quoted). */
+  etag?: string;
+}
+
+/** What the decision needs to know about the task and the rule. */
+export interface DecisionInput {
+  task: DecisionTask;
   /** The rule lets this key through its include/exclude patterns and direction. */
   selected: boolean;
   /** The rule mirrors deletes. */
@@ -37,78 +56,187 @@ export interface DecisionInput {
 
 const skip = (reason: SkipReason, detail: string): Decision => ({ action: 'skip', reason, detail });
 
+const otherSide = (side: Side): Side => (side === 's3' ? 'azure' : 's3');
+
 function conditionFor(destination: ObjectHead | undefined): WriteCondition {
   return destination ? { kind: 'match', etag: destination.etag } : { kind: 'absent' };
 }
 
 /**
- * Rule 2: the object is a replica the replicator wrote from the other side (copying it back
- * would loop). A user's overwrite removes the marker, so it is no longer one.
+ * Whether `marker` says its object is a replica, made by `rule`, of the object at
+ * (`origin`, `container`, `key`). A marker written before markers named their source (no
+ * `source`) is taken to name the key it sits at, so objects replicated by earlier versions
+ * are still recognised. One that names another rule, or none (`s3az copy`), or another key
+ * (the object was copied or renamed since) is not a replica of this key.
  */
-export function isReplicaFromOtherSide(head: ObjectHead, side: Side): boolean {
+export function markerNames(
+  marker: ReplicaMarker,
+  rule: string,
+  origin: Side,
+  container: string,
+  key: string,
+): boolean {
+  if (marker.origin !== origin) return false;
+  if (marker.source === undefined) return true;
+  return marker.rule === rule && marker.source === sourceRef(container, key);
+}
+
+/**
+ * Whether the object still holds the content its marker describes. A client that rewrites
+ * an object and keeps its metadata (rclone does) keeps the marker too, but the new content
+ * has another size or, where both are known, another MD5.
+ */
+export function contentIntact(head: ObjectHead, marker: ReplicaMarker): boolean {
+  if (marker.size !== undefined && head.size !== marker.size) return false;
+  return (
+    marker.contentMd5 === undefined ||
+    head.contentMd5 === undefined ||
+    head.contentMd5 === marker.contentMd5
+  );
+}
+
+/**
+ * The marker of `head` when it is an intact replica, made by `rule`, of the object at
+ * (`origin`, `container`, `key`); otherwise `undefined`.
+ */
+export function replicaMarkerOf(
+  head: ObjectHead | undefined,
+  rule: string,
+  origin: Side,
+  container: string,
+  key: string,
+): ReplicaMarker | undefined {
+  if (!head) return undefined;
   const marker = readReplicaMarker(head.metadata);
-  return marker !== undefined && marker.origin !== side;
+  if (!marker || !markerNames(marker, rule, origin, container, key)) return undefined;
+  return contentIntact(head, marker) ? marker : undefined;
+}
+
+/**
+ * Whether the live source version is the one the event announced as a user's write: then it
+ * replicates whatever metadata it kept (rule 2). Without provenance, or for another version,
+ * the marker decides.
+ */
+export function isUserWrite(task: DecisionTask, source: ObjectHead | undefined): boolean {
+  return task.writtenBy === 'user' && source !== undefined && task.etag === source.etag;
+}
+
+/**
+ * Whether the source looks like this tool's own replica of the destination key (the marker
+ * names it and the content is intact) and no event says a user wrote it. Such a task needs
+ * the destination to decide; every other `created` task may try a create first.
+ */
+export function looksLikeEcho(task: DecisionTask, source: ObjectHead | undefined): boolean {
+  if (!source || isUserWrite(task, source)) return false;
+  const { rule, sourceSide, destinationContainer, destinationKey } = task;
+  return (
+    replicaMarkerOf(source, rule, otherSide(sourceSide), destinationContainer, destinationKey) !==
+    undefined
+  );
+}
+
+// Last-Modified (S3 and Azure) and the HTTP date are whole seconds; an event time has
+// milliseconds. A write in the same second as a delete may have come after it.
+const secondOf = (time: number) => Math.floor(time / 1000);
+
+function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
+  const { task } = input;
+  const ours = replicaMarkerOf(
+    destination,
+    task.rule,
+    task.sourceSide,
+    task.sourceContainer,
+    task.sourceKey,
+  );
+  // Rule 7: the destination is our replica of the deleted object: it goes too.
+  if (ours) return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
+  // The destination is the original of the deleted replica, or a user's own write. It goes
+  // unless it was written after the delete (newest wins); when in doubt it is kept.
+  const deletedAt = Date.parse(task.eventTime);
+  const writtenAt = destination.lastModified.getTime();
+  if (!Number.isFinite(deletedAt) || secondOf(writtenAt) >= secondOf(deletedAt)) {
+    return skip(
+      'diverged',
+      `the destination was written at ${destination.lastModified.toISOString()}, not before the delete at ${Number.isFinite(deletedAt) ? new Date(deletedAt).toISOString() : 'an unknown time'}; kept (conflict: the newer change wins)`,
+    );
+  }
+  return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
 }
 
 /**
  * Decides what one task does, from the live state of both stores (DESIGN.md section 2):
  * copy (conditional on the destination state seen here), delete (likewise), or skip with a
- * reason. Pure; the caller re-reads both sides and decides again after a 412.
+ * reason. Timestamps decide only a true conflict (both sides changed by users since the last
+ * replication); otherwise a source that differs from what the destination replica was made
+ * from replicates, whatever its date. Pure; the caller re-reads both sides and decides again
+ * after a 412.
  */
 export function decide(input: DecisionInput): Decision {
-  const { source, destination, sourceSide } = input;
+  const { source, destination, task } = input;
   if (!input.selected) return skip('excluded', 'the rule does not replicate this key this way');
-  const destinationMarker = destination ? readReplicaMarker(destination.metadata) : undefined;
-  const destinationIsOurReplica = destinationMarker?.origin === sourceSide;
-
-  if (input.kind === 'deleted') {
-    if (!input.mirrorDeletes) return skip('excluded', 'the rule does not mirror deletes');
-    if (source) return skip('stale', 'the source exists again; its own event replicates it');
+  if (task.kind === 'deleted' && !input.mirrorDeletes) {
+    return skip('excluded', 'the rule does not mirror deletes');
+  }
+  if (!source) {
+    if (task.kind === 'created') return skip('source-gone', 'the source no longer exists');
     if (!destination) return skip('up-to-date', 'the destination is already absent');
-    // Rule 7: delete only what is still our replica; a user's own write there is kept.
-    if (!destinationIsOurReplica) {
-      return skip('diverged', 'the destination was written by someone else since; kept');
-    }
-    return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
+    return decideDelete(input, destination);
   }
+  // From here the source exists: for a delete event it exists again (a versioned rollback,
+  // or a write after the delete), and is replicated like a created one.
+  const other = otherSide(task.sourceSide);
+  const sourceMarker = readReplicaMarker(source.metadata);
+  const sourceNamesDestination =
+    sourceMarker !== undefined &&
+    markerNames(sourceMarker, task.rule, other, task.destinationContainer, task.destinationKey);
+  const destinationMarker = replicaMarkerOf(
+    destination,
+    task.rule,
+    task.sourceSide,
+    task.sourceContainer,
+    task.sourceKey,
+  );
 
-  if (!source) return skip('source-gone', 'the source no longer exists');
-  // Rule 2: the source is itself a replica written by us; copying it back would loop.
-  if (isReplicaFromOtherSide(source, sourceSide)) {
-    return skip(
-      'replica',
-      `the source is a replica of the ${sourceSide === 's3' ? 'azure' : 's3'} side`,
-    );
-  }
-  if (!destination) return { action: 'copy', condition: { kind: 'absent' }, conflict: false };
-
-  if (destinationIsOurReplica && destinationMarker) {
-    // Rule 3: already holds this version.
+  if (destination && destinationMarker) {
+    // Rule 3: the destination is our replica of this key and holds this version.
     if (destinationMarker.sourceEtag === source.etag) {
       return skip('up-to-date', 'the destination already holds this version');
     }
-    // Rule 4: never replace a newer replica with an older source version.
-    if (
-      input.sequencer !== undefined &&
-      destinationMarker.sourceSequencer !== undefined &&
-      compareSequencers(input.sequencer, destinationMarker.sourceSequencer) < 0
-    ) {
-      return skip('stale', 'the destination holds a replica of a newer change');
-    }
-    if (Date.parse(destinationMarker.sourceLastModified) > source.lastModified.getTime()) {
-      return skip('stale', 'the destination holds a replica of a newer source version');
-    }
+    // Rule 4: our replica of an earlier version, untouched since: the current source wins.
     return { action: 'copy', condition: conditionFor(destination), conflict: false };
   }
 
-  // Both sides were written by users: the newer write wins, a tie goes to the configured side.
+  // Rule 2: the source is our replica of the destination key, unchanged since we wrote it.
+  if (looksLikeEcho(task, source)) {
+    return skip('replica', `the source is a replica of the ${other} side`);
+  }
+  if (!destination) return { action: 'copy', condition: { kind: 'absent' }, conflict: false };
+
+  // The source was our replica of exactly this destination version and a user rewrote it
+  // (keeping the marker): only the source changed since the last replication.
+  if (sourceNamesDestination && sourceMarker?.sourceEtag === destination.etag) {
+    return { action: 'copy', condition: conditionFor(destination), conflict: false };
+  }
+  if (
+    source.size === destination.size &&
+    source.contentMd5 !== undefined &&
+    source.contentMd5 === destination.contentMd5
+  ) {
+    return skip('up-to-date', 'the destination already holds the same content');
+  }
+
+  // A true conflict: both sides were changed by users since the last replication. The newer
+  // write wins, a tie goes to the configured side.
   const sourceTime = source.lastModified.getTime();
   const destinationTime = destination.lastModified.getTime();
   if (
     sourceTime > destinationTime ||
-    (sourceTime === destinationTime && input.tieWinner === sourceSide)
+    (sourceTime === destinationTime && input.tieWinner === task.sourceSide)
   ) {
     return { action: 'copy', condition: conditionFor(destination), conflict: true };
   }
-  return skip('stale', 'the destination was written later (conflict: the newer write wins)');
+  return skip(
+    'conflict',
+    `both sides were changed by users; the destination's write (${destination.lastModified.toISOString()}) is newer than the source's (${source.lastModified.toISOString()}) and wins`,
+  );
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { UnrepresentableError } from '../errors.ts';
 import type { Side } from '../stores/object-store.ts';
 
@@ -20,7 +21,7 @@ import type { Side } from '../stores/object-store.ts';
  * decodes one way only. Names outside printable ASCII cannot be header names on either store
  * and are refused.
  *
- * The marker is four lowercase names under `s3az_`, legal and identical on both stores. An
+ * The marker is a few lowercase names under `s3az_`, legal and identical on both stores. An
  * object that carries a complete marker was written by this tool, and its names are decoded;
  * an object without one was written by a user, and its names are taken literally, so a user's
  * own `s3az…` names are kept (and escaped on the way to the other side), never dropped.
@@ -35,6 +36,10 @@ export const MARKER_NAMES = {
   sourceEtag: 's3az_source_etag',
   sourceLastModified: 's3az_source_last_modified',
   sourceSequencer: 's3az_source_sequencer',
+  rule: 's3az_rule',
+  source: 's3az_source',
+  size: 's3az_size',
+  contentMd5: 's3az_content_md5',
 } as const;
 
 const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
@@ -54,11 +59,38 @@ export function isOwnClientRequestId(id: string | undefined): boolean {
 
 /** What every object the replicator writes says about where it came from (DESIGN rule 1). */
 export interface ReplicaMarker {
+  /** The side the source object is on. */
   origin: Side;
+  /** The source version the replica was made from. */
   sourceEtag: string;
   /** ISO 8601. */
   sourceLastModified: string;
   sourceSequencer?: string;
+  /** The replication rule that wrote it; absent for `s3az copy` and for markers before 0.2. */
+  rule?: string;
+  /** The source's bucket or container and key, as `sourceRef` writes them; absent before 0.2. */
+  source?: string;
+  /** Size in bytes of the content written. */
+  size?: number;
+  /** Base64 MD5 of the content written, when the replicator knew it. */
+  contentMd5?: string;
+}
+
+// A key is up to 1,024 bytes of UTF-8 and metadata values are printable ASCII, in at most
+// 2 KB on S3: a reference longer than this is written as a digest instead.
+const MAX_SOURCE_REF = 512;
+
+/**
+ * How a marker names its source object: `<container>/<key>` with every byte outside
+ * unreserved ASCII percent-encoded (a metadata value carries printable ASCII only), or, when
+ * that is longer than 512 characters, `sha256:` and the hex digest of `<container>/<key>`.
+ * Compare references, never decode them.
+ */
+export function sourceRef(container: string, key: string): string {
+  const plain = `${container}/${key}`;
+  const encoded = `${encodeURIComponent(container)}/${encodeURIComponent(key).replace(/%2F/g, '/')}`;
+  if (encoded.length <= MAX_SOURCE_REF) return encoded;
+  return `sha256:${createHash('sha256').update(plain, 'utf8').digest('hex')}`;
 }
 
 // S3: user metadata is at most 2 KB, counted as the UTF-8 bytes of names (without
@@ -211,6 +243,10 @@ export function buildNativeMetadata(
   if (marker.sourceSequencer !== undefined) {
     native[MARKER_NAMES.sourceSequencer] = marker.sourceSequencer;
   }
+  if (marker.rule !== undefined) native[MARKER_NAMES.rule] = marker.rule;
+  if (marker.source !== undefined) native[MARKER_NAMES.source] = marker.source;
+  if (marker.size !== undefined) native[MARKER_NAMES.size] = String(marker.size);
+  if (marker.contentMd5 !== undefined) native[MARKER_NAMES.contentMd5] = marker.contentMd5;
   for (const name of Object.values(MARKER_NAMES)) {
     const value = native[name];
     if (value !== undefined) checkValue(side, name, value);
@@ -244,10 +280,19 @@ export function readReplicaMarker(native: Record<string, string>): ReplicaMarker
     return undefined;
   }
   const sourceSequencer = lower.get(MARKER_NAMES.sourceSequencer);
+  const rule = lower.get(MARKER_NAMES.rule);
+  const source = lower.get(MARKER_NAMES.source);
+  const sizeText = lower.get(MARKER_NAMES.size);
+  const size = sizeText !== undefined && /^\d{1,16}$/.test(sizeText) ? Number(sizeText) : undefined;
+  const contentMd5 = lower.get(MARKER_NAMES.contentMd5);
   return {
     origin,
     sourceEtag,
     sourceLastModified,
     ...(sourceSequencer !== undefined && { sourceSequencer }),
+    ...(rule !== undefined && { rule }),
+    ...(source !== undefined && { source }),
+    ...(size !== undefined && { size }),
+    ...(contentMd5 !== undefined && { contentMd5 }),
   };
 }

@@ -17,6 +17,10 @@ export interface CopyTask {
   eventTime: string;
   /** Carried from the event to the copy, for logs. */
   correlationId: string;
+  /** The event says a user (not this tool) made the change. */
+  writtenBy?: 'user';
+  /** The eTag the event reported for the version it announced (quoted). */
+  etag?: string;
 }
 
 /** A directory rename or delete (ADLS Gen2), to be expanded into tasks by listing. */
@@ -95,6 +99,9 @@ function taskFor(
     ...(event.sequencer !== undefined && { sequencer: event.sequencer }),
     eventTime: event.eventTime,
     correlationId: event.id,
+    ...(event.writtenBy === 'user' && { writtenBy: 'user' as const }),
+    // A rename's event describes the new name; its delete of the old name has no version.
+    ...(event.etag !== undefined && key === event.key && { etag: event.etag }),
   };
 }
 

@@ -169,11 +169,15 @@ export function parseEventGridDelivery(body: unknown): ParsedEventGridDelivery {
       return;
     }
     const event = toObjectEvent(envelope, kind);
-    if (isOwnClientRequestId(optionalString(envelope.data, 'clientRequestId'))) {
-      replicas.push(event);
+    // Event Grid reports the writer's x-ms-client-request-id. BlobDeleted and SFTP events
+    // carry none: their writer is unknown, and the replica marker decides.
+    // https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
+    const clientRequestId = optionalString(envelope.data, 'clientRequestId');
+    if (isOwnClientRequestId(clientRequestId)) {
+      replicas.push({ ...event, writtenBy: 'replicator' });
       return;
     }
-    events.push(event);
+    events.push(clientRequestId === undefined ? event : { ...event, writtenBy: 'user' });
     items.push(item);
   });
   return { events, items, replicas, ignored, ...(validation && { validation }) };

@@ -35,6 +35,34 @@ export interface ObjectEvent {
   sourceKey?: string;
   /** The service's own name of the operation (`ObjectCreated:Put`, `PutBlockList`, …). */
   operation?: string;
+  /**
+   * Who made the change, where the event tells: `replicator` for this tool's own writes and
+   * deletes, `user` for anyone else. Absent when the event form does not say, or (S3) when
+   * the replicator's own principals are not configured.
+   */
+  writtenBy?: 'replicator' | 'user';
+}
+
+/** How to read provenance from events: the principals this tool writes to S3 as. */
+export interface ProvenanceOptions {
+  /**
+   * `userIdentity.principalId` values of the replicator's own S3 writes. An entry ending in
+   * `:` matches every principal it starts (`AWS:AROA…:`, any session of one role); an entry
+   * starting with `*:` matches every principal it ends (`*:s3-azure-replicator`, one
+   * session name in any role); any other entry matches itself.
+   */
+  ownS3Principals?: readonly string[];
+}
+
+/** Whether an S3 event's principal is one of the replicator's own. */
+export function isOwnPrincipal(principal: string, own: readonly string[]): boolean {
+  return own.some((entry) =>
+    entry.startsWith('*:')
+      ? principal.endsWith(entry.slice(1))
+      : entry.endsWith(':')
+        ? principal.startsWith(entry)
+        : principal === entry,
+  );
 }
 
 /** What a notification body held: the events, and what was recognised but is not replicated. */
@@ -58,14 +86,16 @@ export function quoteEtag(etag: string): string {
 }
 
 /**
- * Orders two per-key sequencers as the services define them: hexadecimal strings that compare
- * after left-padding the shorter with zeros. Negative when `a` is older.
+ * Orders two per-key sequencers as the services define them: hexadecimal strings compared
+ * lexicographically after the shorter is padded with zeros on the right (S3: "first right pad
+ * the shorter value with zeros"; guides before mid-2021 said left). Azure's sequencers have
+ * one length and compare as strings. Negative when `a` is older.
  * https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html
  */
 export function compareSequencers(a: string, b: string): number {
   const length = Math.max(a.length, b.length);
-  const left = a.toUpperCase().padStart(length, '0');
-  const right = b.toUpperCase().padStart(length, '0');
+  const left = a.toUpperCase().padEnd(length, '0');
+  const right = b.toUpperCase().padEnd(length, '0');
   return left < right ? -1 : left > right ? 1 : 0;
 }
 

@@ -1,5 +1,10 @@
 import { parseEventGridDelivery } from './event-grid.ts';
-import { EventParseError, isRecord, type ParsedNotification } from './object-event.ts';
+import {
+  EventParseError,
+  isRecord,
+  type ParsedNotification,
+  type ProvenanceOptions,
+} from './object-event.ts';
 import { parseS3Notification } from './s3-notification.ts';
 
 /**
@@ -8,7 +13,10 @@ import { parseS3Notification } from './s3-notification.ts';
  * schema). Throws only `EventParseError`, which is permanent: the message goes to the
  * dead-letter queue with the reason instead of being retried.
  */
-export function parseQueuedEvent(body: string): ParsedNotification {
+export function parseQueuedEvent(
+  body: string,
+  options: ProvenanceOptions = {},
+): ParsedNotification {
   let value: unknown;
   try {
     value = JSON.parse(body);
@@ -22,9 +30,9 @@ export function parseQueuedEvent(body: string): ParsedNotification {
     (Array.isArray(value) && value.length > 0 && value.every(looksLikeEventGrid))
   ) {
     // The webhook keeps the replicator's own writes out of the queue; one that arrives some
-    // other way is planned like any event, and its task skips it by the replica marker.
+    // other way is returned marked `writtenBy: 'replicator'`, and the plan step skips it.
     const { events, replicas, ignored } = parseEventGridDelivery(value);
     return { events: [...events, ...replicas], ignored };
   }
-  return parseS3Notification(body);
+  return parseS3Notification(body, options);
 }

@@ -1,10 +1,12 @@
 import {
   EventParseError,
+  isOwnPrincipal,
   isRecord,
   type ObjectEvent,
   optionalSize,
   optionalString,
   type ParsedNotification,
+  type ProvenanceOptions,
   quoteEtag,
   requireString,
 } from './object-event.ts';
@@ -24,7 +26,28 @@ export function decodeS3Key(encoded: string): string {
   }
 }
 
-function parseRecord(record: unknown, index: number): ObjectEvent | string {
+/**
+ * Who made an S3 change, from `userIdentity.principalId` (`AWS:AIDA…` for an IAM user,
+ * `AWS:AROA…:<session>` for a role session; a Lambda function's session is the function's
+ * name). Unknown unless the replicator's own principals are configured: without them every
+ * writer would read as a user, the replicator included.
+ */
+function writerOf(record: Record<string, unknown>, options: ProvenanceOptions) {
+  const own = options.ownS3Principals ?? [];
+  const principal = isRecord(record.userIdentity)
+    ? optionalString(record.userIdentity, 'principalId')
+    : undefined;
+  if (own.length === 0 || principal === undefined) return {};
+  return {
+    writtenBy: isOwnPrincipal(principal, own) ? ('replicator' as const) : ('user' as const),
+  };
+}
+
+function parseRecord(
+  record: unknown,
+  index: number,
+  options: ProvenanceOptions,
+): ObjectEvent | string {
   const where = `S3 record ${index}`;
   if (!isRecord(record)) throw new EventParseError(`${where} is not an object`);
   const eventName = requireString(record, 'eventName', where);
@@ -59,6 +82,7 @@ function parseRecord(record: unknown, index: number): ObjectEvent | string {
     ...(versionId !== undefined && { versionId }),
     ...(eventName.endsWith('DeleteMarkerCreated') && { deleteMarker: true }),
     operation: eventName,
+    ...writerOf(record, options),
   };
 }
 
@@ -82,7 +106,9 @@ function parseEventBridge(event: Record<string, unknown>): ParsedNotification {
         id: optionalString(event, 'id') ?? `eventbridge:${sequencer ?? ''}`,
         side: 's3',
         container: requireString(detail.bucket, 'name', 'EventBridge detail.bucket'),
-        // EventBridge carries keys as they are, not URL-encoded.
+        // EventBridge carries keys as they are, not URL-encoded. Its `requester` is an
+        // account id or a service, not a principal: no provenance.
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
         key: requireString(detail.object, 'key', 'EventBridge detail.object'),
         kind,
         eventTime: optionalString(event, 'time') ?? new Date(0).toISOString(),
@@ -100,19 +126,19 @@ function parseEventBridge(event: Record<string, unknown>): ParsedNotification {
   };
 }
 
-function parseValue(value: unknown, depth: number): ParsedNotification {
+function parseValue(value: unknown, depth: number, options: ProvenanceOptions): ParsedNotification {
   if (!isRecord(value)) throw new EventParseError('the notification is not a JSON object');
   if (value.Event === 's3:TestEvent') return { events: [], ignored: ['s3:TestEvent'] };
   if (value.Type === 'Notification' && typeof value.Message === 'string' && depth === 0) {
     // Delivered through SNS: the S3 notification is the envelope's Message, as a string.
-    return parseS3Notification(value.Message, depth + 1);
+    return parseS3Notification(value.Message, options, depth + 1);
   }
   if (value.source === 'aws.s3' && 'detail-type' in value) return parseEventBridge(value);
   if (Array.isArray(value.Records)) {
     const events: ObjectEvent[] = [];
     const ignored: string[] = [];
     value.Records.forEach((record, index) => {
-      const parsed = parseRecord(record, index);
+      const parsed = parseRecord(record, index, options);
       if (typeof parsed === 'string') ignored.push(parsed);
       else events.push(parsed);
     });
@@ -127,12 +153,16 @@ function parseValue(value: unknown, depth: number): ParsedNotification {
  * Parses an S3 event notification as it arrives in an SQS message body: straight from S3, in
  * an SNS envelope, or as an EventBridge event. Throws only `EventParseError`.
  */
-export function parseS3Notification(body: string, depth = 0): ParsedNotification {
+export function parseS3Notification(
+  body: string,
+  options: ProvenanceOptions = {},
+  depth = 0,
+): ParsedNotification {
   let value: unknown;
   try {
     value = JSON.parse(body);
   } catch (error) {
     throw new EventParseError('the notification is not valid JSON', { cause: error });
   }
-  return parseValue(value, depth);
+  return parseValue(value, depth, options);
 }

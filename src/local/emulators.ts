@@ -12,6 +12,12 @@ export interface RunningEmulators {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /**
+   * A second access key the S3 emulator accepts (same secret), for the replicator itself:
+   * its writes' notifications name it as their principal (`AWS:<key>`), as S3 names the
+   * IAM principal that made a change, so that they are told from the users' writes.
+   */
+  replicatorAccessKeyId: string;
   azureAccountName: string;
   azureAccountKey: string;
   /** Public Azure account URL (the shim in front of Azurite). */
@@ -181,6 +187,7 @@ export async function startEmulators(
   const host = options.host ?? '127.0.0.1';
   const region = 'us-east-1';
   const accessKeyId = `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`;
+  const replicatorAccessKeyId = `LOCALREPLICATOR${randomBytes(4).toString('hex').toUpperCase()}`;
   const secretAccessKey = randomBytes(24).toString('base64url');
   const azureAccountKey = randomBytes(64).toString('base64');
   const children: ChildProcess[] = [];
@@ -201,7 +208,7 @@ export async function startEmulators(
         S3AZ_PORT: String(options.s3Port ?? 0),
         S3AZ_HOST: host,
         S3AZ_REGION: region,
-        S3AZ_ACCESS_KEY_ID: accessKeyId,
+        S3AZ_ACCESS_KEY_ID: `${accessKeyId},${replicatorAccessKeyId}`,
       },
       options.log,
     );
@@ -263,6 +270,7 @@ export async function startEmulators(
       region,
       accessKeyId,
       secretAccessKey,
+      replicatorAccessKeyId,
       azureAccountName: ACCOUNT,
       azureAccountKey,
       azureAccountUrl,

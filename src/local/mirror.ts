@@ -126,8 +126,11 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
       AWS_ENDPOINT_URL_SQS: emulators.s3Endpoint,
       AWS_REGION: emulators.region,
-      AWS_ACCESS_KEY_ID: emulators.accessKeyId,
+      // The replicator writes with a key of its own, so that the S3 events of its writes name
+      // it as their principal, as they name a Lambda function's role on AWS.
+      AWS_ACCESS_KEY_ID: emulators.replicatorAccessKeyId,
       AWS_SECRET_ACCESS_KEY: emulators.secretAccessKey,
+      S3AZ_OWN_S3_PRINCIPALS: `AWS:${emulators.replicatorAccessKeyId}`,
       AZURE_STORAGE_CONNECTION_STRING: emulators.azureConnectionString,
       [WEBHOOK_SECRET_VARIABLE]: secret,
       S3AZ_RETRY_BASE_SECONDS: String(options.retryBaseSeconds ?? 1),

@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { TaskOutcome } from '../copy/run-task.ts';
+import { DIFFERENCE_KEPT } from '../core/decide.ts';
 import type { CopyTask } from '../core/route.ts';
 import type { ErrorKind } from '../errors.ts';
 import type { ObjectEvent } from '../events/object-event.ts';
@@ -90,7 +91,18 @@ export class Telemetry {
     } else {
       this.#count(`skipped.${outcome.reason}`);
       this.#dimensioned('Skipped', 'reason', outcome.reason);
-      this.logger.info('skipped', { ...where, reason: outcome.reason, detail: outcome.detail });
+      if (DIFFERENCE_KEPT.has(outcome.reason)) {
+        // The sides stay different on purpose (the other side's newer write wins): a conflict.
+        this.#count('conflicts');
+        this.metrics.addMetric('Conflicts', MetricUnit.Count, 1);
+        this.logger.warn('conflict: the destination is newer and kept', {
+          ...where,
+          reason: outcome.reason,
+          detail: outcome.detail,
+        });
+      } else {
+        this.logger.info('skipped', { ...where, reason: outcome.reason, detail: outcome.detail });
+      }
     }
     this.#emit({ task, result: 'done', outcome, latencyMs });
   }

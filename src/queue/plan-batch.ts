@@ -26,6 +26,8 @@ export interface PlanDependencies {
   tasksQueueUrl: string;
   /** Both stores of a rule, for expanding ADLS Gen2 directory events by listing. */
   storesOf(rule: ReplicationRule): Promise<{ s3: ObjectStore; azure: ObjectStore }>;
+  /** The S3 principals the replicator writes as (see `ProvenanceOptions`). */
+  ownS3Principals?: readonly string[];
   telemetry?: Telemetry;
 }
 
@@ -104,7 +106,10 @@ export async function planBatch(
     try {
       let parsed: ReturnType<typeof parseQueuedEvent>;
       try {
-        parsed = parseQueuedEvent(record.body);
+        parsed = parseQueuedEvent(
+          record.body,
+          dependencies.ownS3Principals ? { ownS3Principals: dependencies.ownS3Principals } : {},
+        );
       } catch (error) {
         if (!(error instanceof EventParseError)) throw error;
         await sendToDeadLetter(
@@ -127,7 +132,15 @@ export async function planBatch(
       }
       counts.events += parsed.events.length;
       counts.ignored.push(...parsed.ignored);
-      const routed = routeEvents(dependencies.rules, parsed.events);
+      // Rule 2: the events of the replicator's own writes and deletes need no task.
+      const own = parsed.events.filter((event) => event.writtenBy === 'replicator');
+      if (own.length > 0) dependencies.telemetry?.replicaEvents(own);
+      const routed = routeEvents(
+        dependencies.rules,
+        own.length > 0
+          ? parsed.events.filter((event) => event.writtenBy !== 'replicator')
+          : parsed.events,
+      );
       counts.unrouted += routed.unrouted;
       const tasks = [...routed.tasks];
       for (const directory of routed.directories) {

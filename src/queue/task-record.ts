@@ -22,6 +22,8 @@ const copyTaskSchema = z.strictObject({
   sequencer: z.string().optional(),
   eventTime: z.string(),
   correlationId: z.string(),
+  writtenBy: z.literal('user').optional(),
+  etag: z.string().min(1).optional(),
 });
 
 /** Parses a task message body; anything else is permanent (it will never parse). */
@@ -39,8 +41,13 @@ export function parseCopyTask(body: string): CopyTask {
       `the task message is not a copy task: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
-  const { sequencer, ...rest } = result.data;
-  return { ...rest, ...(sequencer !== undefined && { sequencer }) };
+  const { sequencer, writtenBy, etag, ...rest } = result.data;
+  return {
+    ...rest,
+    ...(sequencer !== undefined && { sequencer }),
+    ...(writtenBy !== undefined && { writtenBy }),
+    ...(etag !== undefined && { etag }),
+  };
 }
 
 /** What processing a task record needs, built once per cold start by the composition root. */

@@ -51,6 +51,11 @@ export interface Runtime {
   retryBaseSeconds: number;
   /** The work queues' maxReceiveCount (`S3AZ_MAX_RECEIVES`, as in serverless.yml). */
   maxReceives: number;
+  /**
+   * The S3 principals the replicator writes as (`S3AZ_OWN_S3_PRINCIPALS`, comma-separated;
+   * see `ProvenanceOptions`). Empty: S3 events say nothing about provenance.
+   */
+  ownS3Principals: readonly string[];
   /** The URL of one of the pipeline's queues; a ConfigError naming the variable if unset. */
   queueUrl(name: QueueName): string;
   /** The stores of a rule, built on first use and reused. */
@@ -113,6 +118,17 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
   const maxReceives = integerVariable(env, 'S3AZ_MAX_RECEIVES', MAX_RECEIVES, 1000);
   if (maxReceives < 1)
     throw new ConfigError('environment variable S3AZ_MAX_RECEIVES must be at least 1');
+  const ownS3Principals = (env.S3AZ_OWN_S3_PRINCIPALS ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  for (const entry of ownS3Principals) {
+    if (entry === ':' || entry === '*:') {
+      throw new ConfigError(
+        `environment variable S3AZ_OWN_S3_PRINCIPALS: "${entry}" would match every principal`,
+      );
+    }
+  }
   const sqs = options.sqs ?? makeSqsClient(env);
   const telemetry = options.telemetry ?? createTelemetry(env);
   let sts: STSClient | undefined;
@@ -138,6 +154,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     telemetry,
     pullMemory: new PullMemory(),
     retryBaseSeconds,
+    ownS3Principals,
     maxReceives,
     queueUrl(name) {
       const variable = QUEUE_VARIABLES[name];

@@ -179,6 +179,13 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
         size: out.contentLength ?? 0,
         etag: out.etag ?? '',
         lastModified: out.lastModified ?? new Date(0),
+        // Put Blob stores the MD5 it computes; Put Block List keeps what the client sends and
+        // clears it otherwise, so a replica overwritten by any client shows another (or none).
+        // https://learn.microsoft.com/rest/api/storageservices/put-block-list
+        ...(out.contentMD5 !== undefined &&
+          out.contentMD5.length === 16 && {
+            contentMd5: Buffer.from(out.contentMD5).toString('base64'),
+          }),
         properties: definedProperties(out),
         metadata: { ...(out.metadata ?? {}) },
       };

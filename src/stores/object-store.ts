@@ -21,6 +21,11 @@ export interface ObjectHead {
   lastModified: Date;
   /** S3 version id when the bucket is versioned. */
   versionId?: string;
+  /**
+   * Base64 MD5 of the whole content, where the store vouches for it: Azure's Content-MD5
+   * property, or an S3 ETag that is the MD5 of the data (see `S3ObjectStore.head`).
+   */
+  contentMd5?: string;
   properties: ObjectProperties;
   /** User metadata with the store's own (native) names. */
   metadata: Record<string, string>;

@@ -104,6 +104,23 @@ function definedProperties(source: {
 }
 
 /** `ObjectStore` over one S3 bucket. The client is built by the caller (composition root). */
+/**
+ * The content MD5 an S3 ETag stands for, when it stands for one. S3: objects written by
+ * PutObject, POST or CopyObject, unencrypted or under SSE-S3, have an ETag that is the MD5 of
+ * their data; under SSE-KMS or SSE-C, or from a multipart upload (`…-N`), it is not.
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html
+ */
+function md5OfEtag(out: {
+  ETag?: string | undefined;
+  ServerSideEncryption?: string | undefined;
+  SSECustomerAlgorithm?: string | undefined;
+}): { contentMd5?: string } {
+  const hex = /^"?([0-9a-f]{32})"?$/.exec(out.ETag ?? '')?.[1];
+  if (hex === undefined || out.SSECustomerAlgorithm !== undefined) return {};
+  if (out.ServerSideEncryption !== undefined && out.ServerSideEncryption !== 'AES256') return {};
+  return { contentMd5: Buffer.from(hex, 'hex').toString('base64') };
+}
+
 export class S3ObjectStore implements ObjectStore, Presigner {
   readonly side = 's3' as const;
   readonly limits = S3_LIMITS;
@@ -152,6 +169,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
         lastModified: out.LastModified ?? new Date(0),
         ...(out.VersionId !== undefined &&
           out.VersionId !== 'null' && { versionId: out.VersionId }),
+        ...md5OfEtag(out),
         properties: definedProperties(out),
         metadata: { ...(out.Metadata ?? {}) },
       };

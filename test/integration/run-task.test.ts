@@ -174,7 +174,7 @@ describe('Function: runCopyTask', () => {
     // Assess: a create found the replica there (1), the copy decided on it lost to the user's
     // write with a 412 (2), and the third decision keeps the user's write.
     expect(raced).toBe(true);
-    expect(outcome).toMatchObject({ action: 'skipped', reason: 'stale', decisions: 3 });
+    expect(outcome).toMatchObject({ action: 'skipped', reason: 'conflict', decisions: 3 });
     expect(await text(azure, 'race.txt')).toBe('user wrote this later');
   });
 
@@ -194,7 +194,7 @@ describe('Function: runCopyTask', () => {
     await azure.put('exists.txt', Buffer.from('later in azure'), any);
     expect(await run(task('s3', 'exists.txt'), 'mirror', undefined, 'azure')).toMatchObject({
       action: 'skipped',
-      reason: 'stale',
+      reason: 'conflict',
       decisions: 2,
     });
     expect(await text(azure, 'exists.txt')).toBe('later in azure');

@@ -73,6 +73,13 @@ describe('File: serverless.yml', () => {
     const environment = JSON.stringify(copy.Environment);
     expect(environment).toContain('S3AZ_TASKS_DLQ_URL');
     expect(environment).not.toMatch(/AccountKey|SharedAccessSignature/);
+    // The plan step tells the stack's own S3 writes by their principal: its role's id.
+    expect(copy.Environment).toHaveProperty(['Variables', 'S3AZ_OWN_S3_PRINCIPALS'], {
+      'Fn::Join': [
+        '',
+        ['AWS:', { 'Fn::GetAtt': ['IamRoleLambdaExecution', 'RoleId'] }, ':,*:s3-azure-replicator'],
+      ],
+    });
   });
 
   it('refuses to package a configuration that does not validate, naming the rule and field', async () => {

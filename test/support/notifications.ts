@@ -26,6 +26,8 @@ export function s3Record(
   bucket: string,
   key: string,
   object: { etag?: string; size?: number; sequencer: string },
+  /** The writer's principal; `null` for a record without one. Default: a user. */
+  principalId: string | null = 'AWS:AIDAEXAMPLE',
 ) {
   return {
     eventVersion: '2.1',
@@ -33,7 +35,7 @@ export function s3Record(
     awsRegion: 'us-east-1',
     eventTime: new Date().toISOString(),
     eventName,
-    userIdentity: { principalId: 'AWS:AIDAEXAMPLE' },
+    ...(principalId !== null && { userIdentity: { principalId } }),
     requestParameters: { sourceIPAddress: '127.0.0.1' },
     responseElements: { 'x-amz-request-id': randomUUID(), 'x-amz-id-2': 'local' },
     s3: {
@@ -65,7 +67,14 @@ export function blobEvent(
   accountUrl: string,
   container: string,
   key: string,
-  blob: { etag?: string; size?: number; sequencer: string; api?: string },
+  blob: {
+    etag?: string;
+    size?: number;
+    sequencer: string;
+    api?: string;
+    /** The writer's x-ms-client-request-id; `null` for an event without one (BlobDeleted). */
+    clientRequestId?: string | null;
+  },
 ) {
   const account = new URL(accountUrl).pathname.split('/').filter(Boolean)[0] ?? 'devstoreaccount1';
   const encoded = key.split('/').map(encodeURIComponent).join('/');
@@ -79,7 +88,9 @@ export function blobEvent(
     metadataVersion: '1',
     data: {
       api: blob.api ?? (eventType === 'Microsoft.Storage.BlobCreated' ? 'PutBlob' : 'DeleteBlob'),
-      clientRequestId: randomUUID(),
+      ...(blob.clientRequestId !== null && {
+        clientRequestId: blob.clientRequestId ?? randomUUID(),
+      }),
       requestId: randomUUID(),
       ...(blob.etag !== undefined && { eTag: blob.etag.replace(/"/g, '') }),
       contentType: 'application/octet-stream',

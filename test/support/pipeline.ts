@@ -121,6 +121,10 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
     S3AZ_RETRY_BASE_SECONDS: '0',
     S3AZ_MAX_RECEIVES: String(maxReceives),
     [WEBHOOK_SECRET_VARIABLE]: webhookSecret,
+    // The replicator writes with its own key, as `s3az local` does, so that S3 events tell
+    // its writes from the tests' (which use the users' key).
+    AWS_ACCESS_KEY_ID: emulatorEnv().replicatorAccessKeyId,
+    S3AZ_OWN_S3_PRINCIPALS: `AWS:${emulatorEnv().replicatorAccessKeyId}`,
     ...options.env,
   };
   const {

@@ -1,53 +1,106 @@
 import { describe, expect, it } from 'vitest';
-import { type DecisionInput, decide } from '../../src/core/decide.ts';
+import {
+  contentIntact,
+  type DecisionInput,
+  type DecisionTask,
+  decide,
+  looksLikeEcho,
+  markerNames,
+} from '../../src/core/decide.ts';
 import { globToRegExp, keySelected } from '../../src/core/glob.ts';
-import { buildNativeMetadata } from '../../src/core/metadata.ts';
+import {
+  buildNativeMetadata,
+  MARKER_NAMES,
+  type ReplicaMarker,
+  readReplicaMarker,
+  sourceRef,
+} from '../../src/core/metadata.ts';
 import type { ObjectHead, Side } from '../../src/stores/object-store.ts';
 
 const T0 = new Date('2026-11-22T10:00:00Z');
 const later = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
+const RULE = 'r';
+const WHERE = { s3: { container: 'bucket', key: 'k' }, azure: { container: 'cont', key: 'k' } };
+const MD5 = { one: 'AAAAAAAAAAAAAAAAAAAAAA==', two: 'BBBBBBBBBBBBBBBBBBBBBB==' };
 
-function head(etag: string, lastModified = T0, metadata: Record<string, string> = {}): ObjectHead {
-  return { key: 'k', size: 1, etag, lastModified, properties: {}, metadata };
+/** Optional fields that a test may also set to `undefined` (to leave them out). */
+type Loose<T> = { [K in keyof T]?: T[K] | undefined };
+
+/** The object without its `undefined` fields. */
+function defined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
-/** An object the replicator wrote on `side`'s opposite, as a copy of `sourceEtag` from `origin`. */
+function head(
+  etag: string,
+  lastModified = T0,
+  metadata: Record<string, string> = {},
+  extra: Partial<ObjectHead> = {},
+): ObjectHead {
+  return { key: 'k', size: 1, etag, lastModified, properties: {}, metadata, ...extra };
+}
+
+/**
+ * An object the replicator wrote on the side opposite `origin`, as a copy of `sourceEtag`,
+ * with today's marker (rule, source key, size, MD5) unless `marker` says otherwise.
+ */
 function replica(
   etag: string,
   origin: Side,
   sourceEtag: string,
-  sourceLastModified = T0,
-  sourceSequencer?: string,
+  options: { marker?: Loose<ReplicaMarker>; legacy?: boolean; head?: Loose<ObjectHead> } = {},
 ): ObjectHead {
-  const metadata = buildNativeMetadata(
-    origin === 's3' ? 'azure' : 's3',
-    {},
-    {
-      origin,
-      sourceEtag,
-      sourceLastModified: sourceLastModified.toISOString(),
-      ...(sourceSequencer !== undefined && { sourceSequencer }),
-    },
-  );
-  return head(etag, later(1), metadata);
+  const at = WHERE[origin];
+  const marker: ReplicaMarker = options.legacy
+    ? { origin, sourceEtag, sourceLastModified: T0.toISOString() }
+    : {
+        origin,
+        sourceEtag,
+        sourceLastModified: T0.toISOString(),
+        rule: RULE,
+        source: sourceRef(at.container, at.key),
+        size: 1,
+        contentMd5: MD5.one,
+        ...(options.marker as Partial<ReplicaMarker>),
+      };
+  const metadata = buildNativeMetadata(origin === 's3' ? 'azure' : 's3', {}, defined(marker));
+  const extra = defined({ contentMd5: MD5.one, ...options.head }) as Partial<ObjectHead>;
+  return head(etag, later(1), metadata, extra);
 }
 
-function input(overrides: Partial<DecisionInput>): DecisionInput {
+function task(overrides: Partial<DecisionTask> = {}): DecisionTask {
+  const sourceSide = overrides.sourceSide ?? 's3';
+  const from = WHERE[sourceSide];
+  const to = WHERE[sourceSide === 's3' ? 'azure' : 's3'];
   return {
-    sourceSide: 's3',
+    rule: RULE,
+    sourceSide,
     kind: 'created',
+    sourceContainer: from.container,
+    sourceKey: from.key,
+    destinationContainer: to.container,
+    destinationKey: to.key,
+    eventTime: later(100).toISOString(),
+    ...overrides,
+  };
+}
+
+function input(overrides: Partial<DecisionInput> & { t?: Partial<DecisionTask> } = {}) {
+  const { t, ...rest } = overrides;
+  return {
+    task: task(t),
     selected: true,
     mirrorDeletes: true,
     tieWinner: 's3',
     source: head('"s1"'),
     destination: undefined,
-    ...overrides,
-  };
+    ...rest,
+  } satisfies DecisionInput;
 }
 
 describe('Function: decide (created)', () => {
   it('copies to an absent destination with If-None-Match: * (rule 6)', () => {
-    expect(decide(input({}))).toEqual({
+    expect(decide(input())).toEqual({
       action: 'copy',
       condition: { kind: 'absent' },
       conflict: false,
@@ -68,27 +121,72 @@ describe('Function: decide (created)', () => {
     });
   });
 
-  it('skips the event of a replica, so nothing copies back (rule 2)', () => {
+  it('skips the event of an intact replica of this very key, so nothing copies back (rule 2)', () => {
     const azureReplicaOfS3 = replica('"a1"', 's3', '"s1"');
     const decision = decide(
-      input({ sourceSide: 'azure', source: azureReplicaOfS3, destination: head('"s1"') }),
+      input({ t: { sourceSide: 'azure' }, source: azureReplicaOfS3, destination: head('"s1"') }),
     );
     expect(decision).toMatchObject({ action: 'skip', reason: 'replica' });
   });
 
-  it('copies a user overwrite of a replica (it has no marker any more)', () => {
+  it('recognises a replica with the marker of earlier versions (no mass re-copy after an upgrade)', () => {
+    const legacy = replica('"a1"', 's3', '"s1"', { legacy: true, head: { contentMd5: MD5.two } });
+    expect(
+      decide(input({ t: { sourceSide: 'azure' }, source: legacy, destination: head('"s1"') })),
+    ).toMatchObject({ action: 'skip', reason: 'replica' });
+    // ... and as a destination that already holds the source's version.
+    expect(decide(input({ destination: legacy }))).toMatchObject({ reason: 'up-to-date' });
+  });
+
+  it("replicates a user's overwrite that kept the marker, when the event names a user (provenance first)", () => {
+    // rclone keeps a blob's metadata on overwrite: same marker, same size, no MD5 to compare.
+    const rewritten = replica('"a2"', 's3', '"s1"', { head: { contentMd5: undefined } });
     const decision = decide(
       input({
-        sourceSide: 'azure',
-        source: head('"a2"', later(5)),
-        destination: replica('"s1"', 'azure', '"a1"'),
+        t: { sourceSide: 'azure', writtenBy: 'user', etag: '"a2"' },
+        source: rewritten,
+        destination: head('"s1"'),
       }),
     );
+    // The destination is still what the replica was made from: no conflict, just the change.
     expect(decision).toEqual({
       action: 'copy',
       condition: { kind: 'match', etag: '"s1"' },
       conflict: false,
     });
+  });
+
+  it('treats a user event for another version than the live one as no provenance', () => {
+    const replicaNow = replica('"a3"', 's3', '"s1"');
+    const decision = decide(
+      input({
+        t: { sourceSide: 'azure', writtenBy: 'user', etag: '"a2"' },
+        source: replicaNow,
+        destination: head('"s1"'),
+      }),
+    );
+    expect(decision).toMatchObject({ action: 'skip', reason: 'replica' });
+  });
+
+  it.each([
+    ['another size', { size: 2 }],
+    ['another MD5', { contentMd5: MD5.two }],
+  ])('without provenance, catches an overwrite that kept the marker by %s', (_, changed) => {
+    const rewritten = replica('"a2"', 's3', '"s1"', { head: changed });
+    const decision = decide(
+      input({ t: { sourceSide: 'azure' }, source: rewritten, destination: head('"s1"') }),
+    );
+    expect(decision).toMatchObject({ action: 'copy', conflict: false });
+  });
+
+  it.each([
+    ['a copy of a replica under another key', { source: sourceRef('bucket', 'other') }],
+    ['a replica made by another rule', { rule: 'other-rule' }],
+    ['an s3az copy (no rule)', { rule: undefined }],
+  ])('replicates %s: its marker names something else', (_, marker) => {
+    const copied = replica('"a1"', 's3', '"s0"', { marker });
+    const decision = decide(input({ t: { sourceSide: 'azure' }, source: copied }));
+    expect(decision).toEqual({ action: 'copy', condition: { kind: 'absent' }, conflict: false });
   });
 
   it('skips a destination that already holds this version (rule 3)', () => {
@@ -107,22 +205,29 @@ describe('Function: decide (created)', () => {
     });
   });
 
-  it('skips an event older than the replica the destination holds, by sequencer (rule 4)', () => {
+  it('replicates a source version dated before the replica (a multipart upload, a restored version): rule 4', () => {
     const decision = decide(
       input({
-        sequencer: '0055AED6DCD90281E5',
-        source: head('"s2"', later(10)),
-        destination: replica('"a1"', 's3', '"s3"', later(10), '0055AED6DCD90281F0'),
+        source: head('"s-old"', later(-3600)),
+        destination: replica('"a2"', 's3', '"s2"', {
+          marker: { sourceLastModified: T0.toISOString() },
+        }),
       }),
     );
-    expect(decision).toMatchObject({ action: 'skip', reason: 'stale' });
+    expect(decision).toEqual({
+      action: 'copy',
+      condition: { kind: 'match', etag: '"a2"' },
+      conflict: false,
+    });
   });
 
-  it('skips when the replica is of a newer source version than the one read now (rule 4)', () => {
+  it('replicates a restored version that is itself a replica of an older version of the other side', () => {
+    // S3 k rolled back to v1 (a replica of Azure's a1); Azure holds our replica of S3's v2.
+    const restored = replica('"s1"', 'azure', '"a1"');
     const decision = decide(
-      input({ source: head('"s1"', T0), destination: replica('"a2"', 's3', '"s2"', later(30)) }),
+      input({ source: restored, destination: replica('"a2"', 's3', '"s2"') }),
     );
-    expect(decision).toMatchObject({ action: 'skip', reason: 'stale' });
+    expect(decision).toMatchObject({ action: 'copy', condition: { kind: 'match', etag: '"a2"' } });
   });
 
   it('lets the newer of two user writes win, and counts the conflict (rule 4)', () => {
@@ -137,7 +242,29 @@ describe('Function: decide (created)', () => {
     const olderSource = decide(
       input({ source: head('"s1"', later(10)), destination: head('"a1"', later(20)) }),
     );
-    expect(olderSource).toMatchObject({ action: 'skip', reason: 'stale' });
+    expect(olderSource).toMatchObject({ action: 'skip', reason: 'conflict' });
+  });
+
+  it('is a true conflict when a replica was rewritten and its original changed too', () => {
+    const rewritten = replica('"a2"', 's3', '"s1"', { head: { size: 5 } });
+    const decision = decide(
+      input({
+        t: { sourceSide: 'azure', writtenBy: 'user', etag: '"a2"' },
+        source: { ...rewritten, lastModified: later(20) },
+        destination: head('"s9"', later(10)),
+      }),
+    );
+    expect(decision).toMatchObject({ action: 'copy', conflict: true });
+  });
+
+  it('skips two user writes of the same content', () => {
+    const decision = decide(
+      input({
+        source: head('"s1"', later(20), {}, { contentMd5: MD5.one }),
+        destination: head('"a1"', later(30), {}, { contentMd5: MD5.one }),
+      }),
+    );
+    expect(decision).toMatchObject({ action: 'skip', reason: 'up-to-date' });
   });
 
   it.each([
@@ -152,35 +279,145 @@ describe('Function: decide (created)', () => {
 });
 
 describe('Function: decide (deleted)', () => {
-  const deleted = (overrides: Partial<DecisionInput>) =>
-    input({ kind: 'deleted', source: undefined, ...overrides });
+  const deleted = (overrides: Partial<DecisionInput> & { t?: Partial<DecisionTask> }) =>
+    input({ source: undefined, ...overrides, t: { kind: 'deleted', ...overrides.t } });
 
-  it('deletes a replica of the deleted object, conditional on its eTag (rule 7)', () => {
+  it('deletes our replica of the deleted object, conditional on its eTag (rule 7)', () => {
     expect(decide(deleted({ destination: replica('"a1"', 's3', '"s1"') }))).toEqual({
       action: 'delete',
       condition: { kind: 'match', etag: '"a1"' },
     });
   });
 
-  it('keeps a destination the user has rewritten since (rule 7)', () => {
-    expect(decide(deleted({ destination: head('"a9"') }))).toMatchObject({
-      action: 'skip',
-      reason: 'diverged',
-    });
+  it('deletes the original when its replica is deleted (rule 7)', () => {
+    const original = head('"s1"', later(10));
+    const decision = decide(
+      deleted({
+        t: { sourceSide: 'azure', eventTime: later(12).toISOString() },
+        destination: original,
+      }),
+    );
+    expect(decision).toEqual({ action: 'delete', condition: { kind: 'match', etag: '"s1"' } });
+  });
+
+  it('keeps a destination written after the delete, with the true reason (rule 7)', () => {
+    const decision = decide(
+      deleted({ t: { eventTime: later(10).toISOString() }, destination: head('"a9"', later(20)) }),
+    );
+    expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
+    expect(decision.action === 'skip' && decision.detail).toMatch(/not before the delete/);
+  });
+
+  it('keeps a destination written in the same second as the delete (Last-Modified has whole seconds)', () => {
+    const decision = decide(
+      deleted({
+        t: { eventTime: new Date(later(10).getTime() + 400).toISOString() },
+        destination: head('"a9"', later(10)),
+      }),
+    );
+    expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
+  });
+
+  it('keeps a replica a user rewrote (keeping the marker) after the delete', () => {
+    const rewritten = replica('"a2"', 's3', '"s1"', { head: { size: 7, lastModified: later(50) } });
+    const decision = decide(
+      deleted({ t: { eventTime: later(10).toISOString() }, destination: rewritten }),
+    );
+    expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
   });
 
   it('keeps everything when the rule does not mirror deletes', () => {
     expect(
       decide(deleted({ mirrorDeletes: false, destination: replica('"a1"', 's3', '"s1"') })),
-    ).toMatchObject({
-      action: 'skip',
-      reason: 'excluded',
-    });
+    ).toMatchObject({ action: 'skip', reason: 'excluded' });
   });
 
-  it('skips a delete whose source exists again, and a destination already gone', () => {
-    expect(decide(deleted({ source: head('"s2"') }))).toMatchObject({ reason: 'stale' });
+  it('re-checks a source that exists again and replicates it when the destination lacks it', () => {
+    // A versioned rollback: only ObjectRemoved is sent, and an older version is current.
+    const restored = head('"s0"', later(-3600));
+    const stale = replica('"a2"', 's3', '"s2"');
+    expect(decide(deleted({ source: restored, destination: stale }))).toMatchObject({
+      action: 'copy',
+      condition: { kind: 'match', etag: '"a2"' },
+    });
+    expect(decide(deleted({ source: restored, destination: undefined }))).toMatchObject({
+      action: 'copy',
+      condition: { kind: 'absent' },
+    });
+    expect(
+      decide(deleted({ source: restored, destination: replica('"a0"', 's3', '"s0"') })),
+    ).toMatchObject({ reason: 'up-to-date' });
+  });
+
+  it('skips a destination already gone', () => {
     expect(decide(deleted({ destination: undefined }))).toMatchObject({ reason: 'up-to-date' });
+  });
+});
+
+describe('Function: markerNames / contentIntact / looksLikeEcho', () => {
+  it('matches the rule, origin and source key of a marker', () => {
+    const marker = readReplicaMarker(replica('"a1"', 's3', '"s1"').metadata);
+    if (!marker) throw new Error('no marker');
+    expect(markerNames(marker, RULE, 's3', 'bucket', 'k')).toBe(true);
+    expect(markerNames(marker, RULE, 'azure', 'bucket', 'k')).toBe(false);
+    expect(markerNames(marker, RULE, 's3', 'bucket', 'k2')).toBe(false);
+    expect(markerNames(marker, 'other', 's3', 'bucket', 'k')).toBe(false);
+  });
+
+  it('compares size and, where both are known, MD5', () => {
+    const marker: ReplicaMarker = {
+      origin: 's3',
+      sourceEtag: '"s1"',
+      sourceLastModified: T0.toISOString(),
+      size: 1,
+      contentMd5: MD5.one,
+    };
+    expect(contentIntact(head('"x"'), marker)).toBe(true);
+    expect(contentIntact(head('"x"', T0, {}, { contentMd5: MD5.one }), marker)).toBe(true);
+    expect(contentIntact(head('"x"', T0, {}, { contentMd5: MD5.two }), marker)).toBe(false);
+    expect(contentIntact(head('"x"', T0, {}, { size: 2 }), marker)).toBe(false);
+  });
+
+  it('calls a source an echo only without a matching user event', () => {
+    const source = replica('"a1"', 's3', '"s1"');
+    expect(looksLikeEcho(task({ sourceSide: 'azure' }), source)).toBe(true);
+    expect(
+      looksLikeEcho(task({ sourceSide: 'azure', writtenBy: 'user', etag: '"a1"' }), source),
+    ).toBe(false);
+    expect(looksLikeEcho(task({ sourceSide: 's3' }), source)).toBe(false);
+  });
+});
+
+describe('Function: sourceRef', () => {
+  it('names a container and key in printable ASCII, and long ones by digest', () => {
+    expect(sourceRef('bucket', 'a dir/ü+x.txt')).toBe('bucket/a%20dir/%C3%BC%2Bx.txt');
+    const long = sourceRef('bucket', 'k'.repeat(600));
+    expect(long).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(sourceRef('bucket', 'k'.repeat(600))).toBe(long);
+    expect(sourceRef('bucket', `${'k'.repeat(599)}j`)).not.toBe(long);
+  });
+
+  it('is written in the marker and read back', () => {
+    const native = buildNativeMetadata(
+      's3',
+      {},
+      {
+        origin: 'azure',
+        sourceEtag: '"a"',
+        sourceLastModified: T0.toISOString(),
+        rule: 'r1',
+        source: sourceRef('c', 'k'),
+        size: 12,
+        contentMd5: MD5.one,
+      },
+    );
+    expect(native[MARKER_NAMES.source]).toBe('c/k');
+    expect(readReplicaMarker(native)).toMatchObject({
+      rule: 'r1',
+      source: 'c/k',
+      size: 12,
+      contentMd5: MD5.one,
+    });
   });
 });
 

@@ -44,6 +44,7 @@ describe('Function: parseEventGridDelivery', () => {
           size: 42,
           sequencer: '00000000000004420000000000028963',
           operation: 'PutBlockList',
+          writtenBy: 'user',
         },
       ],
       items: delivered,
@@ -66,8 +67,22 @@ describe('Function: parseEventGridDelivery', () => {
     );
     const parsed = parseEventGridDelivery([own, user]);
     expect(parsed.replicas.map((event) => event.key)).toEqual(['replica.txt']);
+    expect(parsed.replicas[0]?.writtenBy).toBe('replicator');
     expect(parsed.events.map((event) => event.key)).toEqual(['user.txt']);
+    expect(parsed.events[0]?.writtenBy).toBe('user');
     expect(parsed.items).toEqual([user]);
+  });
+
+  it('says nothing of the writer when the event carries no clientRequestId (BlobDeleted, SFTP)', () => {
+    const { clientRequestId: _omitted, ...data } = blobCreated(
+      'SftpCommit',
+      'https://acct.blob.core.windows.net/data/sftp.txt',
+    ).data;
+    const parsed = parseEventGridDelivery([
+      { ...blobCreated('SftpCommit', 'https://acct.blob.core.windows.net/data/sftp.txt'), data },
+    ]);
+    expect(parsed.events).toHaveLength(1);
+    expect(parsed.events[0]).not.toHaveProperty('writtenBy');
   });
 
   it.each([

@@ -156,27 +156,72 @@ describe('Function: parseS3Notification', () => {
   });
 });
 
+describe('Function: parseS3Notification (provenance)', () => {
+  const own = ['AWS:AROAOWNROLE:', '*:s3-azure-replicator'];
+  const by = (principalId: string | undefined) =>
+    JSON.stringify({
+      Records: [
+        {
+          ...record('ObjectCreated:Put', 'k', { eTag: 'e' }),
+          ...(principalId !== undefined && { userIdentity: { principalId } }),
+        },
+      ],
+    });
+
+  it.each([
+    ['AWS:AROAOWNROLE:my-stack-dev-copy', 'replicator'],
+    ['AWS:AROAOTHERROLE:s3-azure-replicator', 'replicator'],
+    ['AWS:AROAOTHERROLE:my-stack-dev-copy', 'user'],
+    ['AWS:AIDAUSEREXAMPLE', 'user'],
+    ['A2QVTU9T5VMOU3', 'user'],
+  ])('reads %s as the %s', (principalId, writer) => {
+    expect(
+      parseS3Notification(by(principalId), { ownS3Principals: own }).events[0]?.writtenBy,
+    ).toBe(writer);
+  });
+
+  it('says nothing without a principal, or when the own principals are not configured', () => {
+    expect(
+      parseS3Notification(by(undefined), { ownS3Principals: own }).events[0],
+    ).not.toHaveProperty('writtenBy');
+    expect(parseS3Notification(by('AWS:AIDAUSEREXAMPLE')).events[0]).not.toHaveProperty(
+      'writtenBy',
+    );
+  });
+
+  it('reads the principal through an SNS envelope', () => {
+    const envelope = JSON.stringify({ Type: 'Notification', Message: by('AWS:AROAOWNROLE:x') });
+    expect(parseS3Notification(envelope, { ownS3Principals: own }).events[0]?.writtenBy).toBe(
+      'replicator',
+    );
+  });
+});
+
 describe('Function: compareSequencers', () => {
+  // S3 user guide: "first right pad the shorter value with zeros, and then do a
+  // lexicographical comparison" (guides before mid-2021 said left).
   it.each([
     ['0055AED6DCD90281E5', '0055AED6DCD90281E6', -1],
-    ['55AED6DCD90281E5', '0055AED6DCD90281E5', 0],
-    ['FF', '0100', -1],
-    ['0100', 'ff', 1],
+    ['0055AED6DCD90281E5', '0055AED6DCD90281E500', 0],
+    ['A', '9F', 1],
+    ['9F', 'A', -1],
+    ['0100', 'FF', -1],
     ['abc', 'ABC', 0],
   ])('orders %s against %s as %d', (a, b, expected) => {
     expect(Math.sign(compareSequencers(a, b))).toBe(expected);
   });
 
-  it('agrees with numeric order for any two hex numbers', () => {
+  it('agrees with numeric order for hex numbers of one length, and ignores zeros padded on the right', () => {
     fc.assert(
       fc.property(
         fc.bigInt({ min: 0n, max: 2n ** 80n }),
         fc.bigInt({ min: 0n, max: 2n ** 80n }),
-        (a, b) => {
+        fc.nat({ max: 6 }),
+        (a, b, zeros) => {
           const expected = a < b ? -1 : a > b ? 1 : 0;
-          expect(
-            Math.sign(compareSequencers(a.toString(16), b.toString(16).padStart(24, '0'))),
-          ).toBe(expected);
+          const left = a.toString(16).padStart(24, '0');
+          const right = b.toString(16).padStart(24, '0') + '0'.repeat(zeros);
+          expect(Math.sign(compareSequencers(left, right))).toBe(expected);
         },
       ),
     );
