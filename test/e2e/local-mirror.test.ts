@@ -1,10 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -253,5 +259,240 @@ describe('Local mirror: end to end', () => {
     expect(copiesOf(key), history()).toBeLessThanOrEqual(2);
     const [a, b] = await Promise.all([readS3(key), readBlob(key)]);
     expect(sha(a), history()).toBe(sha(b));
+  });
+});
+
+/** Waits until the wall clock is in a later second than `time` (stores date writes in whole seconds). */
+async function afterSecondOf(time: Date | undefined): Promise<void> {
+  const next = (Math.floor((time ?? new Date()).getTime() / 1000) + 1) * 1000;
+  await eventually(async () => (Date.now() >= next ? true : undefined), 3_000);
+}
+
+const container = () => blobs.getContainerClient('replicated');
+/** The container straight on Azurite: changes made here publish no event. */
+const direct = () =>
+  BlobServiceClient.fromConnectionString(
+    mirror.emulators.azureConnectionString.replace(
+      mirror.emulators.azureAccountUrl,
+      mirror.emulators.azuriteAccountUrl,
+    ),
+  ).getContainerClient('replicated');
+const TOPIC =
+  '/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/devstoreaccount1';
+/** Delivers Event Grid events to the mirror's webhook as Event Grid would. */
+async function postEvents(events: unknown[]): Promise<void> {
+  const response = await fetch(mirror.webhookUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-s3az-secret': mirror.webhookSecret },
+    body: JSON.stringify(events),
+  });
+  expect(response.status).toBe(200);
+}
+const text = (bytes: Uint8Array | undefined) =>
+  bytes === undefined ? undefined : Buffer.from(bytes).toString();
+const untilS3Is = (key: string, want: string | undefined, deadlineMs?: number) =>
+  eventually(
+    async () => ((text(await readS3(key)) ?? null) === (want ?? null) ? true : undefined),
+    deadlineMs,
+  );
+const untilBlobIs = (key: string, want: string | undefined, deadlineMs?: number) =>
+  eventually(
+    async () => ((text(await readBlob(key)) ?? null) === (want ?? null) ? true : undefined),
+    deadlineMs,
+  );
+
+describe('Local mirror: who wrote it', () => {
+  it("replicates an overwrite that keeps the replica's metadata (as rclone does), on each side", async () => {
+    // S3 original -> Azure replica, then a same-size Azure overwrite that keeps every
+    // metadata entry, the replica marker included.
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'keep/a.txt', Body: 'original' }),
+    );
+    await untilBlobIs('keep/a.txt', 'original');
+    const blob = container().getBlockBlobClient('keep/a.txt');
+    const kept = (await blob.getProperties()).metadata ?? {};
+    expect(Object.keys(kept)).toContain('s3az_origin');
+    await blob.upload('changed!', 8, { metadata: kept });
+    await untilS3Is('keep/a.txt', 'changed!');
+
+    // Azure original -> S3 replica, then an S3 overwrite with the same metadata.
+    await container().getBlockBlobClient('keep/b.txt').upload('original', 8);
+    await untilS3Is('keep/b.txt', 'original');
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'replicated', Key: 'keep/b.txt' }));
+    expect(Object.keys(head.Metadata ?? {})).toContain('s3az_origin');
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: 'replicated',
+        Key: 'keep/b.txt',
+        Body: 'CHANGED!',
+        Metadata: head.Metadata,
+      }),
+    );
+    await untilBlobIs('keep/b.txt', 'CHANGED!');
+    await quiet();
+    // Each change was copied once: the originals, then the two overwrites.
+    expect(copiesOf('keep/a.txt')).toBe(2);
+    expect(copiesOf('keep/b.txt')).toBe(2);
+  });
+
+  it('replicates a copy of a replica to a new key: S3 CopyObject and Azure Copy Blob', async () => {
+    await container().getBlockBlobClient('copies/from-az.txt').upload('from azure', 10);
+    await untilS3Is('copies/from-az.txt', 'from azure');
+    // CopyObject keeps the replica's metadata (its marker names copies/from-az.txt).
+    await s3.send(
+      new CopyObjectCommand({
+        Bucket: 'replicated',
+        Key: 'copies/s3-copy.txt',
+        CopySource: 'replicated/copies/from-az.txt',
+      }),
+    );
+    await untilBlobIs('copies/s3-copy.txt', 'from azure');
+
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'copies/from-s3.txt', Body: 'from s3' }),
+    );
+    await untilBlobIs('copies/from-s3.txt', 'from s3');
+    const replica = container().getBlockBlobClient('copies/from-s3.txt');
+    const copy = container().getBlockBlobClient('copies/az-copy.txt');
+    // Copy Blob keeps the metadata too.
+    await (await copy.beginCopyFromURL(replica.url)).pollUntilDone();
+    expect((await copy.getProperties()).metadata).toHaveProperty('s3az_origin', 's3');
+    await untilS3Is('copies/az-copy.txt', 'from s3');
+  });
+
+  it('ends an ADLS Gen2 directory rename of replicated files with the same tree on both sides', async () => {
+    const files = ['one.txt', 'sub/two.txt'];
+    for (const file of files) {
+      await s3.send(
+        new PutObjectCommand({ Bucket: 'replicated', Key: `tree/old/${file}`, Body: file }),
+      );
+    }
+    for (const file of files) await untilBlobIs(`tree/old/${file}`, file);
+    const written = await s3.send(
+      new HeadObjectCommand({ Bucket: 'replicated', Key: `tree/old/${files[1]}` }),
+    );
+    // The rename happens on the account (straight to Azurite, so no BlobCreated is published):
+    // ADLS Gen2 moves each file with its metadata, our replica marker included, and announces
+    // one DirectoryRenamed event.
+    for (const file of files) {
+      const from = direct().getBlockBlobClient(`tree/old/${file}`);
+      const properties = await from.getProperties();
+      await direct()
+        .getBlockBlobClient(`tree/new/${file}`)
+        .upload(file, file.length, { metadata: properties.metadata ?? {} });
+      await from.delete();
+    }
+    // The originals on S3 were written in an earlier second than the rename (stores keep
+    // whole seconds; a write in the same second as a delete is kept).
+    await afterSecondOf(written.LastModified);
+    await postEvents([
+      {
+        topic: TOPIC,
+        subject: '/blobServices/default/containers/replicated/blobs/tree/new',
+        eventType: 'Microsoft.Storage.DirectoryRenamed',
+        id: 'dir-rename-1',
+        eventTime: new Date().toISOString(),
+        dataVersion: '',
+        metadataVersion: '1',
+        data: {
+          api: 'RenameDirectory',
+          clientRequestId: 'a-users-request',
+          sourceUrl: `${mirror.emulators.azureAccountUrl}/replicated/tree/old`,
+          destinationUrl: `${mirror.emulators.azureAccountUrl}/replicated/tree/new`,
+          sequencer: '0000000000000000000000000000ffff0000000000000002',
+        },
+      },
+    ]);
+    for (const file of files) {
+      await untilS3Is(`tree/new/${file}`, file);
+      await untilS3Is(`tree/old/${file}`, undefined);
+    }
+  });
+
+  it('deletes the original when its replica is deleted, and keeps a rewrite newer than the delete', async () => {
+    const put = await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'del/original.txt', Body: 'original' }),
+    );
+    expect(put.ETag).toBeDefined();
+    await untilBlobIs('del/original.txt', 'original');
+    const head = await s3.send(
+      new HeadObjectCommand({ Bucket: 'replicated', Key: 'del/original.txt' }),
+    );
+    await afterSecondOf(head.LastModified);
+    await container().getBlockBlobClient('del/original.txt').delete();
+    await untilS3Is('del/original.txt', undefined);
+
+    // The replica is deleted, the original rewritten in a later second, and the delete's
+    // event arrives only after the rewrite was mirrored: the rewrite survives on both sides.
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'del/rewritten.txt', Body: 'first' }),
+    );
+    await untilBlobIs('del/rewritten.txt', 'first');
+    const deletedAt = new Date();
+    // Straight to Azurite: its event is held back and delivered below.
+    await direct().getBlockBlobClient('del/rewritten.txt').delete();
+    await afterSecondOf(deletedAt);
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'del/rewritten.txt', Body: 'second' }),
+    );
+    await untilBlobIs('del/rewritten.txt', 'second');
+    // Microsoft's BlobDeleted carries no clientRequestId: the writer is unknown.
+    await postEvents([
+      {
+        topic: TOPIC,
+        subject: '/blobServices/default/containers/replicated/blobs/del/rewritten.txt',
+        eventType: 'Microsoft.Storage.BlobDeleted',
+        id: 'late-delete-1',
+        eventTime: deletedAt.toISOString(),
+        dataVersion: '',
+        metadataVersion: '1',
+        data: {
+          api: 'DeleteBlob',
+          requestId: 'r',
+          contentType: 'text/plain',
+          blobType: 'BlockBlob',
+          url: `${mirror.emulators.azureAccountUrl}/replicated/del/rewritten.txt`,
+          sequencer: '0000000000000000000000000000ffff0000000000000003',
+        },
+      },
+    ]);
+    await quiet();
+    expect(text(await readS3('del/rewritten.txt'))).toBe('second');
+    expect(text(await readBlob('del/rewritten.txt'))).toBe('second');
+  });
+
+  it('lets a multipart upload started before and completed after another write win', async () => {
+    const key = 'mpu/late.bin';
+    const started = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: 'replicated', Key: key }),
+    );
+    // Another write of the key, in a later second, is mirrored first.
+    await afterSecondOf(new Date());
+    await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'other write' }));
+    await untilBlobIs(key, 'other write');
+    const part = await s3.send(
+      new UploadPartCommand({
+        Bucket: 'replicated',
+        Key: key,
+        UploadId: started.UploadId,
+        PartNumber: 1,
+        Body: 'multipart body',
+      }),
+    );
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: 'replicated',
+        Key: key,
+        UploadId: started.UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    );
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'replicated', Key: key }));
+    // S3 dates the object from the upload's start: before the other write.
+    const other = (await container().getBlockBlobClient(key).getProperties()).metadata ?? {};
+    expect(head.LastModified?.getTime()).toBeLessThan(
+      Date.parse(other.s3az_source_last_modified ?? ''),
+    );
+    await untilBlobIs(key, 'multipart body');
   });
 });
