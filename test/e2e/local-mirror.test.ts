@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   CompleteMultipartUploadCommand,
@@ -17,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import type { TaskReport } from '../../src/observe/telemetry.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { rcloneEnvironment, rcloneVersion } from '../bench/rclone.ts';
 import { queueDepth } from '../support/emulators.ts';
 import { putObject, readAll } from '../support/streams.ts';
 
@@ -301,6 +306,72 @@ const untilBlobIs = (key: string, want: string | undefined, deadlineMs?: number)
     deadlineMs,
   );
 
+/** A user's file tool: writes a file with a modification time, reads the time back. */
+interface FileTool {
+  write(remote: 's3' | 'az', key: string, body: string, mtime: Date): Promise<void>;
+  /** The modification time the tool reports, ISO 8601 to the millisecond. */
+  modTime(remote: 's3' | 'az', key: string): Promise<string>;
+}
+
+/** rclone itself, with remotes `s3:` and `az:` on the mirror's emulators. */
+function rcloneTool(): FileTool {
+  const dir = mkdtempSync(join(tmpdir(), 's3az-rclone-'));
+  const env = rcloneEnvironment({ ...mirror.emulators, container: 'replicated' }, dir);
+  const path = (remote: 's3' | 'az', key: string) =>
+    remote === 's3' ? `s3:replicated/${key}` : `az:replicated/${key}`;
+  const rclone = (...args: string[]) =>
+    execFileSync('rclone', args, { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  return {
+    async write(remote, key, body, mtime) {
+      const file = join(dir, 'upload');
+      writeFileSync(file, body);
+      utimesSync(file, mtime, mtime);
+      rclone('copyto', file, path(remote, key));
+    },
+    async modTime(remote, key) {
+      // "<size> <date> <time with nanoseconds> <name>", in UTC here (no TZ is set).
+      const line = rclone('lsl', path(remote, key)).trim();
+      const [, date, time] = line.split(/\s+/);
+      return new Date(`${date}T${time?.slice(0, 12)}Z`).toISOString();
+    },
+  };
+}
+
+/** What rclone does, through the SDKs: keeps a blob's metadata, writes `mtime` per store. */
+function sdkAsRclone(): FileTool {
+  const seconds = (mtime: Date) => (mtime.getTime() / 1000).toFixed(3);
+  return {
+    async write(remote, key, body, mtime) {
+      if (remote === 's3') {
+        await s3.send(
+          new PutObjectCommand({
+            Bucket: 'replicated',
+            Key: key,
+            Body: body,
+            Metadata: { mtime: seconds(mtime) },
+          }),
+        );
+        return;
+      }
+      const blob = container().getBlockBlobClient(key);
+      const existing = await blob.getProperties().then(
+        (properties) => properties.metadata ?? {},
+        () => ({}),
+      );
+      const metadata = { ...existing, mtime: mtime.toISOString().replace('Z', '000000Z') };
+      await blob.upload(body, Buffer.byteLength(body), { metadata });
+    },
+    async modTime(remote, key) {
+      if (remote === 's3') {
+        const head = await s3.send(new HeadObjectCommand({ Bucket: 'replicated', Key: key }));
+        return new Date(Number(head.Metadata?.mtime) * 1000).toISOString();
+      }
+      const properties = await container().getBlockBlobClient(key).getProperties();
+      return new Date(properties.metadata?.mtime ?? 0).toISOString();
+    },
+  };
+}
+
 describe('Local mirror: who wrote it', () => {
   it("replicates an overwrite that keeps the replica's metadata (as rclone does), on each side", async () => {
     // S3 original -> Azure replica, then a same-size Azure overwrite that keeps every
@@ -494,5 +565,67 @@ describe('Local mirror: who wrote it', () => {
       Date.parse(other.s3az_source_last_modified ?? ''),
     );
     await untilBlobIs(key, 'multipart body');
+  });
+
+  it('mirrors what rclone writes: an overwrite of a replica, and its modification time on both sides', async () => {
+    // With rclone installed (CI installs it), rclone itself writes; without it, the SDK writes
+    // exactly what rclone would: the blob's metadata kept, and rclone's `mtime` in each
+    // store's own form.
+    const mtime = new Date('2021-02-03T04:05:06.789Z');
+    const tool = process.env.S3AZ_TEST_WITHOUT_RCLONE
+      ? sdkAsRclone()
+      : rcloneVersion()
+        ? rcloneTool()
+        : sdkAsRclone();
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'rclone/over.txt', Body: 'from s3' }),
+    );
+    await untilBlobIs('rclone/over.txt', 'from s3');
+    await tool.write('az', 'rclone/over.txt', 'by rclone', mtime);
+    // The overwrite kept the replica's marker, as rclone keeps a blob's metadata.
+    const kept = await container().getBlockBlobClient('rclone/over.txt').getProperties();
+    expect(kept.metadata).toHaveProperty('s3az_origin', 's3');
+    await untilS3Is('rclone/over.txt', 'by rclone');
+
+    await tool.write('s3', 'rclone/mtime-s3.txt', 'one', mtime);
+    await tool.write('az', 'rclone/mtime-az.txt', 'two', mtime);
+    await untilBlobIs('rclone/mtime-s3.txt', 'one');
+    await untilS3Is('rclone/mtime-az.txt', 'two');
+    for (const key of ['rclone/over.txt', 'rclone/mtime-s3.txt', 'rclone/mtime-az.txt']) {
+      expect(await tool.modTime('s3', key), key).toBe(mtime.toISOString());
+      expect(await tool.modTime('az', key), key).toBe(mtime.toISOString());
+    }
+  });
+
+  it('replicates the version a rollback restores (a versioned bucket sends only ObjectRemoved)', async () => {
+    // Versioning stays on for the bucket, so this test runs last in this file.
+    await s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: 'replicated',
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+    const key = 'versions/rollback.txt';
+    const v1 = await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'v1' }));
+    await untilBlobIs(key, 'v1');
+    await afterSecondOf(new Date());
+    const v2 = await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'v2' }));
+    expect(v2.VersionId).not.toBe(v1.VersionId);
+    await untilBlobIs(key, 'v2');
+    // Deleting the current version makes v1 current again, with its old date.
+    await s3.send(
+      new DeleteObjectCommand({ Bucket: 'replicated', Key: key, VersionId: v2.VersionId }),
+    );
+    await untilBlobIs(key, 'v1');
+    // A delete marker hides it on both sides; deleting the marker brings v1 back on both.
+    const marker = await s3.send(new DeleteObjectCommand({ Bucket: 'replicated', Key: key }));
+    expect(marker.DeleteMarker).toBe(true);
+    await untilBlobIs(key, undefined);
+    await s3.send(
+      new DeleteObjectCommand({ Bucket: 'replicated', Key: key, VersionId: marker.VersionId }),
+    );
+    await untilBlobIs(key, 'v1');
+    await quiet();
+    expect(text(await readS3(key))).toBe('v1');
   });
 });
