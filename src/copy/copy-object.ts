@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { checkKeyFor } from '../core/keys.ts';
-import { buildNativeMetadata, sourceRef, userMetadataOf } from '../core/metadata.ts';
+import { buildNativeMetadata, sourceRef, stampMarker, userMetadataOf } from '../core/metadata.ts';
 import { planRanges } from '../core/range-plan.ts';
 import { translateToolMetadata } from '../core/tool-metadata.ts';
 import {
@@ -175,6 +175,7 @@ async function copyVersion(
       // What the replica holds, so that a rewrite that keeps this metadata is told apart.
       size: head.size,
       ...(head.contentMd5 !== undefined && { contentMd5: head.contentMd5 }),
+      replicatedAt: new Date().toISOString(),
     },
   );
   const write: WriteOptions = {
@@ -244,6 +245,21 @@ async function assertSourceUnchanged(request: CopyObjectRequest, head: ObjectHea
   }
 }
 
+/**
+ * The write as committed now: the marker's `replicatedAt` is the moment of the commit (Azure
+ * dates a blob from Put Blob or Put Block List; S3 takes a multipart upload's metadata, and
+ * its date, at its start), and with the bytes in hand their MD5 joins the marker.
+ */
+function atCommit(destination: ObjectStore, write: WriteOptions, md5?: Buffer): WriteOptions {
+  return {
+    ...write,
+    metadata: stampMarker(destination.side, write.metadata, {
+      replicatedAt: new Date().toISOString(),
+      ...(md5 && { contentMd5: md5.toString('base64') }),
+    }),
+  };
+}
+
 async function pullCopy(
   request: CopyObjectRequest,
   head: ObjectHead,
@@ -261,7 +277,12 @@ async function pullCopy(
     ...(head.versionId !== undefined && { versionId: head.versionId }),
   });
   if (parts.length === 0) {
-    const result = await destination.putFromUrl(request.destinationKey, url, head.size, write);
+    const result = await destination.putFromUrl(
+      request.destinationKey,
+      url,
+      head.size,
+      atCommit(destination, write),
+    );
     try {
       await assertSourceUnchanged(request, head);
     } catch (error) {
@@ -298,7 +319,7 @@ async function pullCopy(
   );
   await assertSourceUnchanged(request, head);
   const result = await destination.commitStaged(upload, [...staged.values()], {
-    ...write,
+    ...atCommit(destination, write),
     expectedSize: head.size,
   });
   return result.etag;
@@ -321,7 +342,11 @@ async function streamCopy(
             end: head.size - 1,
             size: head.size,
           });
-    const result = await destination.put(request.destinationKey, body, write);
+    const md5 = createHash('md5').update(body).digest();
+    const result = await destination.put(request.destinationKey, body, {
+      ...atCommit(destination, write, md5),
+      md5,
+    });
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
@@ -352,7 +377,7 @@ async function streamCopy(
       request.signal,
     );
     const result = await destination.commitStaged(upload, [...staged.values()], {
-      ...write,
+      ...atCommit(destination, write),
       expectedSize: head.size,
     });
     return result.etag;

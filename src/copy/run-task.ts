@@ -92,6 +92,10 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         return { action: 'skipped', reason: decision.reason, detail: decision.detail, decisions };
       }
       if (decision.action === 'delete') {
+        if (decision.sourceCondition) {
+          await source.delete(task.sourceKey, { ...call, condition: decision.sourceCondition });
+          sourceHead = undefined;
+        }
         await destination.delete(task.destinationKey, { ...call, condition: decision.condition });
         return { action: 'deleted', decisions };
       }

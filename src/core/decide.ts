@@ -15,7 +15,15 @@ export const DIFFERENCE_KEPT: ReadonlySet<SkipReason> = new Set(['conflict', 'di
 
 export type Decision =
   | { action: 'copy'; condition: WriteCondition; conflict: boolean }
-  | { action: 'delete'; condition: WriteCondition }
+  | {
+      action: 'delete';
+      condition: WriteCondition;
+      /**
+       * Delete the source first, on this condition: it is our replica of a version older than
+       * the delete, written back before the delete's own task ran.
+       */
+      sourceCondition?: WriteCondition;
+    }
   | { action: 'skip'; reason: SkipReason; detail: string };
 
 /** Where the task's two objects are, and what the event said about the change. */
@@ -82,12 +90,28 @@ export function markerNames(
 }
 
 /**
+ * How much later than its marker's `replicatedAt` a replica may be dated: the write's own
+ * duration (one request, or the commit of staged parts), its retries, and the stores' clocks.
+ * A rewrite that keeps the marker sooner than this is told apart only by its size or MD5.
+ */
+export const REPLICA_DATE_WINDOW_MS = 30_000;
+// Last-Modified is whole seconds (rounded down) and clocks differ a little.
+const CLOCK_SKEW_MS = 5_000;
+
+/**
  * Whether the object still holds the content its marker describes. A client that rewrites
- * an object and keeps its metadata (rclone does) keeps the marker too, but the new content
- * has another size or, where both are known, another MD5.
+ * an object and keeps its metadata (rclone does) keeps the marker too, but the rewrite is
+ * dated later than the replica's write, and may have another size or, where both are known,
+ * another MD5.
  */
 export function contentIntact(head: ObjectHead, marker: ReplicaMarker): boolean {
   if (marker.size !== undefined && head.size !== marker.size) return false;
+  // The replica is dated from its own write, which its marker records; a rewrite or a copy
+  // that kept the marker is dated later.
+  if (marker.replicatedAt !== undefined) {
+    const lag = head.lastModified.getTime() - Date.parse(marker.replicatedAt);
+    if (lag > REPLICA_DATE_WINDOW_MS || lag < -CLOCK_SKEW_MS) return false;
+  }
   return (
     marker.contentMd5 === undefined ||
     head.contentMd5 === undefined ||
@@ -197,6 +221,38 @@ export function decide(input: DecisionInput): Decision {
     task.sourceKey,
   );
 
+  const echo = looksLikeEcho(task, source);
+
+  // A delete whose source exists again only as our replica of the destination's version,
+  // written back after the delete, and that version is older than the delete: a copy raced
+  // ahead of the delete's task and wrote the deleted file back. The delete is the newer
+  // change: both go (the source first, so a retry still finds what to do). A user's copy of
+  // an older replica keeps that replica's earlier `replicatedAt`, and is kept.
+  const deletedAt = Date.parse(task.eventTime);
+  if (
+    task.kind === 'deleted' &&
+    destination &&
+    sourceNamesDestination &&
+    sourceMarker?.sourceEtag === destination.etag &&
+    sourceMarker.replicatedAt !== undefined &&
+    Number.isFinite(deletedAt) &&
+    secondOf(Date.parse(sourceMarker.replicatedAt)) >= secondOf(deletedAt) &&
+    secondOf(destination.lastModified.getTime()) < secondOf(deletedAt) &&
+    echo
+  ) {
+    return {
+      action: 'delete',
+      condition: { kind: 'match', etag: destination.etag },
+      sourceCondition: { kind: 'match', etag: source.etag },
+    };
+  }
+
+  // Rule 2: the source is our replica of exactly what the destination holds now (even if the
+  // destination carries a marker too, say after a rename there and back): nothing to copy.
+  if (echo && destination && sourceMarker?.sourceEtag === destination.etag) {
+    return skip('replica', `the source is a replica of the ${other} side`);
+  }
+
   if (destination && destinationMarker) {
     // Rule 3: the destination is our replica of this key and holds this version.
     if (destinationMarker.sourceEtag === source.etag) {
@@ -207,7 +263,7 @@ export function decide(input: DecisionInput): Decision {
   }
 
   // Rule 2: the source is our replica of the destination key, unchanged since we wrote it.
-  if (looksLikeEcho(task, source)) {
+  if (echo) {
     return skip('replica', `the source is a replica of the ${other} side`);
   }
   if (!destination) return { action: 'copy', condition: { kind: 'absent' }, conflict: false };

@@ -40,6 +40,7 @@ export const MARKER_NAMES = {
   source: 's3az_source',
   size: 's3az_size',
   contentMd5: 's3az_content_md5',
+  replicatedAt: 's3az_replicated_at',
 } as const;
 
 const MARKER_NAME_SET = new Set<string>(Object.values(MARKER_NAMES));
@@ -74,6 +75,11 @@ export interface ReplicaMarker {
   size?: number;
   /** Base64 MD5 of the content written, when the replicator knew it. */
   contentMd5?: string;
+  /**
+   * ISO 8601: when the replicator wrote it. A copy of the object keeps it (with the rest of the
+   * metadata), so it tells a replica written now from a user's copy of an older one.
+   */
+  replicatedAt?: string;
 }
 
 // A key is up to 1,024 bytes of UTF-8 and metadata values are printable ASCII, in at most
@@ -247,6 +253,7 @@ export function buildNativeMetadata(
   if (marker.source !== undefined) native[MARKER_NAMES.source] = marker.source;
   if (marker.size !== undefined) native[MARKER_NAMES.size] = String(marker.size);
   if (marker.contentMd5 !== undefined) native[MARKER_NAMES.contentMd5] = marker.contentMd5;
+  if (marker.replicatedAt !== undefined) native[MARKER_NAMES.replicatedAt] = marker.replicatedAt;
   for (const name of Object.values(MARKER_NAMES)) {
     const value = native[name];
     if (value !== undefined) checkValue(side, name, value);
@@ -268,6 +275,30 @@ export function buildNativeMetadata(
 }
 
 /**
+ * The metadata to commit a replica with, stamped at the moment of the write: `replicatedAt`
+ * is now (the replica's Last-Modified is this moment on both stores, S3 multipart aside, whose
+ * metadata is fixed when the upload starts, as is its date), and `contentMd5` is added when
+ * the caller has the bytes' MD5 and the marker has none, if it fits the store's limit.
+ */
+export function stampMarker(
+  side: Side,
+  native: Record<string, string>,
+  stamp: { replicatedAt: string; contentMd5?: string },
+): Record<string, string> {
+  const stamped: Record<string, string> = {
+    ...native,
+    [MARKER_NAMES.replicatedAt]: stamp.replicatedAt,
+  };
+  if (stamp.contentMd5 === undefined || stamped[MARKER_NAMES.contentMd5] !== undefined) {
+    return stamped;
+  }
+  const withMd5 = { ...stamped, [MARKER_NAMES.contentMd5]: stamp.contentMd5 };
+  let total = 0;
+  for (const [name, value] of Object.entries(withMd5)) total += utf8Bytes(name) + utf8Bytes(value);
+  return total <= METADATA_LIMIT[side] ? withMd5 : stamped;
+}
+
+/**
  * The replica marker in an object's native metadata, or `undefined` unless it is complete
  * (a known origin, a source eTag and a source last-modified). Names are matched without case.
  */
@@ -285,6 +316,7 @@ export function readReplicaMarker(native: Record<string, string>): ReplicaMarker
   const sizeText = lower.get(MARKER_NAMES.size);
   const size = sizeText !== undefined && /^\d{1,16}$/.test(sizeText) ? Number(sizeText) : undefined;
   const contentMd5 = lower.get(MARKER_NAMES.contentMd5);
+  const replicatedAt = lower.get(MARKER_NAMES.replicatedAt);
   return {
     origin,
     sourceEtag,
@@ -294,5 +326,6 @@ export function readReplicaMarker(native: Record<string, string>): ReplicaMarker
     ...(source !== undefined && { source }),
     ...(size !== undefined && { size }),
     ...(contentMd5 !== undefined && { contentMd5 }),
+    ...(replicatedAt !== undefined && { replicatedAt }),
   };
 }

@@ -230,6 +230,17 @@ describe('Function: decide (created)', () => {
     expect(decision).toMatchObject({ action: 'copy', condition: { kind: 'match', etag: '"a2"' } });
   });
 
+  it('skips a source that is our replica of what the destination holds, even when the destination carries a marker too', () => {
+    // Azure's blob was renamed away and back (keeping our marker of S3's "s0"), then copied to
+    // S3 as "s1": the copy's own event must not copy it back, or the two would ping-pong.
+    const s3Replica = replica('"s1"', 'azure', '"a1"');
+    const azureRenamedBack = replica('"a1"', 's3', '"s0"');
+    expect(decide(input({ source: s3Replica, destination: azureRenamedBack }))).toMatchObject({
+      action: 'skip',
+      reason: 'replica',
+    });
+  });
+
   it('lets the newer of two user writes win, and counts the conflict (rule 4)', () => {
     const newerSource = decide(
       input({ source: head('"s1"', later(20)), destination: head('"a1"', later(10)) }),
@@ -349,6 +360,38 @@ describe('Function: decide (deleted)', () => {
     ).toMatchObject({ reason: 'up-to-date' });
   });
 
+  it('deletes both sides when a copy wrote the file back before the newer delete was handled', () => {
+    // Azure's replica was deleted at +100 s; S3's older version (+10 s) had meanwhile been
+    // copied back to Azure by a task that ran first.
+    const original = head('"s1"', later(10));
+    const writtenBack = replica('"a2"', 's3', '"s1"', {
+      marker: { replicatedAt: later(101).toISOString() },
+      head: { lastModified: later(101) },
+    });
+    const decision = decide(
+      deleted({ t: { sourceSide: 'azure' }, source: writtenBack, destination: original }),
+    );
+    expect(decision).toEqual({
+      action: 'delete',
+      condition: { kind: 'match', etag: '"s1"' },
+      sourceCondition: { kind: 'match', etag: '"a2"' },
+    });
+    // A version written after the delete is kept, and its replica with it.
+    const newer = head('"s1"', later(200));
+    expect(
+      decide(deleted({ t: { sourceSide: 'azure' }, source: writtenBack, destination: newer })),
+    ).toMatchObject({ action: 'skip', reason: 'replica' });
+    // A user's copy of a replica made before the delete (it keeps that replica's marker, but
+    // is dated later) is the user's newer write, not a write-back: it is kept, and copied.
+    const userCopy = replica('"a3"', 's3', '"s1"', {
+      marker: { replicatedAt: later(50).toISOString() },
+      head: { lastModified: later(120) },
+    });
+    expect(
+      decide(deleted({ t: { sourceSide: 'azure' }, source: userCopy, destination: original })),
+    ).toMatchObject({ action: 'copy', condition: { kind: 'match', etag: '"s1"' } });
+  });
+
   it('skips a destination already gone', () => {
     expect(decide(deleted({ destination: undefined }))).toMatchObject({ reason: 'up-to-date' });
   });
@@ -362,6 +405,19 @@ describe('Function: markerNames / contentIntact / looksLikeEcho', () => {
     expect(markerNames(marker, RULE, 'azure', 'bucket', 'k')).toBe(false);
     expect(markerNames(marker, RULE, 's3', 'bucket', 'k2')).toBe(false);
     expect(markerNames(marker, 'other', 's3', 'bucket', 'k')).toBe(false);
+  });
+
+  it('takes an object dated well after its marker was written for a rewrite', () => {
+    const marker: ReplicaMarker = {
+      origin: 's3',
+      sourceEtag: '"s1"',
+      sourceLastModified: T0.toISOString(),
+      replicatedAt: T0.toISOString(),
+    };
+    expect(contentIntact(head('"x"', later(2)), marker)).toBe(true);
+    expect(contentIntact(head('"x"', later(-1)), marker)).toBe(true);
+    expect(contentIntact(head('"x"', later(31)), marker)).toBe(false);
+    expect(contentIntact(head('"x"', later(-10)), marker)).toBe(false);
   });
 
   it('compares size and, where both are known, MD5', () => {
