@@ -80,7 +80,11 @@ function where(report: TaskReport): { from: string; to: string } {
       };
 }
 
-function textOf(report: TaskReport): string | undefined {
+/**
+ * The text line `s3az local` prints for one task: copies, deletes, every skip that leaves the
+ * sides different (`kept`), and failures; `undefined` for skips that change nothing.
+ */
+export function textOf(report: TaskReport): string | undefined {
   const { from, to } = where(report);
   const time = new Date().toISOString().slice(11, 23);
   if (report.result === 'done') {

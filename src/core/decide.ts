@@ -291,8 +291,11 @@ export function decide(input: DecisionInput): Decision {
   ) {
     return { action: 'copy', condition: conditionFor(destination), conflict: true };
   }
+  const when = (head: ObjectHead) => head.lastModified.toISOString();
   return skip(
     'conflict',
-    `both sides were changed by users; the destination's write (${destination.lastModified.toISOString()}) is newer than the source's (${source.lastModified.toISOString()}) and wins`,
+    sourceTime === destinationTime
+      ? `both sides were changed by users at the same time (${when(destination)}); the rule gives a tie to ${input.tieWinner}`
+      : `both sides were changed by users; the destination's write (${when(destination)}) is newer than the source's (${when(source)}) and wins`,
   );
 }

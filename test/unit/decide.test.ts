@@ -286,6 +286,7 @@ describe('Function: decide (created)', () => {
       input({ tieWinner, source: head('"s1"', T0), destination: head('"a1"', T0) }),
     );
     expect(decision.action).toBe(action);
+    if (decision.action === 'skip') expect(decision.detail).toContain('tie to azure');
   });
 });
 
