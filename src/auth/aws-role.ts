@@ -6,19 +6,24 @@ import { awsCallError } from './aws-call-error.ts';
 // Credentials are renewed this long before they expire, so no request carries stale ones.
 const RENEW_MILLISECONDS = 5 * 60 * 1000;
 
+/** The session name used when none is configured (`s3az copy`, `s3az local`). */
+export const DEFAULT_ROLE_SESSION_NAME = 's3-azure-replicator';
+
 /**
  * Credentials of a role assumed for a rule's bucket (cross-account access), renewed before
- * they expire.
+ * they expire. The session name appears in S3 events as the writer (`AWS:<role id>:<session>`),
+ * so each stack uses its own (`S3AZ_ROLE_SESSION_NAME`) and knows its own writes by it.
  */
 export function assumedRoleCredentials(
   sts: STSClient,
   roleArn: string,
+  sessionName = DEFAULT_ROLE_SESSION_NAME,
 ): AwsCredentialIdentityProvider {
   let current: Promise<AwsCredentialIdentity> | undefined;
   let expiresAt = 0;
   return async () => {
     if (!current || Date.now() > expiresAt - RENEW_MILLISECONDS) {
-      current = assume(sts, roleArn);
+      current = assume(sts, roleArn, sessionName);
       current.catch(() => {
         current = undefined;
       });
@@ -29,12 +34,16 @@ export function assumedRoleCredentials(
   };
 }
 
-async function assume(sts: STSClient, roleArn: string): Promise<AwsCredentialIdentity> {
+async function assume(
+  sts: STSClient,
+  roleArn: string,
+  sessionName: string,
+): Promise<AwsCredentialIdentity> {
   try {
     const out = await sts.send(
       new AssumeRoleCommand({
         RoleArn: roleArn,
-        RoleSessionName: 's3-azure-replicator',
+        RoleSessionName: sessionName,
         DurationSeconds: 3600,
       }),
     );

@@ -1,5 +1,5 @@
 import type { ObjectHead, Side, WriteCondition } from '../stores/object-store.ts';
-import { type ReplicaMarker, readReplicaMarker, sourceRef } from './metadata.ts';
+import { type ReplicaMarker, readReplicaMarker, sourceDigest, sourceRef } from './metadata.ts';
 
 /** Why a task ended without writing anything. */
 export type SkipReason =
@@ -70,6 +70,11 @@ function conditionFor(destination: ObjectHead | undefined): WriteCondition {
   return destination ? { kind: 'match', etag: destination.etag } : { kind: 'absent' };
 }
 
+/** Whether a marker's `source` names (`container`, `key`), in either of its forms. */
+function sourceMatches(source: string, container: string, key: string): boolean {
+  return source === sourceRef(container, key) || source === sourceDigest(container, key);
+}
+
 /**
  * Whether `marker` says its object is a replica, made by `rule`, of the object at
  * (`origin`, `container`, `key`). A marker written before markers named their source (no
@@ -86,7 +91,7 @@ export function markerNames(
 ): boolean {
   if (marker.origin !== origin) return false;
   if (marker.source === undefined) return true;
-  return marker.rule === rule && marker.source === sourceRef(container, key);
+  return marker.rule === rule && sourceMatches(marker.source, container, key);
 }
 
 /**
@@ -120,6 +125,23 @@ export function contentIntact(head: ObjectHead, marker: ReplicaMarker): boolean 
 }
 
 /**
+ * The source eTag `head` is an intact copy of, when its marker names (`origin`, `container`,
+ * `key`) whatever rule (or none, `s3az copy`) wrote it.
+ */
+function copyOf(
+  head: ObjectHead,
+  origin: Side,
+  container: string,
+  key: string,
+): string | undefined {
+  const marker = readReplicaMarker(head.metadata);
+  if (!marker || marker.origin !== origin || marker.source === undefined) return undefined;
+  if (!sourceMatches(marker.source, container, key) || !contentIntact(head, marker))
+    return undefined;
+  return marker.sourceEtag;
+}
+
+/**
  * The marker of `head` when it is an intact replica, made by `rule`, of the object at
  * (`origin`, `container`, `key`); otherwise `undefined`.
  */
@@ -142,7 +164,16 @@ export function replicaMarkerOf(
  * the marker decides.
  */
 export function isUserWrite(task: DecisionTask, source: ObjectHead | undefined): boolean {
-  return task.writtenBy === 'user' && source !== undefined && task.etag === source.etag;
+  if (task.writtenBy !== 'user' || source === undefined) return false;
+  if (task.kind === 'created') return task.etag === source.etag;
+  // A user's delete after which the object still exists made an older version current (a
+  // versioned rollback): what is there now is the user's change, whatever its marker says,
+  // unless it is our replica written back after the delete.
+  const replicatedAt = readReplicaMarker(source.metadata)?.replicatedAt;
+  return (
+    replicatedAt === undefined ||
+    secondOf(Date.parse(replicatedAt)) < secondOf(Date.parse(task.eventTime))
+  );
 }
 
 /**
@@ -163,6 +194,26 @@ export function looksLikeEcho(task: DecisionTask, source: ObjectHead | undefined
 // milliseconds. A write in the same second as a delete may have come after it.
 const secondOf = (time: number) => Math.floor(time / 1000);
 
+/**
+ * How long a multipart upload may run: S3 dates the object from the upload's start, so one
+ * dated this long before a delete may still have completed after it.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html
+ */
+export const MULTIPART_DATE_DOUBT_MS = 60 * 60 * 1000;
+
+/**
+ * Whether `head` was certainly written before the delete at `deletedAt`: dated at least one
+ * whole second before it (one second of room for a write racing the delete's own read, and
+ * for Last-Modified's whole seconds), and, for an S3 multipart object (an ETag ending in
+ * `-N`, dated from the upload's start), at least `MULTIPART_DATE_DOUBT_MS` before it.
+ */
+function writtenBeforeDelete(head: ObjectHead, deletedAt: number): boolean {
+  if (!Number.isFinite(deletedAt)) return false;
+  const written = head.lastModified.getTime();
+  if (/-\d+"?$/.test(head.etag) && written > deletedAt - MULTIPART_DATE_DOUBT_MS) return false;
+  return secondOf(written) < secondOf(deletedAt) - 1;
+}
+
 function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
   const { task } = input;
   const ours = replicaMarkerOf(
@@ -175,13 +226,12 @@ function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
   // Rule 7: the destination is our replica of the deleted object: it goes too.
   if (ours) return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
   // The destination is the original of the deleted replica, or a user's own write. It goes
-  // unless it was written after the delete (newest wins); when in doubt it is kept.
+  // unless it may have been written after the delete (newest wins); when in doubt it is kept.
   const deletedAt = Date.parse(task.eventTime);
-  const writtenAt = destination.lastModified.getTime();
-  if (!Number.isFinite(deletedAt) || secondOf(writtenAt) >= secondOf(deletedAt)) {
+  if (!writtenBeforeDelete(destination, deletedAt)) {
     return skip(
       'diverged',
-      `the destination was written at ${destination.lastModified.toISOString()}, not before the delete at ${Number.isFinite(deletedAt) ? new Date(deletedAt).toISOString() : 'an unknown time'}; kept (conflict: the newer change wins)`,
+      `the destination (dated ${destination.lastModified.toISOString()}) may have been written after the delete at ${Number.isFinite(deletedAt) ? new Date(deletedAt).toISOString() : 'an unknown time'}; kept (conflict: the newer change wins)`,
     );
   }
   return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
@@ -237,7 +287,7 @@ export function decide(input: DecisionInput): Decision {
     sourceMarker.replicatedAt !== undefined &&
     Number.isFinite(deletedAt) &&
     secondOf(Date.parse(sourceMarker.replicatedAt)) >= secondOf(deletedAt) &&
-    secondOf(destination.lastModified.getTime()) < secondOf(deletedAt) &&
+    writtenBeforeDelete(destination, deletedAt) &&
     echo
   ) {
     return {
@@ -280,10 +330,22 @@ export function decide(input: DecisionInput): Decision {
   ) {
     return skip('up-to-date', 'the destination already holds the same content');
   }
+  // One side is an intact copy of the other's current version made outside this rule (by
+  // `s3az copy`, a backfill): the two already agree.
+  if (
+    (!isUserWrite(task, source) &&
+      copyOf(source, other, task.destinationContainer, task.destinationKey) === destination.etag) ||
+    copyOf(destination, task.sourceSide, task.sourceContainer, task.sourceKey) === source.etag
+  ) {
+    return skip('up-to-date', 'one side is a copy of the version the other holds');
+  }
 
   // A true conflict: both sides were changed by users since the last replication. The newer
   // write wins, a tie goes to the configured side.
-  const sourceTime = source.lastModified.getTime();
+  // A rollback restores an older version with its old date; the change is the rollback.
+  const rolledBackAt =
+    task.kind === 'deleted' && isUserWrite(task, source) ? Date.parse(task.eventTime) : Number.NaN;
+  const sourceTime = Math.max(source.lastModified.getTime(), rolledBackAt || 0);
   const destinationTime = destination.lastModified.getTime();
   if (
     sourceTime > destinationTime ||

@@ -93,10 +93,13 @@ const MAX_SOURCE_REF = 512;
  * Compare references, never decode them.
  */
 export function sourceRef(container: string, key: string): string {
-  const plain = `${container}/${key}`;
   const encoded = `${encodeURIComponent(container)}/${encodeURIComponent(key).replace(/%2F/g, '/')}`;
-  if (encoded.length <= MAX_SOURCE_REF) return encoded;
-  return `sha256:${createHash('sha256').update(plain, 'utf8').digest('hex')}`;
+  return encoded.length <= MAX_SOURCE_REF ? encoded : sourceDigest(container, key);
+}
+
+/** The short form of `sourceRef`: `sha256:` and the hex digest of `<container>/<key>`. */
+export function sourceDigest(container: string, key: string): string {
+  return `sha256:${createHash('sha256').update(`${container}/${key}`, 'utf8').digest('hex')}`;
 }
 
 // S3: user metadata is at most 2 KB, counted as the UTF-8 bytes of names (without
@@ -242,56 +245,94 @@ export function buildNativeMetadata(
   logical: Record<string, string>,
   marker: ReplicaMarker,
 ): Record<string, string> {
-  const native = toNative(side, logical);
-  native[MARKER_NAMES.origin] = marker.origin;
-  native[MARKER_NAMES.sourceEtag] = marker.sourceEtag;
-  native[MARKER_NAMES.sourceLastModified] = marker.sourceLastModified;
-  if (marker.sourceSequencer !== undefined) {
-    native[MARKER_NAMES.sourceSequencer] = marker.sourceSequencer;
-  }
-  if (marker.rule !== undefined) native[MARKER_NAMES.rule] = marker.rule;
-  if (marker.source !== undefined) native[MARKER_NAMES.source] = marker.source;
-  if (marker.size !== undefined) native[MARKER_NAMES.size] = String(marker.size);
-  if (marker.contentMd5 !== undefined) native[MARKER_NAMES.contentMd5] = marker.contentMd5;
-  if (marker.replicatedAt !== undefined) native[MARKER_NAMES.replicatedAt] = marker.replicatedAt;
-  for (const name of Object.values(MARKER_NAMES)) {
-    const value = native[name];
-    if (value !== undefined) checkValue(side, name, value);
-  }
+  const user = toNative(side, logical);
+  // What did fit before markers named their source must fit still: near the limit the marker
+  // names its source by digest and drops its optional parts, and at last takes the form of
+  // earlier versions (taken to name the key it sits at).
+  const { origin, sourceEtag, sourceLastModified } = marker;
+  const tiers: ReplicaMarker[] = [
+    marker,
+    {
+      origin,
+      sourceEtag,
+      sourceLastModified,
+      ...(marker.rule !== undefined && { rule: marker.rule }),
+      ...(marker.source !== undefined && { source: shortSourceRef(marker.source) }),
+      ...(marker.size !== undefined && { size: marker.size }),
+      ...(marker.replicatedAt !== undefined && { replicatedAt: marker.replicatedAt }),
+    },
+    { origin, sourceEtag, sourceLastModified },
+  ];
   let total = 0;
   let largest = { name: '', bytes: 0 };
-  for (const [name, value] of Object.entries(native)) {
-    const bytes = utf8Bytes(name) + utf8Bytes(value);
-    total += bytes;
-    if (bytes > largest.bytes) largest = { name, bytes };
+  for (const tier of tiers) {
+    const native = { ...user, ...markerEntries(tier) };
+    for (const name of Object.values(MARKER_NAMES)) {
+      const value = native[name];
+      if (value !== undefined) checkValue(side, name, value);
+    }
+    total = 0;
+    largest = { name: '', bytes: 0 };
+    for (const [name, value] of Object.entries(native)) {
+      const bytes = utf8Bytes(name) + utf8Bytes(value);
+      total += bytes;
+      if (bytes > largest.bytes) largest = { name, bytes };
+    }
+    if (total <= METADATA_LIMIT[side]) return native;
   }
-  const limit = METADATA_LIMIT[side];
-  if (total > limit) {
-    throw new UnrepresentableError(
-      `metadata on ${STORE_NAME[side]} would take ${total} bytes (names and values, with the replica marker), over its limit of ${limit}; the largest entry is "${largest.name}" (${largest.bytes} bytes)`,
+  throw new UnrepresentableError(
+    `metadata on ${STORE_NAME[side]} would take ${total} bytes (names and values, with the replica marker), over its limit of ${METADATA_LIMIT[side]}; the largest entry is "${largest.name}" (${largest.bytes} bytes)`,
+  );
+}
+
+function markerEntries(marker: ReplicaMarker): Record<string, string> {
+  const entries: Record<string, string> = {
+    [MARKER_NAMES.origin]: marker.origin,
+    [MARKER_NAMES.sourceEtag]: marker.sourceEtag,
+    [MARKER_NAMES.sourceLastModified]: marker.sourceLastModified,
+  };
+  if (marker.sourceSequencer !== undefined) {
+    entries[MARKER_NAMES.sourceSequencer] = marker.sourceSequencer;
+  }
+  if (marker.rule !== undefined) entries[MARKER_NAMES.rule] = marker.rule;
+  if (marker.source !== undefined) entries[MARKER_NAMES.source] = marker.source;
+  if (marker.size !== undefined) entries[MARKER_NAMES.size] = String(marker.size);
+  if (marker.contentMd5 !== undefined) entries[MARKER_NAMES.contentMd5] = marker.contentMd5;
+  if (marker.replicatedAt !== undefined) entries[MARKER_NAMES.replicatedAt] = marker.replicatedAt;
+  return entries;
+}
+
+/** A `sourceRef` in its digest form. */
+function shortSourceRef(ref: string): string {
+  if (ref.startsWith('sha256:')) return ref;
+  const slash = ref.indexOf('/');
+  try {
+    return sourceDigest(
+      decodeURIComponent(ref.slice(0, slash)),
+      decodeURIComponent(ref.slice(slash + 1)),
     );
+  } catch {
+    return ref;
   }
-  return native;
 }
 
 /**
  * The metadata to commit a replica with, stamped at the moment of the write: `replicatedAt`
  * is now (the replica's Last-Modified is this moment on both stores, S3 multipart aside, whose
- * metadata is fixed when the upload starts, as is its date), and `contentMd5` is added when
- * the caller has the bytes' MD5 and the marker has none, if it fits the store's limit.
+ * metadata is fixed when the upload starts, as is its date), and `contentMd5` is the MD5 of
+ * the bytes when the caller has them, if it fits the store's limit.
  */
 export function stampMarker(
   side: Side,
   native: Record<string, string>,
   stamp: { replicatedAt: string; contentMd5?: string },
 ): Record<string, string> {
-  const stamped: Record<string, string> = {
-    ...native,
-    [MARKER_NAMES.replicatedAt]: stamp.replicatedAt,
-  };
-  if (stamp.contentMd5 === undefined || stamped[MARKER_NAMES.contentMd5] !== undefined) {
-    return stamped;
-  }
+  const stamped: Record<string, string> = { ...native };
+  // A marker in the earlier form (near the size limit) stays in that form.
+  if (stamped[MARKER_NAMES.replicatedAt] === undefined) return stamped;
+  stamped[MARKER_NAMES.replicatedAt] = stamp.replicatedAt;
+  if (stamp.contentMd5 === undefined) return stamped;
+  // The MD5 of the bytes written beats one the source reported (Put Block List keeps any).
   const withMd5 = { ...stamped, [MARKER_NAMES.contentMd5]: stamp.contentMd5 };
   let total = 0;
   for (const [name, value] of Object.entries(withMd5)) total += utf8Bytes(name) + utf8Bytes(value);

@@ -4,7 +4,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { STSClient } from '@aws-sdk/client-sts';
-import { assumedRoleCredentials } from '../auth/aws-role.ts';
+import { assumedRoleCredentials, DEFAULT_ROLE_SESSION_NAME } from '../auth/aws-role.ts';
 import { blobServiceFor } from '../auth/azure-credential.ts';
 import type { DeliveryAuth } from '../auth/event-grid-auth.ts';
 import { type SecretSource, SecretsManagerSource } from '../auth/secrets.ts';
@@ -129,6 +129,13 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
       );
     }
   }
+  // STS: 2-64 characters of [\w+=,.@-].
+  const roleSessionName = env.S3AZ_ROLE_SESSION_NAME ?? DEFAULT_ROLE_SESSION_NAME;
+  if (!/^[\w+=,.@-]{2,64}$/.test(roleSessionName)) {
+    throw new ConfigError(
+      'environment variable S3AZ_ROLE_SESSION_NAME must be 2 to 64 of the characters A-Z a-z 0-9 + = , . @ _ -',
+    );
+  }
   const sqs = options.sqs ?? makeSqsClient(env);
   const telemetry = options.telemetry ?? createTelemetry(env);
   let sts: STSClient | undefined;
@@ -169,7 +176,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
           const s3Client = makeS3Client(env, {
             ...(rule.s3.region !== undefined && { region: rule.s3.region }),
             ...(rule.s3.roleArn !== undefined && {
-              credentials: assumedRoleCredentials(stsClient(), rule.s3.roleArn),
+              credentials: assumedRoleCredentials(stsClient(), rule.s3.roleArn, roleSessionName),
             }),
           });
           const service = await blobServiceFor(rule, { env, secrets: lazySecrets, sts: stsClient });

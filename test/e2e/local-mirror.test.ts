@@ -267,9 +267,12 @@ describe('Local mirror: end to end', () => {
   });
 });
 
-/** Waits until the wall clock is in a later second than `time` (stores date writes in whole seconds). */
-async function afterSecondOf(time: Date | undefined): Promise<void> {
-  const next = (Math.floor((time ?? new Date()).getTime() / 1000) + 1) * 1000;
+/**
+ * Waits until a delete now would certainly come after `time`: stores date writes in whole
+ * seconds, and a write less than a whole second before a delete is kept as possibly racing it.
+ */
+async function untilADeleteWouldFollow(time: Date | undefined): Promise<void> {
+  const next = (Math.floor((time ?? new Date()).getTime() / 1000) + 2) * 1000;
   await eventually(async () => (Date.now() >= next ? true : undefined), 3_000);
 }
 
@@ -455,7 +458,7 @@ describe('Local mirror: who wrote it', () => {
     }
     // The originals on S3 were written in an earlier second than the rename (stores keep
     // whole seconds; a write in the same second as a delete is kept).
-    await afterSecondOf(written.LastModified);
+    await untilADeleteWouldFollow(written.LastModified);
     await postEvents([
       {
         topic: TOPIC,
@@ -489,7 +492,7 @@ describe('Local mirror: who wrote it', () => {
     const head = await s3.send(
       new HeadObjectCommand({ Bucket: 'replicated', Key: 'del/original.txt' }),
     );
-    await afterSecondOf(head.LastModified);
+    await untilADeleteWouldFollow(head.LastModified);
     await container().getBlockBlobClient('del/original.txt').delete();
     await untilS3Is('del/original.txt', undefined);
 
@@ -502,7 +505,7 @@ describe('Local mirror: who wrote it', () => {
     const deletedAt = new Date();
     // Straight to Azurite: its event is held back and delivered below.
     await direct().getBlockBlobClient('del/rewritten.txt').delete();
-    await afterSecondOf(deletedAt);
+    await untilADeleteWouldFollow(deletedAt);
     await s3.send(
       new PutObjectCommand({ Bucket: 'replicated', Key: 'del/rewritten.txt', Body: 'second' }),
     );
@@ -538,7 +541,7 @@ describe('Local mirror: who wrote it', () => {
       new CreateMultipartUploadCommand({ Bucket: 'replicated', Key: key }),
     );
     // Another write of the key, in a later second, is mirrored first.
-    await afterSecondOf(new Date());
+    await untilADeleteWouldFollow(new Date());
     await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'other write' }));
     await untilBlobIs(key, 'other write');
     const part = await s3.send(
@@ -608,7 +611,7 @@ describe('Local mirror: who wrote it', () => {
     const key = 'versions/rollback.txt';
     const v1 = await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'v1' }));
     await untilBlobIs(key, 'v1');
-    await afterSecondOf(new Date());
+    await untilADeleteWouldFollow(new Date());
     const v2 = await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: 'v2' }));
     expect(v2.VersionId).not.toBe(v1.VersionId);
     await untilBlobIs(key, 'v2');

@@ -73,11 +73,20 @@ describe('File: serverless.yml', () => {
     const environment = JSON.stringify(copy.Environment);
     expect(environment).toContain('S3AZ_TASKS_DLQ_URL');
     expect(environment).not.toMatch(/AccountKey|SharedAccessSignature/);
-    // The plan step tells the stack's own S3 writes by their principal: its role's id.
+    // The plan step tells the stack's own S3 writes by their principal: its role's id, and its
+    // own session name for a rule's roleArn.
+    expect(copy.Environment).toHaveProperty(
+      ['Variables', 'S3AZ_ROLE_SESSION_NAME'],
+      's3-azure-replicator-test',
+    );
     expect(copy.Environment).toHaveProperty(['Variables', 'S3AZ_OWN_S3_PRINCIPALS'], {
       'Fn::Join': [
         '',
-        ['AWS:', { 'Fn::GetAtt': ['IamRoleLambdaExecution', 'RoleId'] }, ':,*:s3-azure-replicator'],
+        [
+          'AWS:',
+          { 'Fn::GetAtt': ['IamRoleLambdaExecution', 'RoleId'] },
+          ':,*:s3-azure-replicator-test',
+        ],
       ],
     });
   });

@@ -6,6 +6,7 @@ import {
   MARKER_NAMES,
   type ReplicaMarker,
   readReplicaMarker,
+  sourceDigest,
   toNative,
   userMetadataOf,
 } from '../../src/core/metadata.ts';
@@ -297,6 +298,27 @@ describe('Function: buildNativeMetadata / readReplicaMarker', () => {
     }
   });
 
+  it('still fits what fitted before the marker named its source: digest first, then the earlier form', () => {
+    const full: ReplicaMarker = {
+      ...fromAzure,
+      source: `container/${'k'.repeat(500)}`,
+      replicatedAt: '2026-11-22T10:00:02.000Z',
+    };
+    // User metadata that fitted on S3 with the earlier three-entry marker.
+    const near = { note: 'x'.repeat(1_800) };
+    const tight = buildNativeMetadata('s3', near, full);
+    expect(readReplicaMarker(tight)).toMatchObject({
+      origin: 'azure',
+      sourceEtag: fromAzure.sourceEtag,
+    });
+    const total = Object.entries(tight).reduce((sum, [n, v]) => sum + n.length + v.length, 0);
+    expect(total).toBeLessThanOrEqual(2048);
+    // A little more room: the source is named by its digest.
+    const roomier = buildNativeMetadata('s3', { note: 'x'.repeat(1_300) }, full);
+    expect(readReplicaMarker(roomier)?.source).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(readReplicaMarker(roomier)?.source).toBe(sourceDigest('container', 'k'.repeat(500)));
+  });
+
   it('reads a marker whatever the case of its names', () => {
     expect(
       readReplicaMarker({
@@ -330,8 +352,14 @@ describe('Function: buildNativeMetadata / readReplicaMarker', () => {
   ] as const)(
     'takes exactly the $side limit of $limit bytes, and refuses one byte more',
     ({ side, limit }) => {
-      // Prepare: fill a value up to the limit, counting names, values and the marker.
-      const base = buildNativeMetadata(side, { big: '' }, MARKER[OTHER[side]]);
+      // Prepare: fill a value up to the limit, counting names, values and the marker in its
+      // smallest (earlier) form, which is what the marker shrinks to near the limit.
+      const { origin, sourceEtag, sourceLastModified } = MARKER[OTHER[side]];
+      const base = buildNativeMetadata(
+        side,
+        { big: '' },
+        { origin, sourceEtag, sourceLastModified },
+      );
       const used = Object.entries(base).reduce(
         (sum, [name, value]) => sum + name.length + value.length,
         0,
@@ -343,7 +371,9 @@ describe('Function: buildNativeMetadata / readReplicaMarker', () => {
       const act = () => buildNativeMetadata(side, over, MARKER[OTHER[side]]);
 
       // Assess
-      expect(buildNativeMetadata(side, fits, MARKER[OTHER[side]]).big).toBe(fits.big);
+      const fitted = buildNativeMetadata(side, fits, MARKER[OTHER[side]]);
+      expect(fitted.big).toBe(fits.big);
+      expect(readReplicaMarker(fitted)).toEqual({ origin, sourceEtag, sourceLastModified });
       expect(act).toThrow(UnrepresentableError);
       expect(act).toThrow(`would take ${limit + 1} bytes`);
       expect(act).toThrow(`limit of ${limit}`);
@@ -352,15 +382,15 @@ describe('Function: buildNativeMetadata / readReplicaMarker', () => {
   );
 
   it('counts escaped names at their escaped length', () => {
-    // Prepare: on S3 each uppercase letter costs three bytes (1,206 + 700 + the marker > 2,048;
-    // unescaped it would be 1,100 + the marker).
+    // Prepare: on S3 each uppercase letter costs three bytes (1,206 + 800 + the marker > 2,048;
+    // unescaped it would be 1,200 + the marker).
     const name = 'A'.repeat(400);
 
     // Act
-    const act = () => buildNativeMetadata('s3', { [name]: 'v'.repeat(700) }, fromAzure);
+    const act = () => buildNativeMetadata('s3', { [name]: 'v'.repeat(800) }, fromAzure);
 
     // Assess
-    expect(() => buildNativeMetadata('azure', { [name]: 'v'.repeat(700) }, fromS3)).not.toThrow();
+    expect(() => buildNativeMetadata('azure', { [name]: 'v'.repeat(800) }, fromS3)).not.toThrow();
     expect(act).toThrow(/limit of 2048; the largest entry is "s3azx__41/);
   });
 

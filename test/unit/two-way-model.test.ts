@@ -2,7 +2,12 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type DecisionTask, decide } from '../../src/core/decide.ts';
-import { buildNativeMetadata, sourceRef, userMetadataOf } from '../../src/core/metadata.ts';
+import {
+  buildNativeMetadata,
+  readReplicaMarker,
+  sourceRef,
+  userMetadataOf,
+} from '../../src/core/metadata.ts';
 import type { ObjectHead, Side } from '../../src/stores/object-store.ts';
 
 /**
@@ -55,11 +60,15 @@ type Operation =
 const md5 = (content: number) => createHash('md5').update(String(content)).digest('base64');
 const exposes = (stored: Stored) => stored.head.contentMd5 !== undefined;
 /**
- * Seconds between users' changes. A rewrite that keeps our marker sooner than
- * REPLICA_DATE_WINDOW_MS after our write, with the replica's size and no MD5 to compare, is
- * the stated limit of the marker (README); the model's users are slower than that.
+ * Seconds between users' changes: a few (deletes are compared with whole-second dates, and a
+ * write less than two seconds before a delete is kept as possibly racing it). A rewrite that
+ * keeps our marker comes later than REPLICA_DATE_WINDOW_MS after the replica's write: sooner,
+ * with the replica's size and no MD5 to compare, it is the stated limit of the marker
+ * (README, "What it cannot tell apart"). Copies and renames that keep the marker may come at
+ * once: the marker names another key.
  */
-const USER_PACE_SECONDS = 60;
+const USER_PACE_SECONDS = 3;
+const MARKER_KEEPING_REWRITE_PACE_SECONDS = 60;
 
 class World {
   #clock = 1_800_000_000;
@@ -126,11 +135,20 @@ class World {
     content: number,
     metadata: Record<string, string>,
     exposeMd5: boolean,
+    pace = USER_PACE_SECONDS,
   ) {
-    const at = this.#tick(USER_PACE_SECONDS);
+    const at = this.#tick(pace);
     this.#changes += 1;
     this.stores[side].set(key, this.#object(content, this.#changes, metadata, at, exposeMd5));
     this.newest.set(key, content);
+  }
+
+  /** A copy that lands a replica's marker at the very key it names is a marker-keeping rewrite. */
+  #paceOfCopy(source: Stored, side: Side, to: string): number {
+    const named = readReplicaMarker(source.head.metadata)?.source;
+    return named === sourceRef(CONTAINER[otherSide(side)], to)
+      ? MARKER_KEEPING_REWRITE_PACE_SECONDS
+      : USER_PACE_SECONDS;
   }
 
   apply(operation: Operation): void {
@@ -142,7 +160,14 @@ class World {
         this.#contents += 1;
         // rclone and other tools keep the object's metadata, our marker included.
         const metadata = operation.keepMetadata && existing ? { ...existing.head.metadata } : {};
-        this.#userPut(side, key, this.#contents, metadata, operation.exposeMd5);
+        this.#userPut(
+          side,
+          key,
+          this.#contents,
+          metadata,
+          operation.exposeMd5,
+          operation.keepMetadata ? MARKER_KEEPING_REWRITE_PACE_SECONDS : USER_PACE_SECONDS,
+        );
         this.#event(side, key, 'created', user(operation.provenance));
         return;
       }
@@ -160,7 +185,14 @@ class World {
         const { side, from, to } = operation;
         const source = this.stores[side].get(from);
         if (!source || from === to) return;
-        this.#userPut(side, to, source.content, { ...source.head.metadata }, exposes(source));
+        this.#userPut(
+          side,
+          to,
+          source.content,
+          { ...source.head.metadata },
+          exposes(source),
+          this.#paceOfCopy(source, side, to),
+        );
         this.#event(side, to, 'created', user(operation.provenance));
         return;
       }
@@ -169,7 +201,14 @@ class World {
         const { from, to } = operation;
         const source = this.stores.azure.get(from);
         if (!source || from === to) return;
-        this.#userPut('azure', to, source.content, { ...source.head.metadata }, exposes(source));
+        this.#userPut(
+          'azure',
+          to,
+          source.content,
+          { ...source.head.metadata },
+          exposes(source),
+          this.#paceOfCopy(source, 'azure', to),
+        );
         this.stores.azure.delete(from);
         this.newest.set(from, undefined);
         this.#event('azure', to, 'created', user(operation.provenance));
