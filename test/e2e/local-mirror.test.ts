@@ -409,6 +409,53 @@ describe('Local mirror: who wrote it', () => {
     expect(copiesOf('keep/b.txt')).toBe(2);
   });
 
+  it('replicates a same-size overwrite that keeps the marker and shows no MD5: only its provenance tells', async () => {
+    // S3 original -> Azure replica; then Put Block List (no Content-MD5), same size, marker kept.
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'replicated', Key: 'keep/c.txt', Body: 'original' }),
+    );
+    await untilBlobIs('keep/c.txt', 'original');
+    const blob = container().getBlockBlobClient('keep/c.txt');
+    const kept = (await blob.getProperties()).metadata ?? {};
+    await blob.uploadData(Buffer.from('staged!!'), {
+      maxSingleShotSize: 1,
+      blockSize: 4,
+      metadata: kept,
+    });
+    expect((await blob.getProperties()).contentMD5).toBeUndefined();
+    await untilS3Is('keep/c.txt', 'staged!!');
+
+    // Azure original -> S3 replica; then a one-part multipart upload (its ETag is no MD5).
+    await container().getBlockBlobClient('keep/d.txt').upload('original', 8);
+    await untilS3Is('keep/d.txt', 'original');
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'replicated', Key: 'keep/d.txt' }));
+    const upload = await s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: 'replicated',
+        Key: 'keep/d.txt',
+        Metadata: head.Metadata,
+      }),
+    );
+    const part = await s3.send(
+      new UploadPartCommand({
+        Bucket: 'replicated',
+        Key: 'keep/d.txt',
+        UploadId: upload.UploadId,
+        PartNumber: 1,
+        Body: 'MULTI!!!',
+      }),
+    );
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: 'replicated',
+        Key: 'keep/d.txt',
+        UploadId: upload.UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    );
+    await untilBlobIs('keep/d.txt', 'MULTI!!!');
+  });
+
   it('replicates a copy of a replica to a new key: S3 CopyObject and Azure Copy Blob', async () => {
     await container().getBlockBlobClient('copies/from-az.txt').upload('from azure', 10);
     await untilS3Is('copies/from-az.txt', 'from azure');
