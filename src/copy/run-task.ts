@@ -48,7 +48,7 @@ export const SMALL_OBJECT_BYTES = 1024 * 1024;
 export const CREATE_FIRST_BYTES = 64 * 1024;
 
 /**
- * Executes one task: reads the live state of both sides, decides (DESIGN.md section 2), then
+ * Executes one task: reads the live state of both sides, decides (`decide`), then
  * copies or deletes conditionally on what it read. A 412 means the destination changed in
  * between: read again and decide again.
  *

@@ -8,7 +8,8 @@ export type SkipReason =
   | 'conflict'
   | 'diverged'
   | 'excluded'
-  | 'source-gone';
+  | 'source-gone'
+  | 'folder-marker';
 
 /** Skips that leave the two sides different, on purpose: each is a conflict a user should see. */
 export const DIFFERENCE_KEPT: ReadonlySet<SkipReason> = new Set(['conflict', 'diverged']);
@@ -68,6 +69,21 @@ const otherSide = (side: Side): Side => (side === 's3' ? 'azure' : 's3');
 
 function conditionFor(destination: ObjectHead | undefined): WriteCondition {
   return destination ? { kind: 'match', etag: destination.etag } : { kind: 'absent' };
+}
+
+/**
+ * Whether the object is a folder placeholder, not a file: an S3 key ending in `/` (the
+ * console's "folders"; Azure would drop the slash), or the zero-length blob through which the
+ * Blob API shows an ADLS Gen2 directory, which carries the metadata `hdi_isfolder=true`
+ * ("directories appear in the list as zero-length blobs":
+ * https://learn.microsoft.com/answers/questions/904103/do-we-have-an-option-for-hierarchical-folder-optio).
+ */
+export function isFolderMarker(key: string, head: ObjectHead | undefined): boolean {
+  if (key.endsWith('/')) return true;
+  if (!head) return false;
+  return Object.entries(head.metadata).some(
+    ([name, value]) => name.toLowerCase() === 'hdi_isfolder' && value.toLowerCase() === 'true',
+  );
 }
 
 /** Whether a marker's `source` names (`container`, `key`), in either of its forms. */
@@ -238,7 +254,7 @@ function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
 }
 
 /**
- * Decides what one task does, from the live state of both stores (DESIGN.md section 2):
+ * Decides what one task does, from the live state of both stores (README, "Who wrote it"):
  * copy (conditional on the destination state seen here), delete (likewise), or skip with a
  * reason. Timestamps decide only a true conflict (both sides changed by users since the last
  * replication); otherwise a source that differs from what the destination replica was made
@@ -248,6 +264,12 @@ function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
 export function decide(input: DecisionInput): Decision {
   const { source, destination, task } = input;
   if (!input.selected) return skip('excluded', 'the rule does not replicate this key this way');
+  if (isFolderMarker(task.sourceKey, source)) {
+    return skip(
+      'folder-marker',
+      'a folder placeholder (a key ending in "/", or an ADLS Gen2 directory), not a file: S3 and Azure keep folders differently',
+    );
+  }
   if (task.kind === 'deleted' && !input.mirrorDeletes) {
     return skip('excluded', 'the rule does not mirror deletes');
   }

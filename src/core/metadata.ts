@@ -3,7 +3,7 @@ import { UnrepresentableError } from '../errors.ts';
 import type { Side } from '../stores/object-store.ts';
 
 /**
- * User metadata across the two stores, and the replica marker (DESIGN.md rule 1).
+ * User metadata across the two stores, and the replica marker.
  *
  * S3 sends names as `x-amz-meta-<name>` headers and returns them lowercased. Azure needs C#
  * identifiers (`[A-Za-z_][A-Za-z0-9_]*`), compared without case but stored with it. A
@@ -58,7 +58,7 @@ export function isOwnClientRequestId(id: string | undefined): boolean {
   return id?.startsWith(OWN_CLIENT_REQUEST_ID_PREFIX) === true;
 }
 
-/** What every object the replicator writes says about where it came from (DESIGN rule 1). */
+/** What every object the replicator writes says about where it came from. */
 export interface ReplicaMarker {
   /** The side the source object is on. */
   origin: Side;

@@ -72,6 +72,34 @@ export function ruleFor(
   });
 }
 
+/**
+ * The rule a directory event concerns: one whose prefix holds the directory (old or new
+ * name), or lies inside it (`landing` or `data` for the prefix `data/landing/`: renaming or
+ * deleting it moves or deletes everything the rule covers).
+ */
+function ruleForDirectory(
+  rules: ReplicationRule[],
+  event: ObjectEvent,
+): ReplicationRule | undefined {
+  const paths = [event.key, ...(event.sourceKey !== undefined ? [event.sourceKey] : [])].map(
+    directoryPath,
+  );
+  return rules.find((rule) => {
+    const here = sideOf(rule, event.side);
+    if (here.container !== event.container) return false;
+    if (event.side === 'azure' && event.account !== undefined) {
+      if (accountOf(rule.azure.accountUrl) !== event.account) return false;
+    }
+    return paths.some((path) => path.startsWith(here.prefix) || here.prefix.startsWith(path));
+  });
+}
+
+/** A directory's path with one trailing `/` (the empty path for the container's root). */
+export function directoryPath(path: string): string {
+  const trimmed = path.replace(/\/+$/, '');
+  return trimmed === '' ? '' : `${trimmed}/`;
+}
+
 /** Maps a key under the rule's prefix on one side to the key under the other side's prefix. */
 export function destinationKeyOf(rule: ReplicationRule, from: Side, key: string): string {
   const source = sideOf(rule, from);
@@ -154,7 +182,10 @@ export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): Ro
     if (!current || isNewer(task, current)) newest.set(id, task);
   };
   for (const event of events) {
-    const rule = ruleFor(rules, event.side, event.container, event.key, event.account);
+    const directory = event.kind === 'directory-renamed' || event.kind === 'directory-deleted';
+    const rule = directory
+      ? ruleForDirectory(rules, event)
+      : ruleFor(rules, event.side, event.container, event.key, event.account);
     if (!rule || !allowed(rule, event.side)) {
       unrouted += 1;
       continue;
@@ -167,7 +198,10 @@ export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): Ro
         event.sourceKey !== undefined &&
         ruleFor(rules, event.side, event.container, event.sourceKey, event.account) === rule
       ) {
-        keep(taskFor(rule, event, 'deleted', event.sourceKey));
+        // The rename's sequencer orders changes of the new name; the old name's delete is
+        // ordered by its time among that key's own events.
+        const { sequencer: _newName, ...withoutSequencer } = event;
+        keep(taskFor(rule, withoutSequencer, 'deleted', event.sourceKey));
       }
     } else {
       directories.push({

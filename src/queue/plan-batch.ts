@@ -4,6 +4,7 @@ import type { ReplicationRule } from '../config/schema.ts';
 import {
   type CopyTask,
   type DirectoryTask,
+  directoryPath,
   isNewer,
   routeEvents,
   sideOf,
@@ -61,10 +62,17 @@ export async function expandDirectory(
   const azure = sideOf(rule, 'azure');
   const s3 = sideOf(rule, 's3');
   const tasks: CopyTask[] = [];
-  const under = (path: string) => `${path.replace(/\/+$/, '')}/`;
+  // The part of a directory the rule covers: the directory itself when it lies under the
+  // rule's prefix, the whole prefix when the directory holds it, nothing otherwise.
+  const covered = (path: string): string | undefined => {
+    const directory = directoryPath(path);
+    if (directory.startsWith(azure.prefix)) return directory;
+    return azure.prefix.startsWith(directory) ? azure.prefix : undefined;
+  };
   const replicasUnder = async (path: string) => {
-    if (!path.startsWith(azure.prefix)) return;
-    const destinationPrefix = s3.prefix + under(path).slice(azure.prefix.length);
+    const under = covered(path);
+    if (under === undefined) return;
+    const destinationPrefix = s3.prefix + under.slice(azure.prefix.length);
     for (const key of await listKeys(stores.s3, destinationPrefix, signal)) {
       const sourceKey = azure.prefix + key.slice(s3.prefix.length);
       const task = taskForKey(rule, 'azure', sourceKey, 'deleted', origin);
@@ -72,9 +80,12 @@ export async function expandDirectory(
     }
   };
   if (directory.kind === 'directory-renamed') {
-    for (const key of await listKeys(stores.azure, under(directory.directory), signal)) {
-      const task = taskForKey(rule, 'azure', key, 'created', origin);
-      if (task) tasks.push(task);
+    const under = covered(directory.directory);
+    if (under !== undefined) {
+      for (const key of await listKeys(stores.azure, under, signal)) {
+        const task = taskForKey(rule, 'azure', key, 'created', origin);
+        if (task) tasks.push(task);
+      }
     }
     if (directory.previousDirectory !== undefined) await replicasUnder(directory.previousDirectory);
   } else {

@@ -455,6 +455,38 @@ describe('Pipeline: the plan step', () => {
   });
 });
 
+describe("Pipeline: the directory that is the rule's prefix", () => {
+  it("routes a delete of the prefix's own directory (landing for landing/) and deletes its replicas", async () => {
+    const pipeline = await startPipeline({
+      rule: { deletes: 'mirror', azure: { prefix: 'landing/' }, s3: { prefix: 'in/' } },
+    });
+    const accountUrl = ruleOf(pipeline).azure.accountUrl;
+    const container = pipeline.container.containerName;
+    for (const file of ['a.txt', 'sub/b.txt']) {
+      const put = await putBlob(pipeline, `landing/${file}`, Buffer.from(file));
+      await deliver(pipeline, [blobCreatedIn(pipeline, `landing/${file}`, put)]);
+    }
+    await pipeline.settle();
+    expect(sha(await readS3(pipeline, 'in/sub/b.txt'))).toBe(sha(Buffer.from('sub/b.txt')));
+    for (const file of ['a.txt', 'sub/b.txt']) {
+      await pipeline.container.getBlockBlobClient(`landing/${file}`).delete();
+    }
+    const deleted = {
+      ...blobCreatedIn(pipeline, 'landing', { sequencer: nextAzureSequencer() }),
+      eventType: 'Microsoft.Storage.DirectoryDeleted',
+    };
+    deleted.data = {
+      ...deleted.data,
+      api: 'DeleteDirectory',
+      url: `${accountUrl}/${container}/landing`,
+    } as typeof deleted.data;
+    await deliver(pipeline, [deleted]);
+    await pipeline.settle();
+    expect(await readS3(pipeline, 'in/a.txt')).toBeUndefined();
+    expect(await readS3(pipeline, 'in/sub/b.txt')).toBeUndefined();
+  });
+});
+
 describe('Pipeline: the Event Grid webhook', () => {
   const created = (pipeline: Pipeline) => [
     blobCreatedIn(pipeline, 'k.txt', { etag: '"0x1"', size: 1, sequencer: nextAzureSequencer() }),

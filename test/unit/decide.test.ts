@@ -114,6 +114,20 @@ describe('Function: decide (created)', () => {
     });
   });
 
+  it.each([
+    ['an S3 key ending in /', { t: { sourceKey: 'dir/' } }],
+    [
+      'an ADLS Gen2 directory blob',
+      { t: { sourceSide: 'azure' as const }, source: head('"d"', T0, { hdi_isfolder: 'true' }) },
+    ],
+    [
+      'a deleted folder key',
+      { t: { sourceKey: 'dir/', kind: 'deleted' as const }, source: undefined },
+    ],
+  ])('skips %s as a folder marker, never a file', (_, overrides) => {
+    expect(decide(input(overrides))).toMatchObject({ action: 'skip', reason: 'folder-marker' });
+  });
+
   it('skips a source that is gone', () => {
     expect(decide(input({ source: undefined }))).toMatchObject({
       action: 'skip',

@@ -89,6 +89,21 @@ describe('Function: routeEvents', () => {
     ]);
   });
 
+  it("orders a rename's delete of the old name by its own time, not by the new name's sequencer", () => {
+    const rename: ObjectEvent = {
+      ...s3Event('landing/new.csv'),
+      side: 'azure',
+      container: 'raw',
+      account: 'acct',
+      kind: 'renamed',
+      sourceKey: 'landing/old.csv',
+      sequencer: '00000000000000000000000000000FFF0000000000000001',
+    };
+    const { tasks } = routeEvents(rules, [rename]);
+    expect(tasks.find((t) => t.kind === 'created')?.sequencer).toBe(rename.sequencer);
+    expect(tasks.find((t) => t.kind === 'deleted')).not.toHaveProperty('sequencer');
+  });
+
   it('passes directory events on for expansion', () => {
     const { directories } = routeEvents(rules, [
       {
