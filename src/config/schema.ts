@@ -31,6 +31,14 @@ export const ruleSchema = z.strictObject({
     region: z.string().min(1).optional(),
     roleArn: z.string().startsWith('arn:').optional(),
     kmsKeyId: z.string().min(1).optional(),
+    /**
+     * The bucket owner's account id, when it is neither this stack's account nor `roleArn`'s:
+     * only S3 notifications from a bucket of this account reach the events queue.
+     */
+    bucketOwner: z
+      .string()
+      .regex(/^\d{12}$/, 'a 12-digit AWS account id')
+      .optional(),
   }),
   azure: z.strictObject({
     accountUrl: z.url(),

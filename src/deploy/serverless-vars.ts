@@ -1,9 +1,89 @@
 import { isAbsolute, resolve } from 'node:path';
-import { loadConfig } from '../config/load.ts';
-import type { ReplicationConfig } from '../config/schema.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import * as timing from '../queue/timing.ts';
 
 type Statement = Record<string, unknown>;
+
+/** A string as CloudFormation resolves it at deploy time: a literal, a `Ref` or a join. */
+type DeployString = string | { Ref: string } | { 'Fn::Join': [string, DeployString[]] };
+
+// The stack's own account and Region, resolved by CloudFormation, so that packaging needs no
+// AWS credentials (the framework's `${aws:accountId}` would call STS).
+const stackAccount: DeployString = { Ref: 'AWS::AccountId' };
+const stackRegion: DeployString = { Ref: 'AWS::Region' };
+
+/** The account in an ARN (`arn:partition:service:region:account:…`). */
+function accountOf(arn: string): string | undefined {
+  const account = arn.split(':')[4];
+  return account ? account : undefined;
+}
+
+/** The account a rule's S3 requests are made from: its `roleArn`'s, else the stack's. */
+function requesterAccount(rule: ReplicationRule): DeployString {
+  return (rule.s3.roleArn && accountOf(rule.s3.roleArn)) || stackAccount;
+}
+
+/** The account that owns a rule's bucket: `bucketOwner`, else its `roleArn`'s, else the stack's. */
+function bucketOwner(rule: ReplicationRule): DeployString {
+  return rule.s3.bucketOwner ?? requesterAccount(rule);
+}
+
+interface KmsGrant {
+  /** A key ARN, or a pattern of key ARNs when `alias` narrows it. */
+  resource: DeployString;
+  /** The alias name (`alias/…`) the key must carry. */
+  alias?: string;
+}
+
+/**
+ * What to grant for a rule's `kmsKeyId`: a key ARN as it is; a bare key id as the key ARN in
+ * the bucket's Region and the requester's account (where S3 resolves it); an alias name or
+ * alias ARN as every key of that account and Region that carries the alias.
+ */
+function kmsGrant(rule: ReplicationRule, keyId: string): KmsGrant {
+  // An IAM policy names a KMS key only by its key ARN, never by an alias or key id; an alias
+  // is matched with kms:ResourceAliases, which holds "whether or how the KMS key is identified
+  // in the request" (S3's later Decrypt names no alias, so kms:RequestAlias would not do).
+  // https://docs.aws.amazon.com/kms/latest/developerguide/cmks-in-iam-policies.html
+  // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-resource-aliases
+  const aliasArn = /^arn:([^:]+):kms:([^:]+):(\d{12}):(alias\/.+)$/.exec(keyId);
+  if (aliasArn) {
+    const [, partition = '', region = '', account = '', alias = ''] = aliasArn;
+    return { resource: `arn:${partition}:kms:${region}:${account}:key/*`, alias };
+  }
+  if (keyId.startsWith('arn:')) return { resource: keyId };
+  // S3 resolves an alias or key id in the requester's account; the key is in the bucket's
+  // Region. https://docs.aws.amazon.com/AmazonS3/latest/API/API_ServerSideEncryptionByDefault.html
+  const keyArn = (id: string): DeployString => ({
+    'Fn::Join': [
+      '',
+      [
+        'arn:',
+        { Ref: 'AWS::Partition' },
+        ':kms:',
+        rule.s3.region ?? stackRegion,
+        ':',
+        requesterAccount(rule),
+        `:key/${id}`,
+      ],
+    ],
+  });
+  if (keyId.startsWith('alias/')) return { resource: keyArn('*'), alias: keyId };
+  return { resource: keyArn(keyId) };
+}
+
+/**
+ * Refuses what may run locally but must not be deployed: `eventGrid.auth.mode: none` would
+ * let anyone on the internet post events to the webhook.
+ */
+export function checkDeployable(config: ReplicationConfig): void {
+  if (config.eventGrid?.auth.mode === 'none') {
+    throw new ConfigError(
+      'eventGrid.auth.mode: "none" accepts unauthenticated deliveries and is for local use only; a deployed webhook needs mode "entra", or "shared-secret" with a secretArn',
+    );
+  }
+}
 
 const queueArns = [
   'EventsQueue',
@@ -24,7 +104,9 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
   const objectArns: string[] = [];
   const buckets = new Map<string, Set<string>>();
   const roles = new Set<string>();
-  const keys = new Set<string>();
+  // Keyed by their JSON, as a resource may be a CloudFormation join.
+  const keys = new Map<string, DeployString>();
+  const aliasedKeys = new Map<string, { resource: DeployString; aliases: Set<string> }>();
   const secrets = new Set<string>();
   let federated = false;
   for (const rule of config.rules) {
@@ -35,7 +117,16 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
       prefixes.add(`${rule.s3.prefix}*`);
       buckets.set(rule.s3.bucket, prefixes);
     }
-    if (rule.s3.kmsKeyId?.startsWith('arn:')) keys.add(rule.s3.kmsKeyId);
+    if (rule.s3.kmsKeyId) {
+      const grant = kmsGrant(rule, rule.s3.kmsKeyId);
+      const id = JSON.stringify(grant.resource);
+      if (grant.alias === undefined) keys.set(id, grant.resource);
+      else {
+        const entry = aliasedKeys.get(id) ?? { resource: grant.resource, aliases: new Set() };
+        entry.aliases.add(grant.alias);
+        aliasedKeys.set(id, entry);
+      }
+    }
     const credential = rule.azure.credential;
     if (credential && 'secretArn' in credential) secrets.add(credential.secretArn);
     if (credential && 'workloadIdentity' in credential) federated = true;
@@ -57,11 +148,17 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
       Resource: objectArns,
     });
     for (const [bucket, prefixes] of buckets) {
+      // HeadObject of a missing key answers 404 only to a caller with s3:ListBucket on the
+      // bucket, else 403; that check carries no s3:prefix, so the prefix condition applies
+      // only where a request names one (...IfExists). A listing that names no prefix cannot be
+      // told from it and is allowed too; one that names a prefix stays under the rules'.
+      // https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
+      // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IfExists
       statements.push({
         Effect: 'Allow',
         Action: ['s3:ListBucket'],
         Resource: [`arn:aws:s3:::${bucket}`],
-        Condition: { StringLike: { 's3:prefix': [...prefixes, ''] } },
+        Condition: { StringLikeIfExists: { 's3:prefix': [...prefixes] } },
       });
       statements.push({
         Effect: 'Allow',
@@ -76,7 +173,16 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
     statements.push({
       Effect: 'Allow',
       Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      Resource: [...keys],
+      Resource: [...keys.values()],
+    });
+  }
+  for (const { resource, aliases } of aliasedKeys.values()) {
+    statements.push({
+      Effect: 'Allow',
+      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      Resource: [resource],
+      // Multivalued (a key has many aliases): ForAnyValue, which a key with no alias fails.
+      Condition: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [...aliases] } },
     });
   }
   if (secrets.size > 0) {
@@ -98,23 +204,35 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
   return statements;
 }
 
-/** The events queue's policy: only S3, and only for the configured buckets, may send to it. */
+/**
+ * The events queue's policy: only S3, and only for the configured buckets of their owners'
+ * accounts, may send to it (one statement per owner, so a bucket is accepted only from its own).
+ */
 export function eventsQueuePolicy(config: ReplicationConfig): Statement {
-  const buckets = [...new Set(config.rules.map((rule) => rule.s3.bucket))];
+  const owners = new Map<string, { owner: DeployString; buckets: Set<string> }>();
+  for (const rule of config.rules) {
+    const owner = bucketOwner(rule);
+    const id = JSON.stringify(owner);
+    const entry = owners.get(id) ?? { owner, buckets: new Set<string>() };
+    entry.buckets.add(rule.s3.bucket);
+    owners.set(id, entry);
+  }
   return {
     Version: '2012-10-17',
-    Statement: [
-      {
-        Sid: 'S3EventNotifications',
-        Effect: 'Allow',
-        Principal: { Service: 's3.amazonaws.com' },
-        Action: 'sqs:SendMessage',
-        Resource: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] },
-        Condition: {
-          ArnLike: { 'aws:SourceArn': buckets.map((bucket) => `arn:aws:s3:::${bucket}`) },
-        },
+    Statement: [...owners.values()].map(({ owner, buckets }) => ({
+      Sid: typeof owner === 'string' ? `S3EventNotificationsFrom${owner}` : 'S3EventNotifications',
+      Effect: 'Allow',
+      Principal: { Service: 's3.amazonaws.com' },
+      Action: 'sqs:SendMessage',
+      Resource: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] },
+      // A bucket ARN names no account, and a deleted bucket's name can be taken by another
+      // account: aws:SourceAccount is the confused-deputy guard beside aws:SourceArn.
+      // https://docs.aws.amazon.com/AmazonS3/latest/userguide/grant-destinations-permissions-to-s3.html
+      Condition: {
+        ArnLike: { 'aws:SourceArn': [...buckets].map((bucket) => `arn:aws:s3:::${bucket}`) },
+        StringEquals: { 'aws:SourceAccount': owner },
       },
-    ],
+    })),
   };
 }
 
@@ -140,7 +258,8 @@ interface ResolverArguments {
 /**
  * What serverless.yml reads with `${file(./dist/serverless-vars.cjs):…}`: the validated
  * configuration's IAM statements and queue policy, and the pipeline's timing. A configuration
- * that does not validate stops the deploy with the error naming the rule and field.
+ * that does not validate, or is for local use only, stops the deploy with the error naming
+ * the rule and field.
  */
 export default async function serverlessVariables({
   resolveConfigurationProperty,
@@ -149,6 +268,7 @@ export default async function serverlessVariables({
     (await resolveConfigurationProperty(['custom', 'configFile'])) ?? 'replication.yml',
   );
   const config = await loadConfig(isAbsolute(file) ? file : resolve(process.cwd(), file));
+  checkDeployable(config);
   return {
     iamStatements: iamStatements(config),
     eventsQueuePolicy: eventsQueuePolicy(config),

@@ -30,6 +30,20 @@ async function packageWith(config: string) {
   return { out, result };
 }
 
+function statementsOf(resources: Record<string, Resource>): unknown[] {
+  const policies = resources.IamRoleLambdaExecution?.Properties.Policies as
+    | { PolicyDocument: { Statement: unknown[] } }[]
+    | undefined;
+  return policies?.flatMap((policy) => policy.PolicyDocument.Statement) ?? [];
+}
+
+async function configFile(yaml: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 's3az-config-'));
+  const config = join(dir, 'replication.yml');
+  await writeFile(config, yaml);
+  return config;
+}
+
 describe('File: serverless.yml', () => {
   it('packages the functions, queues, redrive policies and a policy scoped to the rules', async () => {
     const { out, result } = await packageWith('test/fixtures/deploy.replication.yml');
@@ -50,6 +64,11 @@ describe('File: serverless.yml', () => {
     });
     expect(resources.EventsQueue?.Properties).toMatchObject({
       RedrivePolicy: { maxReceiveCount: MAX_RECEIVES },
+      // An Event Grid event is up to 1 MB, stored one per message, dead letters alike.
+      MaximumMessageSize: 1048576,
+    });
+    expect(resources.EventsDeadLetterQueue?.Properties).toMatchObject({
+      MaximumMessageSize: 1048576,
     });
     const mappings = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::EventSourceMapping',
@@ -70,6 +89,28 @@ describe('File: serverless.yml', () => {
     expect(JSON.stringify(resources.EventsQueuePolicy?.Properties)).toContain(
       'arn:aws:s3:::my-data-bucket',
     );
+    // Confused-deputy protection: the bucket's owner, this stack's account, resolved by
+    // CloudFormation (no AWS credentials are needed to package).
+    expect(resources.EventsQueuePolicy?.Properties).toHaveProperty(
+      ['PolicyDocument', 'Statement', 0, 'Condition'],
+      {
+        ArnLike: { 'aws:SourceArn': ['arn:aws:s3:::my-data-bucket'] },
+        StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+      },
+    );
+    // HeadObject of a missing key answers 404 only with s3:ListBucket on the bucket, which
+    // it asks for with no s3:prefix.
+    const listBucket = statementsOf(resources).filter(
+      (statement) =>
+        JSON.stringify((statement as { Action: unknown }).Action) === '["s3:ListBucket"]',
+    );
+    expect(listBucket).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Condition: { StringLikeIfExists: { 's3:prefix': ['incoming/*'] } },
+      }),
+    ]);
+    expect(JSON.stringify(listBucket)).toContain('"arn:aws:s3:::my-data-bucket"');
     const environment = JSON.stringify(copy.Environment);
     expect(environment).toContain('S3AZ_TASKS_DLQ_URL');
     expect(environment).not.toMatch(/AccountKey|SharedAccessSignature/);
@@ -101,5 +142,60 @@ describe('File: serverless.yml', () => {
     const { result } = await packageWith(config);
     expect('failed' in result).toBe(true);
     expect(`${result.stdout}${result.stderr}`).toMatch(/data[\s\S]*direction/);
+  });
+
+  it('refuses to package eventGrid.auth mode none, which is for local use only, naming the field', async () => {
+    const config = await configFile(
+      'rules:\n  - name: data\n    s3: { bucket: b-1 }\n    azure: { accountUrl: https://a.blob.core.windows.net, container: data }\neventGrid:\n  auth: { mode: none, allowUnauthenticated: true }\n',
+    );
+    const { result } = await packageWith(config);
+    expect('failed' in result).toBe(true);
+    expect(`${result.stdout}${result.stderr}`).toMatch(
+      /eventGrid\.auth\.mode[\s\S]*local use only/,
+    );
+  });
+
+  it("packages KMS grants for a key alias, and the owner of another account's bucket", async () => {
+    const config = await configFile(
+      [
+        'rules:',
+        '  - name: data',
+        '    s3: { bucket: b-1, kmsKeyId: alias/replicas, bucketOwner: "444455556666" }',
+        '    azure: { accountUrl: https://a.blob.core.windows.net, container: data }',
+        '',
+      ].join('\n'),
+    );
+    const { out, result } = await packageWith(config);
+    expect('failed' in result ? result.stderr : '').toBe('');
+    const template = JSON.parse(
+      await readFile(join(out, 'cloudformation-template-update-stack.json'), 'utf8'),
+    ) as { Resources: Record<string, Resource> };
+    const resources = template.Resources;
+    // A policy cannot name a key by its alias; the key is matched by the alias it carries.
+    expect(statementsOf(resources)).toContainEqual({
+      Effect: 'Allow',
+      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      Resource: [
+        {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':kms:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':key/*',
+            ],
+          ],
+        },
+      ],
+      Condition: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': ['alias/replicas'] } },
+    });
+    expect(resources.EventsQueuePolicy?.Properties).toHaveProperty(
+      ['PolicyDocument', 'Statement', 0, 'Condition', 'StringEquals'],
+      { 'aws:SourceAccount': '444455556666' },
+    );
   });
 });
