@@ -39,8 +39,10 @@ const KINDS: Record<string, ObjectEventKind> = {
 };
 
 // On ADLS Gen2 a file is created empty (CreateFile) and its data arrives with FlushWithClose;
-// only the latter means committed content.
-const UNCOMMITTED_APIS = new Set(['CreateFile']);
+// an SFTP upload likewise sends SftpCreate for the empty blob and SftpCommit for its data.
+// Only the latter mean committed content.
+// https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
+const UNCOMMITTED_APIS = new Set(['CreateFile', 'SftpCreate']);
 
 /** Where a blob lives, from its URL. */
 export interface BlobLocation {
@@ -137,48 +139,101 @@ function toObjectEvent(envelope: Envelope, kind: ObjectEventKind): ObjectEvent {
   };
 }
 
+/** An event of a delivery that does not parse, with the reason. */
+export interface MalformedEvent {
+  /** The delivery's own item, as it came. */
+  item: unknown;
+  error: EventParseError;
+}
+
+/** A delivery parsed event by event: what `parseEventGridDelivery` reads, and what it could not. */
+export interface ParsedEventGridEvents extends ParsedEventGridDelivery {
+  /** The events that do not parse, in delivery order. */
+  malformed: MalformedEvent[];
+}
+
+/** Reads one item of a delivery into `parsed`. Throws only `EventParseError`. */
+function readItem(item: unknown, index: number, parsed: ParsedEventGridDelivery): void {
+  const envelope = envelopeOf(item, index);
+  if (envelope.type === VALIDATION_TYPE) {
+    const validationUrl = optionalString(envelope.data, 'validationUrl');
+    parsed.validation = {
+      validationCode: requireString(envelope.data, 'validationCode', `event ${index}`),
+      ...(validationUrl !== undefined && { validationUrl }),
+    };
+    return;
+  }
+  const kind = KINDS[envelope.type];
+  const api = optionalString(envelope.data, 'api');
+  if (!kind || (kind === 'created' && api !== undefined && UNCOMMITTED_APIS.has(api))) {
+    parsed.ignored.push(api && kind ? `${envelope.type}:${api}` : envelope.type);
+    return;
+  }
+  const event = toObjectEvent(envelope, kind);
+  // Event Grid reports the writer's x-ms-client-request-id. BlobDeleted and SFTP events
+  // carry none: their writer is unknown, and the replica marker decides.
+  // https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
+  const clientRequestId = optionalString(envelope.data, 'clientRequestId');
+  if (isOwnClientRequestId(clientRequestId)) {
+    parsed.replicas.push({ ...event, writtenBy: 'replicator' });
+    return;
+  }
+  parsed.events.push(clientRequestId === undefined ? event : { ...event, writtenBy: 'user' });
+  parsed.items.push(item);
+}
+
+const emptyDelivery = (): ParsedEventGridDelivery => ({
+  events: [],
+  items: [],
+  replicas: [],
+  ignored: [],
+});
+
 /**
  * Parses an Event Grid delivery body: an array of events in the Event Grid schema, or
  * CloudEvents 1.0 (one event, or a batch array). Blob events become `ObjectEvent`s; the
  * subscription handshake is returned as `validation`; other types are listed in `ignored`; the
  * replicator's own writes are set apart as `replicas`.
- * Throws only `EventParseError`.
+ * Throws only `EventParseError`, at the first event that does not parse.
  */
 export function parseEventGridDelivery(body: unknown): ParsedEventGridDelivery {
   const delivered = Array.isArray(body) ? body : [body];
   if (delivered.length === 0) throw new EventParseError('the delivery holds no events');
-  const events: ObjectEvent[] = [];
-  const items: unknown[] = [];
-  const replicas: ObjectEvent[] = [];
-  const ignored: string[] = [];
-  let validation: ValidationRequest | undefined;
+  const parsed = emptyDelivery();
   delivered.forEach((item, index) => {
-    const envelope = envelopeOf(item, index);
-    if (envelope.type === VALIDATION_TYPE) {
-      const validationUrl = optionalString(envelope.data, 'validationUrl');
-      validation = {
-        validationCode: requireString(envelope.data, 'validationCode', `event ${index}`),
-        ...(validationUrl !== undefined && { validationUrl }),
-      };
-      return;
-    }
-    const kind = KINDS[envelope.type];
-    const api = optionalString(envelope.data, 'api');
-    if (!kind || (kind === 'created' && api !== undefined && UNCOMMITTED_APIS.has(api))) {
-      ignored.push(api && kind ? `${envelope.type}:${api}` : envelope.type);
-      return;
-    }
-    const event = toObjectEvent(envelope, kind);
-    // Event Grid reports the writer's x-ms-client-request-id. BlobDeleted and SFTP events
-    // carry none: their writer is unknown, and the replica marker decides.
-    // https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
-    const clientRequestId = optionalString(envelope.data, 'clientRequestId');
-    if (isOwnClientRequestId(clientRequestId)) {
-      replicas.push({ ...event, writtenBy: 'replicator' });
-      return;
-    }
-    events.push(clientRequestId === undefined ? event : { ...event, writtenBy: 'user' });
-    items.push(item);
+    readItem(item, index, parsed);
   });
-  return { events, items, replicas, ignored, ...(validation && { validation }) };
+  return parsed;
+}
+
+/**
+ * Parses a delivery as `parseEventGridDelivery` does, but event by event: an event that does
+ * not parse is set apart in `malformed` with its error, and the rest are read. Throws
+ * (`EventParseError`) only when the body is not events at all: neither an array nor an object,
+ * or an empty array.
+ */
+export function parseEachEventGridEvent(body: unknown): ParsedEventGridEvents {
+  if (!Array.isArray(body) && !isRecord(body)) {
+    throw new EventParseError('the delivery is not an array of events or an event');
+  }
+  const delivered = Array.isArray(body) ? body : [body];
+  if (delivered.length === 0) throw new EventParseError('the delivery holds no events');
+  const parsed: ParsedEventGridEvents = { ...emptyDelivery(), malformed: [] };
+  delivered.forEach((item, index) => {
+    // Read into a scratch result first, so an event that fails halfway leaves nothing behind.
+    const one = emptyDelivery();
+    try {
+      readItem(item, index, one);
+    } catch (error) {
+      if (!(error instanceof EventParseError)) throw error;
+      parsed.malformed.push({ item, error });
+      return;
+    }
+    parsed.events.push(...one.events);
+    parsed.items.push(...one.items);
+    parsed.replicas.push(...one.replicas);
+    parsed.ignored.push(...one.ignored);
+    if (one.validation) parsed.validation = one.validation;
+  });
+  return parsed;
 }

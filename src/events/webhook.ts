@@ -1,5 +1,5 @@
 import { authenticateDelivery, type DeliveryAuth } from '../auth/event-grid-auth.ts';
-import { parseEventGridDelivery } from './event-grid.ts';
+import { type MalformedEvent, parseEachEventGridEvent } from './event-grid.ts';
 import { EventParseError, type ObjectEvent } from './object-event.ts';
 
 /** Event Grid posts at most 1 MiB per delivery; anything larger is not from it. */
@@ -26,6 +26,11 @@ export interface WebhookDependencies {
    * own JSON from the delivery. Throws when any could not be stored.
    */
   enqueue(events: ObjectEvent[], items: unknown[]): Promise<void>;
+  /**
+   * Puts the delivery's events that do not parse in the events dead-letter queue, each with
+   * its error. Throws when any could not be stored.
+   */
+  deadLetter(malformed: MalformedEvent[]): Promise<void>;
   /** Counts a delivery's ignored event types (metrics). */
   countIgnored?(types: string[]): void;
   /** Counts the events of the replicator's own writes, skipped here (rule 2). */
@@ -42,7 +47,13 @@ const json = (status: number, value: unknown): WebhookResponse => ({
  * The Event Grid webhook, independent of Lambda: the CloudEvents abuse-protection handshake
  * (OPTIONS), authentication, the 1 MiB limit, parsing, the Event Grid subscription handshake,
  * skipping the events of the replicator's own writes, and storing the rest. It answers 200
- * only when every event is stored; 5xx makes Event Grid deliver again.
+ * only when every event is stored, in the events queue or (an event that does not parse) in
+ * its dead-letter queue; 503 makes Event Grid deliver again.
+ *
+ * Event Grid does not retry a webhook's 400, 401, 403 or 413: it dead-letters or drops the
+ * delivery. So a 4xx answers only what is certainly bad or forged; a failure on this side
+ * (the tenant's signing keys out of reach, a queue refusing) answers 503.
+ * https://learn.microsoft.com/azure/event-grid/delivery-and-retry
  * https://learn.microsoft.com/azure/event-grid/end-point-validation-cloud-events-schema
  */
 export async function handleWebhook(
@@ -69,29 +80,35 @@ export async function handleWebhook(
     return json(413, { error: `the body is larger than ${MAX_BODY_BYTES} bytes` });
   }
   const authenticated = await authenticateDelivery(dependencies.auth, request);
-  if (!authenticated.ok) return json(401, { error: `unauthenticated: ${authenticated.reason}` });
+  if (!authenticated.ok) {
+    return authenticated.retryable
+      ? json(503, {
+          error: `the delivery could not be checked; deliver again (${authenticated.reason})`,
+        })
+      : json(401, { error: `unauthenticated: ${authenticated.reason}` });
+  }
   let value: unknown;
   try {
     value = JSON.parse(request.body);
   } catch {
     return json(400, { error: 'the body is not valid JSON' });
   }
-  let parsed: ReturnType<typeof parseEventGridDelivery>;
+  let parsed: ReturnType<typeof parseEachEventGridEvent>;
   try {
-    parsed = parseEventGridDelivery(value);
+    // Event by event: one bad event must not make Event Grid drop the good ones with it.
+    parsed = parseEachEventGridEvent(value);
   } catch (error) {
     if (error instanceof EventParseError) return json(400, { error: error.message });
     throw error;
   }
   if (parsed.validation) return json(200, { validationResponse: parsed.validation.validationCode });
   if (parsed.ignored.length > 0) dependencies.countIgnored?.(parsed.ignored);
-  if (parsed.events.length > 0) {
-    try {
-      await dependencies.enqueue(parsed.events, parsed.items);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      return json(503, { error: `the events could not all be stored; deliver again (${reason})` });
-    }
+  try {
+    if (parsed.events.length > 0) await dependencies.enqueue(parsed.events, parsed.items);
+    if (parsed.malformed.length > 0) await dependencies.deadLetter(parsed.malformed);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return json(503, { error: `the events could not all be stored; deliver again (${reason})` });
   }
   // Counted once the delivery is accepted: a delivery answered 503 comes again.
   if (parsed.replicas.length > 0) dependencies.countReplicas?.(parsed.replicas);
@@ -99,5 +116,6 @@ export async function handleWebhook(
     stored: parsed.events.length,
     ignored: parsed.ignored.length,
     replicas: parsed.replicas.length,
+    deadLettered: parsed.malformed.length,
   });
 }

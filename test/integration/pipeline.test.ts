@@ -552,13 +552,29 @@ describe('Pipeline: the Event Grid webhook', () => {
     expect(await pipeline.peek(pipeline.queues.events)).toEqual([]);
   });
 
-  it('answers 400 with the reason to a malformed body', async () => {
+  it('stores the good events of a delivery and dead-letters a malformed one with its reason', async () => {
+    const pipeline = await startPipeline();
+    const bad = { eventType: 'Microsoft.Storage.BlobCreated' };
+    const response = await pipeline.webhook({
+      headers: { 'x-s3az-secret': pipeline.webhookSecret },
+      body: JSON.stringify([bad, ...created(pipeline)]),
+    });
+    expect(response.statusCode).toBe(200);
+    expect(await pipeline.peek(pipeline.queues.events)).toHaveLength(1);
+    const [dead] = await pipeline.peek(pipeline.queues.eventsDeadLetter);
+    expect(dead?.Body).toBe(JSON.stringify(bad));
+    expect(dead?.MessageAttributes?.reason?.StringValue).toBe('malformed-event');
+    expect(dead?.MessageAttributes?.error?.StringValue).toMatch(/id|data/);
+    expect(dead?.MessageAttributes?.sourceQueue?.StringValue).toBe(pipeline.queues.events);
+  });
+
+  it('answers 400 to a body that is not an array of events or an event', async () => {
     const pipeline = await startPipeline();
     const response = await pipeline.webhook({
       headers: { 'x-s3az-secret': pipeline.webhookSecret },
-      body: '[{"eventType": "Microsoft.Storage.BlobCreated"}]',
+      body: '"Microsoft.Storage.BlobCreated"',
     });
     expect(response.statusCode).toBe(400);
-    expect(JSON.parse(response.body).error).toMatch(/id|data/);
+    expect(await pipeline.peek(pipeline.queues.events)).toEqual([]);
   });
 });

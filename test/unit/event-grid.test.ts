@@ -1,6 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseBlobUrl, parseEventGridDelivery } from '../../src/events/event-grid.ts';
+import {
+  parseBlobUrl,
+  parseEachEventGridEvent,
+  parseEventGridDelivery,
+} from '../../src/events/event-grid.ts';
 import { EventParseError } from '../../src/events/object-event.ts';
 
 const blobCreated = (
@@ -99,17 +103,20 @@ describe('Function: parseEventGridDelivery', () => {
     expect(parsed.events).toHaveLength(1);
   });
 
-  it('ignores the empty file ADLS Gen2 creates before its data is flushed', () => {
-    const parsed = parseEventGridDelivery([
-      blobCreated('CreateFile', 'https://acct.dfs.core.windows.net/data/f'),
-    ]);
-    expect(parsed).toEqual({
-      events: [],
-      items: [],
-      replicas: [],
-      ignored: ['Microsoft.Storage.BlobCreated:CreateFile'],
-    });
-  });
+  it.each(['CreateFile', 'SftpCreate'])(
+    'ignores the empty blob %s creates before its data is committed',
+    (api) => {
+      const parsed = parseEventGridDelivery([
+        blobCreated(api, 'https://acct.dfs.core.windows.net/data/f'),
+      ]);
+      expect(parsed).toEqual({
+        events: [],
+        items: [],
+        replicas: [],
+        ignored: [`Microsoft.Storage.BlobCreated:${api}`],
+      });
+    },
+  );
 
   it('reads CloudEvents 1.0, single and batched', () => {
     const cloudEvent = {
@@ -222,6 +229,79 @@ describe('Function: parseEventGridDelivery', () => {
           parseEventGridDelivery(body);
         } catch (error) {
           expect(error).toBeInstanceOf(EventParseError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('Function: parseEachEventGridEvent', () => {
+  const good = blobCreated('PutBlob', 'https://acct.blob.core.windows.net/data/good.txt');
+  const noData = { id: 'x', eventType: 'Microsoft.Storage.BlobCreated' };
+  const badUrl = blobCreated('PutBlob', 'not a url');
+
+  it('parses the good events and sets apart each one that does not parse, with its error', () => {
+    const parsed = parseEachEventGridEvent([noData, good, 'text', badUrl]);
+    expect(parsed.events.map((event) => event.key)).toEqual(['good.txt']);
+    expect(parsed.items).toEqual([good]);
+    expect(parsed.malformed.map((entry) => entry.item)).toEqual([noData, 'text', badUrl]);
+    expect(parsed.malformed.map((entry) => entry.error)).toEqual([
+      expect.any(EventParseError),
+      expect.any(EventParseError),
+      expect.any(EventParseError),
+    ]);
+    expect(parsed.malformed.map((entry) => entry.error.message)).toEqual([
+      expect.stringMatching(/"data" is missing/),
+      expect.stringMatching(/event 2 is not an object/),
+      expect.stringMatching(/is not a URL/),
+    ]);
+  });
+
+  it('reads what parseEventGridDelivery reads when every event parses', () => {
+    const delivered = [
+      good,
+      { ...good, id: 'eg-2', eventType: 'Microsoft.Storage.BlobTierChanged' },
+    ];
+    expect(parseEachEventGridEvent(delivered)).toEqual({
+      ...parseEventGridDelivery(delivered),
+      malformed: [],
+    });
+  });
+
+  it('takes one CloudEvent as a batch of one', () => {
+    const bad = { specversion: '1.0', id: 'ce', type: 'Microsoft.Storage.BlobCreated' };
+    expect(parseEachEventGridEvent(bad).malformed.map((entry) => entry.item)).toEqual([bad]);
+  });
+
+  it.each([
+    ['an empty batch', [], /no events/],
+    ['a number', 5, /not an array of events or an event/],
+    ['a string', 'text', /not an array of events or an event/],
+    ['null', null, /not an array of events or an event/],
+  ])('refuses a body that is %s as a whole', (_label, body, message) => {
+    expect(() => parseEachEventGridEvent(body)).toThrow(EventParseError);
+    expect(() => parseEachEventGridEvent(body)).toThrow(message);
+  });
+
+  it('throws only EventParseError, and only for a body that is not events at all', () => {
+    fc.assert(
+      fc.property(fc.anything(), (body) => {
+        try {
+          const parsed = parseEachEventGridEvent(body);
+          const count = Array.isArray(body) ? body.length : 1;
+          expect(
+            parsed.events.length +
+              parsed.replicas.length +
+              parsed.ignored.length +
+              parsed.malformed.length +
+              (parsed.validation ? 1 : 0),
+          ).toBeLessThanOrEqual(count);
+        } catch (error) {
+          expect(error).toBeInstanceOf(EventParseError);
+          expect(
+            Array.isArray(body) ? body.length === 0 : typeof body !== 'object' || body === null,
+          ).toBe(true);
         }
       }),
       { numRuns: 1000 },
