@@ -200,15 +200,20 @@ async function copyVersion(
     request.transfer !== 'stream' &&
     isPullFromUrl(destination) &&
     isPresigner(source) &&
-    !memory.isDisabled(destination)
+    !memory.isDisabled(source, destination)
   ) {
     try {
       const destinationEtag = await pullCopy(request, head, write, ranges);
       return { ...base, destinationEtag, transfer: 'pull' };
     } catch (error) {
+      // A source that changed under the pull explains any failure of it: start over.
+      if (isPullFailure(error) && !request.signal?.aborted) {
+        await assertSourceUnchanged(request, head);
+      }
+      // Only a definitive "cannot pull from this source" switches to streaming, for a while;
+      // a transient failure (a busy source, an expired URL) is retried, and pulls again.
       if (!(error instanceof PullUnsupportedError)) throw error;
-      await assertSourceUnchanged(request, head);
-      if (memory.disable(destination, error.message)) {
+      if (memory.disable(source, destination, error.message)) {
         request.log?.(
           `${destination.describe('')}: server-side pull is not available (${error.message}); streaming through this process instead`,
         );
@@ -217,6 +222,17 @@ async function copyVersion(
   }
   const destinationEtag = await streamCopy(request, head, write, ranges);
   return { ...base, destinationEtag, transfer: 'stream' };
+}
+
+/**
+ * A pull the destination could not do, or may do next time, as opposed to a refused write (412)
+ * or a source change already seen: the source may have changed under it.
+ */
+function isPullFailure(error: unknown): boolean {
+  return (
+    error instanceof PullUnsupportedError ||
+    (error instanceof ReplicatorError && error.retryable && !(error instanceof SourceChangedError))
+  );
 }
 
 interface PlannedPart {

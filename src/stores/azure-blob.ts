@@ -4,7 +4,7 @@ import type { BlobHTTPHeaders, BlobRequestConditions, ContainerClient } from '@a
 import { OWN_CLIENT_REQUEST_ID_PREFIX } from '../core/metadata.ts';
 import { AZURE_BLOCK_BLOB_LIMITS } from '../core/range-plan.ts';
 import { NotFoundError, PermanentError } from '../errors.ts';
-import { azureErrorCode, classifyAzureError } from './azure-errors.ts';
+import { azureErrorCode, classifyAzureError, classifyAzurePullError } from './azure-errors.ts';
 import type {
   ByteRange,
   CallOptions,
@@ -347,6 +347,10 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     try {
       await this.#client.getBlobClient(key).deleteIfExists({
         ...abortOf(options.signal),
+        // A blob with snapshots (a user's backup tool, Azure Backup) cannot be deleted alone:
+        // 409 SnapshotsPresent. Its snapshots go with it; the condition still applies to it.
+        // https://learn.microsoft.com/rest/api/storageservices/delete-blob
+        deleteSnapshots: 'include',
         conditions: conditions(options.condition),
       });
     } catch (error) {
@@ -405,7 +409,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
         });
       return { partNumber, size, token: blockId };
     } catch (error) {
-      throw classifyAzureError(error, `${this.describe(upload.key)} block ${partNumber}`);
+      throw classifyAzurePullError(error, `${this.describe(upload.key)} block ${partNumber}`);
     }
   }
 
@@ -426,7 +430,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       });
       return { etag: out.etag ?? '' };
     } catch (error) {
-      throw classifyAzureError(error, this.describe(key));
+      throw classifyAzurePullError(error, this.describe(key));
     }
   }
 }

@@ -12,7 +12,13 @@ interface RestErrorShape {
   code?: string;
   statusCode?: number;
   message?: string;
-  details?: { errorCode?: string };
+  details?: {
+    errorCode?: string;
+    /** What the copy source answered a pull (Put Blob From URL, Put Block From URL). */
+    copySourceStatusCode?: number;
+    copySourceErrorCode?: string;
+    copySourceErrorMessage?: string;
+  };
 }
 
 const ACCESS_CODES = new Set([
@@ -41,6 +47,18 @@ const RETRYABLE_CODES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
   'EPIPE',
+]);
+
+// 409s that clear by themselves: another client's lease (at most 60 s unless infinite), a
+// pending copy, a container being deleted, the snapshot rate. Every other 409 is the blob's
+// state (SnapshotsPresent, an immutability policy, an ADLS blob) and answers the same next time.
+// https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
+const RETRYABLE_CONFLICTS = new Set([
+  'LeaseIdMissing',
+  'LeaseAlreadyPresent',
+  'PendingCopyOperation',
+  'ContainerBeingDeleted',
+  'SnapshotOperationRateExceeded',
 ]);
 
 function codeOf(error: RestErrorShape): string {
@@ -75,12 +93,6 @@ export function classifyAzureError(error: unknown, what: string): ReplicatorErro
   if (status === 412 || code === 'ConditionNotMet' || code === 'BlobAlreadyExists') {
     return new PreconditionFailedError(`${what}: precondition failed (the blob changed)`, options);
   }
-  if (code === 'CannotVerifyCopySource' || status === 501 || code === 'NotImplemented') {
-    return new PullUnsupportedError(
-      `${what}: the destination could not pull from the source URL (${code})`,
-      options,
-    );
-  }
   if (status === 404 || code === 'BlobNotFound' || code === 'ContainerNotFound') {
     const thing = code === 'ContainerNotFound' ? 'container does not exist' : 'not found';
     return new NotFoundError(`${what}: ${thing}`, options);
@@ -91,18 +103,86 @@ export function classifyAzureError(error: unknown, what: string): ReplicatorErro
       options,
     );
   }
+  if (status === 501 || code === 'NotImplemented') {
+    // An emulator (Azurite) without the operation answers the same next time.
+    return new PermanentError(`${what}: the service does not implement this (${code})`, options);
+  }
   if (RETRYABLE_CODES.has(code) || status === 429 || status === 408) {
     return new RetryableError(`${what}: ${code}`, options);
   }
   if (status !== undefined && status >= 500) {
     return new RetryableError(`${what}: Azure answered ${status} ${code}`, options);
   }
-  if (status === 409) {
-    // Leases and pending copies clear by themselves.
+  if (status === 409 && RETRYABLE_CONFLICTS.has(code)) {
     return new RetryableError(`${what}: conflict (${code})`, options);
   }
   if (status !== undefined && status >= 400) {
     return new PermanentError(`${what}: ${code}`, options);
   }
   return new RetryableError(`${what}: ${e.message ?? code}`, options);
+}
+
+// What S3 answers a presigned URL whose time is up (403 AccessDenied "Request has expired"), or
+// whose signing session expired (400 ExpiredToken): a new URL, which the next attempt presigns,
+// succeeds. https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+const EXPIRED_SOURCE_CODES = new Set(['ExpiredToken', 'TokenRefreshRequired']);
+
+function isExpiredSource(code: string | undefined, message: string | undefined): boolean {
+  return (
+    (code !== undefined && EXPIRED_SOURCE_CODES.has(code)) ||
+    /request has expired/i.test(message ?? '')
+  );
+}
+
+/**
+ * Classifies an error of a pull (Put Blob From URL, Put Block From URL) for `what`. Only a
+ * definitive "this destination cannot pull from this source" is a `PullUnsupportedError`, which
+ * makes the engine stream instead for a while: an emulator without the operation (501
+ * NotImplemented), the source refusing the account (403, e.g. a bucket policy on addresses),
+ * or no answer from the source at all. What the source answers otherwise (a 5xx, throttling,
+ * an expired URL, a 404 while the object is changing) is classified as usual, so a transient
+ * failure is retried, and pulled again.
+ */
+export function classifyAzurePullError(error: unknown, what: string): ReplicatorError {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as RestErrorShape;
+  const code = codeOf(e);
+  const options = { cause: error };
+  if (e.statusCode === 501 || code === 'NotImplemented') {
+    return new PullUnsupportedError(
+      `${what}: the destination cannot pull from a URL (${code})`,
+      options,
+    );
+  }
+  if (code !== 'CannotVerifyCopySource') return classifyAzureError(error, what);
+  // Azure answers with the source's status and error (x-ms-copy-source-status-code, -error-code,
+  // CopySourceErrorMessage), or 500 with neither when the source gave no answer in time.
+  // https://learn.microsoft.com/rest/api/storageservices/put-block-from-url
+  // https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
+  const sourceStatus = e.details?.copySourceStatusCode;
+  const sourceCode = e.details?.copySourceErrorCode;
+  if (sourceStatus === undefined) {
+    if (e.statusCode !== 500) return classifyAzureError(error, what);
+    return new PullUnsupportedError(
+      `${what}: the source cannot be reached from the destination's account (no answer)`,
+      options,
+    );
+  }
+  const answer = `${sourceStatus}${sourceCode ? ` ${sourceCode}` : ''}`;
+  if (isExpiredSource(sourceCode, e.details?.copySourceErrorMessage)) {
+    return new RetryableError(
+      `${what}: the presigned source URL expired (${answer}); the next attempt presigns a new one`,
+      options,
+    );
+  }
+  if (sourceStatus === 403) {
+    return new PullUnsupportedError(
+      `${what}: the source refuses the destination's account (${answer})`,
+      options,
+    );
+  }
+  // A busy or failing source, or one that changes under the copy (404), answers otherwise next time.
+  if (sourceStatus === 404 || sourceStatus === 408 || sourceStatus === 429 || sourceStatus >= 500) {
+    return new RetryableError(`${what}: the copy source answered ${answer}`, options);
+  }
+  return new PermanentError(`${what}: the copy source answered ${answer}`, options);
 }

@@ -1,11 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { copyObject } from '../../src/copy/copy-object.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
-import { PreconditionFailedError, UnrepresentableError } from '../../src/errors.ts';
+import {
+  PreconditionFailedError,
+  PullUnsupportedError,
+  RetryableError,
+  UnrepresentableError,
+} from '../../src/errors.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
@@ -241,6 +248,100 @@ describe('Function: copyObject', () => {
     expect(sha(await content(azure, 'fallback/b'))).toBe(sha(body));
   });
 
+  describe("when the source answers the destination's pull with an error", () => {
+    // One attempt per request, so that the store sees the source's first answer, as it sees the
+    // last one after the SDK's own attempts.
+    let once: AzureBlobObjectStore;
+    const fronts: S3Front[] = [];
+
+    beforeAll(() => {
+      once = new AzureBlobObjectStore(
+        BlobServiceClient.fromConnectionString(emulatorEnv().azureConnectionString, {
+          retryOptions: { maxTries: 1 },
+        }).getContainerClient(azure.container),
+      );
+    });
+
+    afterEach(() => {
+      for (const front of fronts.splice(0)) front.close();
+    });
+
+    async function sourceAnswering(times: number, answer: S3Answer) {
+      const front = await s3Front(times, answer);
+      fronts.push(front);
+      return { front, source: presigningThrough(s3, front.origin) };
+    }
+
+    it.each([
+      ['a transient 503 SlowDown', SLOW_DOWN],
+      ['an expired presigned URL', EXPIRED],
+    ])(
+      'retries a single-request pull after %s, and pulls again next time',
+      async (_label, answer) => {
+        // Prepare
+        const { front, source } = await sourceAnswering(1, answer);
+        const memory = new PullMemory();
+        const body = randomBytes(3 * KiB);
+        await putObject(s3, 'transient/single', body);
+        // Act
+        const first = await copy(source, 'transient/single', once, 'transient/single', {
+          pullMemory: memory,
+        }).catch((e: unknown) => e);
+        const second = await copy(source, 'transient/single', once, 'transient/single', {
+          pullMemory: memory,
+        });
+        // Assess
+        expect(first).toBeInstanceOf(RetryableError);
+        expect(first).not.toBeInstanceOf(PullUnsupportedError);
+        expect(memory.isDisabled(source, once)).toBe(false);
+        expect(second.transfer).toBe('pull');
+        expect(front.refused()).toBe(1);
+        expect(sha(await content(azure, 'transient/single'))).toBe(sha(body));
+      },
+    );
+
+    it('retries a part whose pull the source answered 503 SlowDown, and still pulls', async () => {
+      const { front, source } = await sourceAnswering(1, SLOW_DOWN);
+      const memory = new PullMemory();
+      const body = randomBytes(PART + 17);
+      await putObject(s3, 'transient/staged', body);
+      const result = await copy(source, 'transient/staged', once, 'transient/staged', {
+        pullMemory: memory,
+      });
+      expect(result.transfer).toBe('pull');
+      expect(front.refused()).toBe(1);
+      expect(memory.isDisabled(source, once)).toBe(false);
+      expect(sha(await content(azure, 'transient/staged'))).toBe(sha(body));
+    });
+
+    it('streams while the source refuses the destination (403 AccessDenied), and pulls again once the memory of it expires', async () => {
+      // Prepare: a bucket policy that refuses Azure's addresses, lifted after the second copy.
+      const { front, source } = await sourceAnswering(Number.POSITIVE_INFINITY, ACCESS_DENIED);
+      const clock = { now: 0 };
+      const memory = new PullMemory({ forgetAfterMs: 10 * 60_000, now: () => clock.now });
+      const lines: string[] = [];
+      const body = randomBytes(3 * KiB);
+      await putObject(s3, 'refused/a', body);
+      const copyOnce = (key: string) =>
+        copy(source, 'refused/a', once, key, { pullMemory: memory, log: (l) => lines.push(l) });
+      // Act
+      const first = await copyOnce('refused/a');
+      const second = await copyOnce('refused/b');
+      front.repair();
+      clock.now = 10 * 60_000;
+      const third = await copyOnce('refused/c');
+      // Assess
+      expect([first.transfer, second.transfer, third.transfer]).toEqual([
+        'stream',
+        'stream',
+        'pull',
+      ]);
+      expect(front.refused()).toBe(1);
+      expect(lines.filter((l) => l.includes('server-side pull is not available'))).toHaveLength(1);
+      expect(sha(await content(azure, 'refused/c'))).toBe(sha(body));
+    });
+  });
+
   it.each(['stream', 'auto'] as const)(
     'never commits a mixed object when the source is overwritten mid-copy (%s)',
     async (transfer) => {
@@ -334,6 +435,97 @@ function interpose<T extends ObjectStore>(store: T, hooks: Hooks): T {
       return async (...args: unknown[]) => {
         await hook();
         return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+interface S3Answer {
+  status: number;
+  code: string;
+  message: string;
+}
+
+// What S3 answers: https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+const SLOW_DOWN: S3Answer = {
+  status: 503,
+  code: 'SlowDown',
+  message: 'Please reduce your request rate.',
+};
+const EXPIRED: S3Answer = { status: 403, code: 'AccessDenied', message: 'Request has expired' };
+const ACCESS_DENIED: S3Answer = { status: 403, code: 'AccessDenied', message: 'Access Denied' };
+
+interface S3Front {
+  /** `http://host:port` of the front. */
+  origin: string;
+  /** Requests answered with the error so far. */
+  refused(): number;
+  /** Forwards every request from now on. */
+  repair(): void;
+  close(): void;
+}
+
+/**
+ * An S3 endpoint in front of the emulator that answers the first `times` requests with
+ * `answer`, as S3 would answer the destination's pull, and forwards the others.
+ */
+async function s3Front(times: number, answer: S3Answer): Promise<S3Front> {
+  const target = new URL(emulatorEnv().s3Endpoint);
+  let refused = 0;
+  let repaired = false;
+  const server = http.createServer((request, response) => {
+    if (!repaired && refused < times) {
+      refused += 1;
+      response
+        .writeHead(answer.status, { 'content-type': 'application/xml' })
+        .end(
+          `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${answer.code}</Code><Message>${answer.message}</Message></Error>`,
+        );
+      return;
+    }
+    const forward = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: request.method,
+        path: request.url,
+        headers: { ...request.headers, host: target.host },
+      },
+      (upstream) => {
+        response.writeHead(upstream.statusCode ?? 502, upstream.headers);
+        upstream.pipe(response);
+      },
+    );
+    forward.once('error', () => response.destroy());
+    request.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    refused: () => refused,
+    repair: () => {
+      repaired = true;
+    },
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** The S3 store, with the URLs it presigns for pulls pointing at `origin` instead. */
+function presigningThrough(store: S3ObjectStore, origin: string): S3ObjectStore {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      if (property !== 'presignGet') return value.bind(target);
+      return async (...args: Parameters<S3ObjectStore['presignGet']>) => {
+        const url = new URL(await target.presignGet(...args));
+        const front = new URL(origin);
+        url.host = front.host;
+        return url.toString();
       };
     },
   });

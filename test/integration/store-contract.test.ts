@@ -290,3 +290,59 @@ describe('AzureBlobObjectStore: client request ids', () => {
     for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
+
+describe('AzureBlobObjectStore: snapshots', () => {
+  let container: ContainerClient;
+  let store: AzureBlobObjectStore;
+
+  beforeAll(async () => {
+    container = makeBlobServiceClient().getContainerClient(uniqueName('snapshots'));
+    await container.create();
+    store = new AzureBlobObjectStore(container);
+  });
+
+  /** A blob with one snapshot, as a user's backup tool or Azure Backup leaves it. */
+  async function blobWithSnapshot(key: string): Promise<string> {
+    const { etag } = await store.put(key, Buffer.from('x'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    await container.getBlobClient(key).createSnapshot();
+    return etag;
+  }
+
+  async function snapshotsOf(key: string): Promise<string[]> {
+    const names: string[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: key, includeSnapshots: true })) {
+      if (blob.name === key) names.push(blob.snapshot ?? '');
+    }
+    return names;
+  }
+
+  it('deletes a blob that has snapshots, and its snapshots with it', async () => {
+    // Prepare
+    await blobWithSnapshot('snap/plain');
+    // Act
+    await store.delete('snap/plain');
+    // Assess
+    expect(await store.head('snap/plain')).toBeUndefined();
+    expect(await snapshotsOf('snap/plain')).toEqual([]);
+  });
+
+  it('deletes a blob that has snapshots only on a matching eTag when asked to', async () => {
+    // Prepare
+    const etag = await blobWithSnapshot('snap/cond');
+    // Act
+    const stale = await store
+      .delete('snap/cond', { condition: { kind: 'match', etag: '"stale"' } })
+      .catch((e: unknown) => e);
+    const kept = await store.head('snap/cond');
+    await store.delete('snap/cond', { condition: { kind: 'match', etag } });
+    // Assess
+    expect(stale).toBeInstanceOf(PreconditionFailedError);
+    expect(kept).toBeDefined();
+    expect(await store.head('snap/cond')).toBeUndefined();
+    expect(await snapshotsOf('snap/cond')).toEqual([]);
+  });
+});

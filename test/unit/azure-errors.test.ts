@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import {
+  PermanentError,
+  PreconditionFailedError,
+  PullUnsupportedError,
+  RetryableError,
+} from '../../src/errors.ts';
+import { classifyAzureError, classifyAzurePullError } from '../../src/stores/azure-errors.ts';
+
+/** An error shaped as @azure/storage-blob throws it (RestError with parsed details). */
+function restError(
+  statusCode: number,
+  errorCode: string,
+  source?: { status: number; code?: string; message?: string },
+) {
+  return {
+    name: 'RestError',
+    statusCode,
+    code: errorCode,
+    details: {
+      errorCode,
+      ...(source && {
+        copySourceStatusCode: source.status,
+        copySourceErrorCode: source.code,
+        copySourceErrorMessage: source.message,
+      }),
+    },
+  };
+}
+
+describe('Function: classifyAzureError', () => {
+  it.each([
+    ['SnapshotsPresent', 409, PermanentError],
+    ['BlobImmutableDueToPolicy', 409, PermanentError],
+    ['BlobOperationNotSupported', 409, PermanentError],
+    ['LeaseIdMissing', 409, RetryableError],
+    ['PendingCopyOperation', 409, RetryableError],
+    ['SnapshotOperationRateExceeded', 409, RetryableError],
+    ['BlobAlreadyExists', 409, PreconditionFailedError],
+    ['ServerBusy', 503, RetryableError],
+  ] as const)('classes %s (%d) as %o', (code, status, kind) => {
+    const classified = classifyAzureError(restError(status, code), 'az://c/k');
+    expect(classified).toBeInstanceOf(kind);
+    if (kind === PermanentError) expect(classified.retryable).toBe(false);
+  });
+
+  it('never classes a failed pull as a reason to stop pulling outside a pull', () => {
+    const classified = classifyAzureError(restError(501, 'NotImplemented'), 'az://c/k');
+    expect(classified).not.toBeInstanceOf(PullUnsupportedError);
+    expect(classified).toBeInstanceOf(PermanentError);
+  });
+});
+
+describe('Function: classifyAzurePullError', () => {
+  it.each([
+    ['the emulator cannot pull at all', restError(501, 'NotImplemented')],
+    [
+      'the source refuses the account (403)',
+      restError(403, 'CannotVerifyCopySource', {
+        status: 403,
+        code: 'AccessDenied',
+        message: 'Access Denied',
+      }),
+    ],
+    ['the source cannot be reached at all', restError(500, 'CannotVerifyCopySource')],
+  ])('stops pulling when %s', (_label, error) => {
+    expect(classifyAzurePullError(error, 'az://c/k')).toBeInstanceOf(PullUnsupportedError);
+  });
+
+  it.each([
+    [
+      'the source is busy (503 SlowDown)',
+      restError(503, 'CannotVerifyCopySource', {
+        status: 503,
+        code: 'SlowDown',
+        message: 'Please reduce your request rate.',
+      }),
+    ],
+    [
+      'the source failed (500 InternalError)',
+      restError(500, 'CannotVerifyCopySource', { status: 500, code: 'InternalError' }),
+    ],
+    [
+      'the presigned URL expired',
+      restError(403, 'CannotVerifyCopySource', {
+        status: 403,
+        code: 'AccessDenied',
+        message: 'Request has expired',
+      }),
+    ],
+    [
+      "the presigning role's session expired",
+      restError(400, 'CannotVerifyCopySource', {
+        status: 400,
+        code: 'ExpiredToken',
+        message: 'The provided token has expired.',
+      }),
+    ],
+    [
+      'the source is gone (404)',
+      restError(404, 'CannotVerifyCopySource', { status: 404, code: 'NoSuchKey' }),
+    ],
+    ['Azure itself is busy', restError(503, 'ServerBusy')],
+  ])('retries, and keeps pulling, when %s', (_label, error) => {
+    const classified = classifyAzurePullError(error, 'az://c/k');
+    expect(classified).toBeInstanceOf(RetryableError);
+  });
+});
