@@ -6,7 +6,13 @@ import { joinKey, relativeKey } from '../core/keys.ts';
 import { parseSize } from '../core/range-plan.ts';
 import { PreconditionFailedError, ReplicatorError, UsageError } from '../errors.ts';
 import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
-import { makeBlobServiceClient, makeS3Client } from '../stores/clients.ts';
+import {
+  accountNameOf,
+  defaultAccountUrl,
+  type Environment,
+  makeBlobServiceClient,
+  makeS3Client,
+} from '../stores/clients.ts';
 import type { ListedObject, ObjectStore } from '../stores/object-store.ts';
 import { S3ObjectStore } from '../stores/s3.ts';
 import { ProgressBar } from './progress.ts';
@@ -44,6 +50,87 @@ export interface CommandIo {
   signal?: AbortSignal;
 }
 
+/**
+ * Whether requests to `accountUrl` would be signed by Microsoft Entra ID alone: the
+ * environment holds no connection string, key or SAS for that account (the order
+ * makeBlobServiceClient tries them in).
+ */
+function entraIdOnly(accountUrl: string, env: Environment): boolean {
+  let configured: string | undefined;
+  try {
+    configured = defaultAccountUrl(env);
+  } catch {
+    return false;
+  }
+  const same = (a: string, b: string) =>
+    a.replace(/\/+$/, '').toLowerCase() === b.replace(/\/+$/, '').toLowerCase();
+  const sameAccount = configured !== undefined && same(configured, accountUrl);
+  if (env.AZURE_STORAGE_CONNECTION_STRING && sameAccount) return false;
+  const named = sameAccount || env.AZURE_STORAGE_ACCOUNT === accountNameOf(accountUrl);
+  return !(named && (env.AZURE_STORAGE_KEY || env.AZURE_STORAGE_SAS_TOKEN));
+}
+
+/** The one-line refusal for an account URL the environment has no credential for. */
+function noCredentialError(
+  accountUrl: string,
+  container: string,
+  why: string,
+  env: Environment,
+  cause?: unknown,
+): UsageError {
+  const account = accountNameOf(accountUrl);
+  let configured: string | undefined;
+  try {
+    configured = defaultAccountUrl(env);
+  } catch {
+    configured = undefined;
+  }
+  const elsewhere = configured ? `the environment's credential is for ${configured}, and ` : '';
+  return new UsageError(
+    `${accountUrl}/${container}: no credential for the account "${account}" (${elsewhere}${why}); set AZURE_STORAGE_ACCOUNT=${account} with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING for that account`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** `error`, or the error it wraps, where @azure/identity found no usable sign-in. */
+function signInFailure(error: unknown): Error | undefined {
+  for (let each = error; each instanceof Error; each = each.cause) {
+    if (
+      /^(CredentialUnavailableError|AuthenticationError|AggregateAuthenticationError)$/.test(
+        each.name,
+      )
+    ) {
+      return each;
+    }
+  }
+  return undefined;
+}
+
+/** Checks the bucket or container; a sign-in failure names the account and the cause. */
+async function checkLocation(store: ObjectStore, location: Location): Promise<void> {
+  try {
+    await store.checkContainer();
+  } catch (error) {
+    const signIn = signInFailure(error);
+    if (
+      location.side === 'azure' &&
+      location.accountUrl !== undefined &&
+      entraIdOnly(location.accountUrl, process.env) &&
+      signIn
+    ) {
+      const reason = (signIn.message.split('\n')[0] ?? '').replace(/\.$/, '');
+      throw noCredentialError(
+        location.accountUrl,
+        location.container,
+        `Microsoft Entra ID sign-in found none: ${reason}`,
+        process.env,
+        error,
+      );
+    }
+    throw error;
+  }
+}
+
 async function storeFor(location: Location, cache: Map<string, ObjectStore>): Promise<ObjectStore> {
   const id =
     location.side === 's3'
@@ -51,6 +138,20 @@ async function storeFor(location: Location, cache: Map<string, ObjectStore>): Pr
       : `az:${location.accountUrl ?? ''}:${location.container}`;
   const cached = cache.get(id);
   if (cached) return cached;
+  // Microsoft Entra ID tokens are only sent over https: an emulator URL (http) for an account
+  // the environment has no key for cannot work, whatever is signed in.
+  if (
+    location.side === 'azure' &&
+    location.accountUrl?.startsWith('http:') &&
+    entraIdOnly(location.accountUrl, process.env)
+  ) {
+    throw noCredentialError(
+      location.accountUrl,
+      location.container,
+      'Microsoft Entra ID tokens need https',
+      process.env,
+    );
+  }
   const store =
     location.side === 's3'
       ? new S3ObjectStore(makeS3Client(), location.bucket)
@@ -93,8 +194,8 @@ export async function runCopyCommand(
   const cache = new Map<string, ObjectStore>();
   const source = await storeFor(sourceLocation, cache);
   const destination = await storeFor(destinationLocation, cache);
-  await source.checkContainer();
-  await destination.checkContainer();
+  await checkLocation(source, sourceLocation);
+  await checkLocation(destination, destinationLocation);
 
   const started = Date.now();
   const pullMemory = new PullMemory();

@@ -3,11 +3,22 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
+import { SECRET_HEADER } from '../auth/event-grid-auth.ts';
 import { DIFFERENCE_KEPT } from '../core/decide.ts';
 import { formatBytes } from '../core/range-plan.ts';
 import { UsageError } from '../errors.ts';
 import { type LocalMirror, startLocalMirror } from '../local/mirror.ts';
 import type { TaskReport } from '../observe/telemetry.ts';
+
+/** Event Grid's subscription handshake: the webhook answers `{"validationResponse":"hello"}`. */
+const HANDSHAKE = [
+  {
+    id: 'try-1',
+    eventType: 'Microsoft.EventGrid.SubscriptionValidationEvent',
+    eventTime: '2025-01-01T00:00:00Z',
+    data: { validationCode: 'hello' },
+  },
+];
 
 export interface LocalCommandOptions {
   s3Port: string;
@@ -46,15 +57,25 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
     ...(options.config !== undefined && { configFile: options.config }),
   });
   let stopping = false;
-  const stop = async () => {
+  const stop = async (say = !options.json) => {
     if (stopping) return;
     stopping = true;
-    if (!options.json) process.stdout.write('\nstopping the local mirror...\n');
+    if (say) process.stdout.write('\nstopping the local mirror...\n');
     await mirror.stop();
     process.exit(0);
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Ctrl-C reaches every process of the terminal's group; `kill <pid>` (SIGTERM) and a closed
+  // terminal (SIGHUP) reach this one only, which stops its emulators itself.
+  process.once('SIGINT', () => stop());
+  process.once('SIGTERM', () => stop());
+  process.once('SIGHUP', () => stop(false));
+  watchParent(() => stop(false));
+  // A reader that went away (a closed pipe) is no reason to crash past mirror.stop().
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') void stop(false);
+    });
+  }
 
   printReady(mirror, options);
   mirror.telemetry.onTask((report) => {
@@ -62,6 +83,25 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
     if (line) process.stdout.write(`${line}\n`);
   });
   await new Promise<never>(() => undefined);
+}
+
+/** How often the mirror checks that its parent still runs. */
+const PARENT_POLL_MS = 250;
+
+/**
+ * Calls `onGone` once the process that started this one has exited. `npm start` runs the
+ * mirror under `sh -c`; `kill <npm's pid>` ends npm and the shell but not the mirror, which
+ * would keep the ports. An orphan is adopted by another process, so its parent pid changes.
+ */
+function watchParent(onGone: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, PARENT_POLL_MS);
+  timer.unref();
 }
 
 function where(report: TaskReport): { from: string; to: string } {
@@ -124,7 +164,7 @@ function jsonOf(report: TaskReport): Record<string, unknown> {
 }
 
 function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
-  const { emulators, config, webhookUrl } = mirror;
+  const { emulators, config, webhookUrl, webhookSecret } = mirror;
   const rule = config.rules[0];
   const bucket = rule?.s3.bucket ?? options.bucket;
   const container = rule?.azure.container ?? options.container;
@@ -147,6 +187,7 @@ function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
         azureAccountUrl: emulators.azureAccountUrl,
         azureConnectionString: emulators.azureConnectionString,
         webhookUrl,
+        webhookSecret,
         rules: config.rules.map((each) => ({
           name: each.name,
           bucket: each.s3.bucket,
@@ -167,18 +208,23 @@ function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
     '',
     `  S3 + SQS    ${emulators.s3Endpoint}   bucket: ${bucket}   region: ${emulators.region}`,
     `  Azure Blob  ${emulators.azureAccountUrl}   container: ${container}`,
-    `  Event Grid webhook  ${webhookUrl}`,
+    `  Event Grid webhook  ${webhookUrl}   secret (${SECRET_HEADER} header): ${webhookSecret}`,
     ...rules,
     '',
     'environment for the AWS CLI, the SDKs, the Azure CLI and s3az:',
-    `  export AWS_ENDPOINT_URL=${emulators.s3Endpoint} AWS_ENDPOINT_URL_S3=${emulators.s3Endpoint} AWS_REGION=${emulators.region}`,
+    `  export AWS_ENDPOINT_URL=${emulators.s3Endpoint} AWS_ENDPOINT_URL_S3=${emulators.s3Endpoint} AWS_REGION=${emulators.region} AWS_DEFAULT_REGION=${emulators.region}`,
     `  export AWS_ACCESS_KEY_ID=${emulators.accessKeyId} AWS_SECRET_ACCESS_KEY=${emulators.secretAccessKey}`,
     `  export AZURE_STORAGE_CONNECTION_STRING='${emulators.azureConnectionString}'`,
     '',
-    'try:',
-    `  aws s3 cp ./file s3://${bucket}/file          # appears in Azure within seconds`,
+    // AWS_ENDPOINT_URL is read by AWS CLI 2.13.0 / 1.29.0 and later only; older ones would go
+    // to AWS itself. https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html
+    'try (--endpoint-url for AWS CLIs older than 2.13 / 1.29, which ignore AWS_ENDPOINT_URL):',
+    `  aws s3 cp ./file s3://${bucket}/file --endpoint-url ${emulators.s3Endpoint}    # appears in Azure within seconds`,
     `  az storage blob upload --container-name ${container} --name other --file ./file --connection-string "$AZURE_STORAGE_CONNECTION_STRING"`,
-    `  aws s3 ls s3://${bucket}/                     # ... and "other" appears here`,
+    `  aws s3 ls s3://${bucket}/ --endpoint-url ${emulators.s3Endpoint}    # ... and "other" appears here`,
+    '',
+    'the webhook, as Event Grid calls it (this is its subscription handshake):',
+    `  curl -sS -H '${SECRET_HEADER}: ${webhookSecret}' -d '${JSON.stringify(HANDSHAKE)}' ${webhookUrl}`,
     '',
     'rclone (remotes from the environment; unset AWS_CA_BUNDLE for rclone if your shell sets it):',
     `  export RCLONE_CONFIG_LOCALS3_TYPE=s3 RCLONE_CONFIG_LOCALS3_PROVIDER=Other RCLONE_CONFIG_LOCALS3_FORCE_PATH_STYLE=true RCLONE_CONFIG_LOCALS3_ENDPOINT=${emulators.s3Endpoint} RCLONE_CONFIG_LOCALS3_ACCESS_KEY_ID=${emulators.accessKeyId} RCLONE_CONFIG_LOCALS3_SECRET_ACCESS_KEY=${emulators.secretAccessKey} RCLONE_CONFIG_LOCALS3_UPLOAD_CUTOFF=8M`,

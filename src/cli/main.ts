@@ -13,7 +13,11 @@ function fail(error: unknown): never {
 const program = new Command('s3az')
   .description('Two-way, event-driven mirror between Amazon S3 and Azure Blob Storage')
   .exitOverride()
-  .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] ?? text) });
+  // Commander's own errors ("error: missing required argument ...") in the one-line form.
+  .configureOutput({
+    outputError: (text, write) =>
+      write(`s3az: ${(text.split('\n')[0] ?? text).replace(/^error: /, '')}\n`),
+  });
 
 program
   .command('copy')

@@ -110,7 +110,8 @@ export async function loadConfig(path: string): Promise<ReplicationConfig> {
     value = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
     throw new ConfigError(
-      `${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`,
+      // The yaml package's first line ends in ":" before an excerpt of the file.
+      `${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]?.replace(/:\s*$/, '')}`,
       {
         cause: error,
       },

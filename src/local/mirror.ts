@@ -257,8 +257,10 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       runtime,
       telemetry,
       async stop() {
-        await Promise.all(runners.map((runner) => runner.stop()));
-        await emulators.stop();
+        // The runners stop polling at once and the emulators stop alongside, as when Ctrl-C
+        // reaches every process together, instead of after the runners' 1 s long polls.
+        const polling = Promise.all(runners.map((runner) => runner.stop()));
+        await Promise.all([polling, emulators.stop()]);
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
       },

@@ -68,6 +68,8 @@ beforeAll(async () => {
 function expectOneLineError(run: Run, pattern: RegExp) {
   expect(run.code).not.toBe(0);
   expect(run.stdout).toBe('');
+  // One line in the `s3az: ...` form, ended, as every error of the command.
+  expect(run.stderr).toMatch(/^s3az: [^\n]+\n$/);
   const lines = run.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
@@ -128,7 +130,8 @@ describe('Command: s3az copy', () => {
   });
 
   it.each([
-    [['copy', 's3://only-one-arg'], /missing required argument/],
+    [['copy'], /^s3az: missing required argument 'source'$/],
+    [['copy', 's3://only-one-arg'], /^s3az: missing required argument 'destination'$/],
     [['copy', 'ftp://x/y', 's3://bucket-x/y'], /not a location/],
     [['copy', 's3://Bad_Bucket/k', 'az://container-x/k'], /not a valid S3 bucket name/],
     [['copy', 's3://bucket-x/k', 'az://container-x/k', '--part-size', '8XB'], /8XB/],
@@ -192,6 +195,17 @@ describe('Command: s3az copy', () => {
     );
     expectOneLineError(run, /access denied/);
     expect(run.stderr).not.toContain('wrong-secret-value');
+  });
+
+  it('names the account of a URL the environment has no credential for, and why', async () => {
+    const env = emulatorEnv();
+    const otherAccount = env.azureAccountUrl.replace(/\/[^/]+$/, '/otheraccount');
+    const run = await s3az(['copy', `s3://${bucket}/x`, `${otherAccount}/${container}/x`]);
+    expectOneLineError(run, /no credential for the account "otheraccount"/);
+    expect(run.stderr).toContain(
+      `s3az: ${otherAccount}/${container}: no credential for the account "otheraccount" (the environment's credential is for ${env.azureAccountUrl}, and Microsoft Entra ID tokens need https); set AZURE_STORAGE_ACCOUNT=otheraccount`,
+    );
+    expect(run.code).toBe(2);
   });
 
   it('explains that az:// needs an account when none is configured', async () => {
