@@ -152,7 +152,7 @@ describe('Function: processTaskRecord', () => {
   });
 
   it.each([
-    ['a key Azure cannot hold', () => JSON.stringify(task('folder/')), /ends in "\/"/],
+    ['a key Azure cannot hold', () => JSON.stringify(task('trailing-dot.')), /ends in "\."/],
     ['a body that is not a task', () => '{"hello":1}', /not a copy task/],
     [
       'a task for an unknown rule',
@@ -164,7 +164,7 @@ describe('Function: processTaskRecord', () => {
     async (_label, makeBody, error) => {
       const body = makeBody();
       const urls = await queues();
-      await s3.put('folder/', Buffer.alloc(0), {
+      await s3.put('trailing-dot.', Buffer.alloc(0), {
         properties: {},
         metadata: {},
         condition: { kind: 'any' },
@@ -180,6 +180,21 @@ describe('Function: processTaskRecord', () => {
       expect(letter?.error).toMatch(error);
     },
   );
+
+  it('skips an S3 folder marker (a key ending in /) with a named reason instead of dead-lettering it', async () => {
+    const urls = await queues();
+    await s3.put('folder/', Buffer.alloc(0), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    const outcome = await processTaskRecord(
+      await asRecord(urls.queueUrl, JSON.stringify(task('folder/'))),
+      dependencies(urls),
+    );
+    expect(outcome).toMatchObject({ action: 'skipped', reason: 'folder-marker' });
+    expect(await deadLetters(urls.deadLetterQueueUrl)).toEqual([]);
+  });
 
   it('fails a retryable record and delays its next receive', async () => {
     const urls = await queues();
