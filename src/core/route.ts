@@ -77,14 +77,11 @@ export function ruleFor(
  * name), or lies inside it (`landing` or `data` for the prefix `data/landing/`: renaming or
  * deleting it moves or deletes everything the rule covers).
  */
-function ruleForDirectory(
-  rules: ReplicationRule[],
-  event: ObjectEvent,
-): ReplicationRule | undefined {
+function rulesForDirectory(rules: ReplicationRule[], event: ObjectEvent): ReplicationRule[] {
   const paths = [event.key, ...(event.sourceKey !== undefined ? [event.sourceKey] : [])].map(
     directoryPath,
   );
-  return rules.find((rule) => {
+  return rules.filter((rule) => {
     const here = sideOf(rule, event.side);
     if (here.container !== event.container) return false;
     if (event.side === 'azure' && event.account !== undefined) {
@@ -182,38 +179,41 @@ export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): Ro
     if (!current || isNewer(task, current)) newest.set(id, task);
   };
   for (const event of events) {
-    const directory = event.kind === 'directory-renamed' || event.kind === 'directory-deleted';
-    const rule = directory
-      ? ruleForDirectory(rules, event)
-      : ruleFor(rules, event.side, event.container, event.key, event.account);
-    if (!rule || !allowed(rule, event.side)) {
-      unrouted += 1;
+    if (event.kind === 'directory-renamed' || event.kind === 'directory-deleted') {
+      // A directory can concern several rules (moved from one rule's prefix to another's, or
+      // a parent of several prefixes): each expands its own part.
+      const covering = rulesForDirectory(rules, event).filter((rule) => allowed(rule, event.side));
+      if (covering.length === 0) unrouted += 1;
+      for (const rule of covering) {
+        directories.push({
+          rule: rule.name,
+          kind: event.kind,
+          sourceContainer: event.container,
+          directory: event.key,
+          ...(event.sourceKey !== undefined && { previousDirectory: event.sourceKey }),
+          eventTime: event.eventTime,
+          correlationId: event.id,
+        });
+      }
       continue;
     }
-    if (event.kind === 'created' || event.kind === 'deleted') {
-      keep(taskFor(rule, event, event.kind, event.key));
-    } else if (event.kind === 'renamed') {
-      keep(taskFor(rule, event, 'created', event.key));
-      if (
-        event.sourceKey !== undefined &&
-        ruleFor(rules, event.side, event.container, event.sourceKey, event.account) === rule
-      ) {
-        // The rename's sequencer orders changes of the new name; the old name's delete is
-        // ordered by its time among that key's own events.
-        const { sequencer: _newName, ...withoutSequencer } = event;
-        keep(taskFor(rule, withoutSequencer, 'deleted', event.sourceKey));
-      }
-    } else {
-      directories.push({
-        rule: rule.name,
-        kind: event.kind,
-        sourceContainer: event.container,
-        directory: event.key,
-        ...(event.sourceKey !== undefined && { previousDirectory: event.sourceKey }),
-        eventTime: event.eventTime,
-        correlationId: event.id,
-      });
+    const rule = ruleFor(rules, event.side, event.container, event.key, event.account);
+    let routed = rule !== undefined && allowed(rule, event.side);
+    if (rule && routed) {
+      keep(taskFor(rule, event, event.kind === 'deleted' ? 'deleted' : 'created', event.key));
     }
+    if (event.kind === 'renamed' && event.sourceKey !== undefined) {
+      // The old name may be another rule's: its delete goes to that rule. The rename's
+      // sequencer orders changes of the new name; the old name's delete is ordered by its
+      // time among that key's own events.
+      const old = ruleFor(rules, event.side, event.container, event.sourceKey, event.account);
+      if (old && allowed(old, event.side)) {
+        const { sequencer: _newName, ...withoutSequencer } = event;
+        keep(taskFor(old, withoutSequencer, 'deleted', event.sourceKey));
+        routed = true;
+      }
+    }
+    if (!routed) unrouted += 1;
   }
   return { tasks: [...newest.values()], directories, unrouted };
 }

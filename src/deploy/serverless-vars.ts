@@ -158,7 +158,9 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
         Effect: 'Allow',
         Action: ['s3:ListBucket'],
         Resource: [`arn:aws:s3:::${bucket}`],
-        Condition: { StringLikeIfExists: { 's3:prefix': [...prefixes] } },
+        // '' too: whether S3's own check for HeadObject carries no s3:prefix or an empty one is
+        // not documented, and an empty prefix lists no more than a listing that names none.
+        Condition: { StringLikeIfExists: { 's3:prefix': ['', ...prefixes] } },
       });
       statements.push({
         Effect: 'Allow',

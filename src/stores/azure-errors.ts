@@ -180,8 +180,15 @@ export function classifyAzurePullError(error: unknown, what: string): Replicator
       options,
     );
   }
-  // A busy or failing source, or one that changes under the copy (404), answers otherwise next time.
-  if (sourceStatus === 404 || sourceStatus === 408 || sourceStatus === 429 || sourceStatus >= 500) {
+  // A busy or failing source, or one that changes under the copy (404, or 416 for a range past
+  // a new, shorter version), answers otherwise next time; the task then decides again.
+  if (
+    sourceStatus === 404 ||
+    sourceStatus === 408 ||
+    sourceStatus === 416 ||
+    sourceStatus === 429 ||
+    sourceStatus >= 500
+  ) {
     return new RetryableError(`${what}: the copy source answered ${answer}`, options);
   }
   return new PermanentError(`${what}: the copy source answered ${answer}`, options);

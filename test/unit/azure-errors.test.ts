@@ -100,6 +100,10 @@ describe('Function: classifyAzurePullError', () => {
       'the source is gone (404)',
       restError(404, 'CannotVerifyCopySource', { status: 404, code: 'NoSuchKey' }),
     ],
+    [
+      'the source became shorter than the range (416)',
+      restError(416, 'CannotVerifyCopySource', { status: 416, code: 'InvalidRange' }),
+    ],
     ['Azure itself is busy', restError(503, 'ServerBusy')],
   ])('retries, and keeps pulling, when %s', (_label, error) => {
     const classified = classifyAzurePullError(error, 'az://c/k');

@@ -160,6 +160,14 @@ describe('Function: iamStatements (evaluated)', () => {
     expect(allows(statements, { action: 's3:ListBucket', resource: 'arn:aws:s3:::bucket-a' })).toBe(
       true,
     );
+    // Whether that check carries an empty s3:prefix instead is not documented: allowed too.
+    expect(
+      allows(statements, {
+        action: 's3:ListBucket',
+        resource: 'arn:aws:s3:::bucket-a',
+        keys: { 's3:prefix': '' },
+      }),
+    ).toBe(true);
     expect(
       allows(statements, { action: 's3:GetObject', resource: 'arn:aws:s3:::bucket-a/in/missing' }),
     ).toBe(true);
@@ -175,7 +183,6 @@ describe('Function: iamStatements (evaluated)', () => {
     expect(listing('bucket-a', 'in/')).toBe(true);
     expect(listing('bucket-a', 'in/deeper/')).toBe(true);
     expect(listing('bucket-a', 'private/')).toBe(false);
-    expect(listing('bucket-a', '')).toBe(false);
     expect(listing('bucket-b', 'in/')).toBe(false);
     expect(allows(statements, { action: 's3:ListBucket', resource: 'arn:aws:s3:::bucket-b' })).toBe(
       false,

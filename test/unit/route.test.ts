@@ -104,6 +104,38 @@ describe('Function: routeEvents', () => {
     expect(tasks.find((t) => t.kind === 'deleted')).not.toHaveProperty('sequencer');
   });
 
+  it("routes a rename across rules: the new name to its rule, the old name's delete to the other", () => {
+    const { rules: two } = validateConfig({
+      rules: ['a', 'b'].map((name) => ({
+        name,
+        s3: { bucket: `bucket-${name}` },
+        azure: {
+          accountUrl: 'https://acct.blob.core.windows.net',
+          container: 'data',
+          prefix: `${name}/`,
+        },
+      })),
+    });
+    const moved: ObjectEvent = {
+      ...s3Event('b/x.csv'),
+      side: 'azure',
+      container: 'data',
+      account: 'acct',
+      kind: 'renamed',
+      sourceKey: 'a/x.csv',
+    };
+    const { tasks } = routeEvents(two, [moved]);
+    expect(tasks.map((t) => [t.rule, t.kind, t.sourceKey, t.destinationContainer])).toEqual([
+      ['b', 'created', 'b/x.csv', 'bucket-b'],
+      ['a', 'deleted', 'a/x.csv', 'bucket-a'],
+    ]);
+    // A directory moved from one rule's prefix to the other's concerns both.
+    const { directories } = routeEvents(two, [
+      { ...moved, key: 'b/dir', sourceKey: 'a/dir', kind: 'directory-renamed' },
+    ]);
+    expect(directories.map((d) => d.rule)).toEqual(['a', 'b']);
+  });
+
   it('passes directory events on for expansion', () => {
     const { directories } = routeEvents(rules, [
       {
