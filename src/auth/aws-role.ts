@@ -13,17 +13,19 @@ export const DEFAULT_ROLE_SESSION_NAME = 's3-azure-replicator';
  * Credentials of a role assumed for a rule's bucket (cross-account access), renewed before
  * they expire. The session name appears in S3 events as the writer (`AWS:<role id>:<session>`),
  * so each stack uses its own (`S3AZ_ROLE_SESSION_NAME`) and knows its own writes by it.
+ * `externalId` is passed when the role's trust policy requires one (`sts:ExternalId`).
  */
 export function assumedRoleCredentials(
   sts: STSClient,
   roleArn: string,
   sessionName = DEFAULT_ROLE_SESSION_NAME,
+  externalId?: string,
 ): AwsCredentialIdentityProvider {
   let current: Promise<AwsCredentialIdentity> | undefined;
   let expiresAt = 0;
   return async () => {
     if (!current || Date.now() > expiresAt - RENEW_MILLISECONDS) {
-      current = assume(sts, roleArn, sessionName);
+      current = assume(sts, roleArn, sessionName, externalId);
       current.catch(() => {
         current = undefined;
       });
@@ -38,6 +40,7 @@ async function assume(
   sts: STSClient,
   roleArn: string,
   sessionName: string,
+  externalId: string | undefined,
 ): Promise<AwsCredentialIdentity> {
   try {
     const out = await sts.send(
@@ -45,6 +48,7 @@ async function assume(
         RoleArn: roleArn,
         RoleSessionName: sessionName,
         DurationSeconds: 3600,
+        ...(externalId !== undefined && { ExternalId: externalId }),
       }),
     );
     const c = out.Credentials;

@@ -18,8 +18,64 @@ export type DeliveryAuth =
        */
       eventGridAppIds?: readonly string[];
     }
-  | { mode: 'shared-secret'; secret: string }
+  | SharedSecretAuth
   | { mode: 'none' };
+
+/** Deliveries carry a shared secret (header `SECRET_HEADER` or query parameter `SECRET_QUERY`). */
+export interface SharedSecretAuth {
+  mode: 'shared-secret';
+  /** The value deliveries must carry. */
+  readonly secret: string;
+  /**
+   * Reads the secret again, when it may have been rotated; afterwards `secret` is the value
+   * read. Only a delivery whose secret does not match calls it.
+   */
+  reread?(): Promise<void>;
+}
+
+/** How often a wrong secret may cause a fresh read at most (see `RereadableSharedSecret`). */
+export const SECRET_REREAD_MILLISECONDS = 60 * 1000;
+
+/**
+ * A shared secret from a store (Secrets Manager) that picks up a rotation without a cold
+ * start: a delivery with another secret reads it again, at most once per
+ * `SECRET_REREAD_MILLISECONDS`, so forged requests cannot turn into a read each (cost, and
+ * the store's request quota).
+ */
+export class RereadableSharedSecret implements SharedSecretAuth {
+  readonly mode = 'shared-secret';
+  secret: string;
+  readonly #read: () => Promise<string>;
+  readonly #interval: number;
+  readonly #now: () => number;
+  #lastRead = Number.NEGATIVE_INFINITY;
+  #pending: Promise<void> | undefined;
+
+  constructor(
+    secret: string,
+    read: () => Promise<string>,
+    options: { intervalMilliseconds?: number; now?: () => number } = {},
+  ) {
+    this.secret = secret;
+    this.#read = read;
+    this.#interval = options.intervalMilliseconds ?? SECRET_REREAD_MILLISECONDS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  reread(): Promise<void> {
+    if (this.#pending) return this.#pending;
+    if (this.#now() - this.#lastRead < this.#interval) return Promise.resolve();
+    this.#lastRead = this.#now();
+    this.#pending = (async () => {
+      try {
+        this.secret = await this.#read();
+      } finally {
+        this.#pending = undefined;
+      }
+    })();
+    return this.#pending;
+  }
+}
 
 export interface DeliveryCredentials {
   /** Header names in lower case. */
@@ -153,9 +209,22 @@ export async function authenticateDelivery(
     if (given === undefined) {
       return { ok: false, reason: 'no shared secret in the request', retryable: false };
     }
-    return secretsEqual(given, auth.secret)
-      ? { ok: true }
-      : { ok: false, reason: 'wrong shared secret', retryable: false };
+    if (secretsEqual(given, auth.secret)) return { ok: true };
+    if (auth.reread) {
+      const before = auth.secret;
+      try {
+        await auth.reread();
+      } catch {
+        return {
+          ok: false,
+          reason:
+            'wrong shared secret, and the secret could not be read again to see if it was rotated',
+          retryable: true,
+        };
+      }
+      if (auth.secret !== before && secretsEqual(given, auth.secret)) return { ok: true };
+    }
+    return { ok: false, reason: 'wrong shared secret', retryable: false };
   }
   const header = credentials.headers.authorization;
   const token = header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : undefined;

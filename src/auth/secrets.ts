@@ -6,6 +6,11 @@ import { awsCallError } from './aws-call-error.ts';
 export interface SecretSource {
   /** The secret's string value. Errors name the ARN, never the value. */
   get(arn: string): Promise<string>;
+  /**
+   * The secret's value read again now, bypassing any cache (and replacing what it holds), for
+   * when a credential from it was refused: the secret may have been rotated.
+   */
+  refresh?(arn: string): Promise<string>;
 }
 
 // Rotated secrets take effect within this long without a cold start.
@@ -23,10 +28,17 @@ export class SecretsManagerSource implements SecretSource {
   get(arn: string): Promise<string> {
     const cached = this.#cache.get(arn);
     if (cached && Date.now() - cached.at < CACHE_MILLISECONDS) return cached.value;
+    return this.refresh(arn);
+  }
+
+  refresh(arn: string): Promise<string> {
     const value = this.#read(arn);
-    this.#cache.set(arn, { value, at: Date.now() });
+    const entry = { value, at: Date.now() };
+    this.#cache.set(arn, entry);
     // A failed read is not cached: the next caller asks again.
-    value.catch(() => this.#cache.delete(arn));
+    value.catch(() => {
+      if (this.#cache.get(arn) === entry) this.#cache.delete(arn);
+    });
     return value;
   }
 

@@ -25,21 +25,38 @@ export const ruleSchema = z.strictObject({
   name: z
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'letters, digits, ".", "_" or "-", at most 63'),
-  s3: z.strictObject({
-    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not a valid S3 bucket name'),
-    prefix: z.string().default(''),
-    region: z.string().min(1).optional(),
-    roleArn: z.string().startsWith('arn:').optional(),
-    kmsKeyId: z.string().min(1).optional(),
-    /**
-     * The bucket owner's account id, when it is neither this stack's account nor `roleArn`'s:
-     * only S3 notifications from a bucket of this account reach the events queue.
-     */
-    bucketOwner: z
-      .string()
-      .regex(/^\d{12}$/, 'a 12-digit AWS account id')
-      .optional(),
-  }),
+  s3: z
+    .strictObject({
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not a valid S3 bucket name'),
+      prefix: z.string().default(''),
+      region: z.string().min(1).optional(),
+      roleArn: z.string().startsWith('arn:').optional(),
+      /**
+       * The external id the role's trust policy requires (`sts:ExternalId`), passed to
+       * AssumeRole. STS: 2-1224 characters of [\w+=,.@:/-].
+       * https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+       */
+      externalId: z
+        .string()
+        .regex(
+          /^[\w+=,.@:/-]{2,1224}$/,
+          '2 to 1224 of the characters A-Z a-z 0-9 _ + = , . @ : / -',
+        )
+        .optional(),
+      kmsKeyId: z.string().min(1).optional(),
+      /**
+       * The bucket owner's account id, when it is neither this stack's account nor `roleArn`'s:
+       * only S3 notifications from a bucket of this account reach the events queue.
+       */
+      bucketOwner: z
+        .string()
+        .regex(/^\d{12}$/, 'a 12-digit AWS account id')
+        .optional(),
+    })
+    .refine((s3) => s3.externalId === undefined || s3.roleArn !== undefined, {
+      message: 'externalId is passed when assuming roleArn, so it needs roleArn',
+      path: ['externalId'],
+    }),
   azure: z.strictObject({
     accountUrl: z.url(),
     container: z

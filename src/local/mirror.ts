@@ -220,8 +220,12 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
     const runtime = await buildRuntime({ env, config, sqs, telemetry });
     ready(runtime);
     const get = () => runtimeReady;
-    const onError = (error: unknown) =>
+    // While stopping, a receive in flight meets the emulators going away: not worth a line.
+    let stopping = false;
+    const onError = (error: unknown) => {
+      if (stopping) return;
       console.error(`s3az local: ${error instanceof Error ? error.message : String(error)}`);
+    };
     const factories: Record<string, (runtime: () => Promise<Runtime>) => SqsHandler> = {
       plan: createPlanHandler,
       copy: createCopyHandler,
@@ -257,6 +261,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       runtime,
       telemetry,
       async stop() {
+        stopping = true;
         // The runners stop polling at once and the emulators stop alongside, as when Ctrl-C
         // reaches every process together, instead of after the runners' 1 s long polls.
         const polling = Promise.all(runners.map((runner) => runner.stop()));

@@ -6,7 +6,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { STSClient } from '@aws-sdk/client-sts';
 import { assumedRoleCredentials, DEFAULT_ROLE_SESSION_NAME } from '../auth/aws-role.ts';
 import { blobServiceFor } from '../auth/azure-credential.ts';
-import type { DeliveryAuth } from '../auth/event-grid-auth.ts';
+import { type DeliveryAuth, RereadableSharedSecret } from '../auth/event-grid-auth.ts';
 import { type SecretSource, SecretsManagerSource } from '../auth/secrets.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
@@ -60,7 +60,10 @@ export interface Runtime {
   queueUrl(name: QueueName): string;
   /** The stores of a rule, built on first use and reused. */
   storesOf(rule: ReplicationRule): Promise<RuleStores>;
-  /** The webhook's delivery authentication, with its secret read once. */
+  /**
+   * The webhook's delivery authentication. A secret from Secrets Manager is read once, and
+   * again (at most once a minute) when a delivery carries another value: it may be rotated.
+   */
   webhookAuth(): Promise<DeliveryAuth>;
 }
 
@@ -150,7 +153,13 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     );
     return secretSource;
   };
-  const lazySecrets: SecretSource = { get: (arn) => secrets().get(arn) };
+  const lazySecrets: Required<SecretSource> = {
+    get: (arn) => secrets().get(arn),
+    refresh: (arn) => {
+      const source = secrets();
+      return source.refresh ? source.refresh(arn) : source.get(arn);
+    },
+  };
   const stores = new Map<string, Promise<RuleStores>>();
   let auth: Promise<DeliveryAuth> | undefined;
   const validated = config;
@@ -176,7 +185,12 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
           const s3Client = makeS3Client(env, {
             ...(rule.s3.region !== undefined && { region: rule.s3.region }),
             ...(rule.s3.roleArn !== undefined && {
-              credentials: assumedRoleCredentials(stsClient(), rule.s3.roleArn, roleSessionName),
+              credentials: assumedRoleCredentials(
+                stsClient(),
+                rule.s3.roleArn,
+                roleSessionName,
+                rule.s3.externalId,
+              ),
             }),
           });
           const service = await blobServiceFor(rule, { env, secrets: lazySecrets, sts: stsClient });
@@ -218,10 +232,10 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
             }
             return { mode: 'shared-secret', secret };
           }
-          return {
-            mode: 'shared-secret',
-            secret: (await lazySecrets.get(configured.secretArn)).trim(),
-          };
+          const { secretArn } = configured;
+          return new RereadableSharedSecret((await lazySecrets.get(secretArn)).trim(), async () =>
+            (await lazySecrets.refresh(secretArn)).trim(),
+          );
         }
         if (configured.mode === 'entra') {
           return { mode: 'entra', tenantId: configured.tenantId, audience: configured.audience };

@@ -107,7 +107,7 @@ describe('File: serverless.yml', () => {
     expect(listBucket).toEqual([
       expect.objectContaining({
         Effect: 'Allow',
-        Condition: { StringLikeIfExists: { 's3:prefix': ['incoming/*'] } },
+        Condition: { StringLikeIfExists: { 's3:prefix': ['', 'incoming/*'] } },
       }),
     ]);
     expect(JSON.stringify(listBucket)).toContain('"arn:aws:s3:::my-data-bucket"');
