@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.ts';
 import { buildRuntime } from '../../src/runtime/runtime.ts';
 import { emulatorEnv, emulatorVariables } from '../support/emulators.ts';
+import { readAll } from '../support/streams.ts';
 
 /**
  * STS has no emulator here: a stand-in at the SDK boundary answers AssumeRole in the
@@ -13,11 +14,7 @@ let server: Server;
 let endpoint: string;
 const bodies: URLSearchParams[] = [];
 
-async function bodyOf(request: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
+const bodyOf = async (request: IncomingMessage) => (await readAll(request)).toString('utf8');
 
 beforeAll(async () => {
   server = createServer(async (request, response) => {

@@ -16,6 +16,7 @@ import {
   makeBlobServiceClient,
   uniqueName,
 } from '../support/emulators.ts';
+import { readAll } from '../support/streams.ts';
 
 /**
  * Secrets Manager has no emulator here, so this is a stand-in at the SDK boundary: an HTTP
@@ -26,11 +27,7 @@ let endpoint: string;
 const secrets = new Map<string, string>();
 const requests: string[] = [];
 
-async function bodyOf(request: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
+const bodyOf = async (request: IncomingMessage) => (await readAll(request)).toString('utf8');
 
 beforeAll(async () => {
   server = createServer(async (request, response) => {

@@ -1,13 +1,5 @@
 import type { webcrypto } from 'node:crypto';
-import {
-  createLocalJWKSet,
-  errors,
-  exportJWK,
-  generateKeyPair,
-  type JWK,
-  type JWTPayload,
-  SignJWT,
-} from 'jose';
+import { errors, type JWTPayload, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   authenticateDelivery,
@@ -15,6 +7,7 @@ import {
   EVENT_GRID_APP_IDS,
   EVENT_GRID_ROLE,
 } from '../../src/auth/event-grid-auth.ts';
+import { entraFixture } from '../support/entra.ts';
 
 const TENANT = '11111111-2222-3333-4444-555555555555';
 const AUDIENCE = 'api://s3az-webhook';
@@ -24,15 +17,7 @@ let signingKey: webcrypto.CryptoKey;
 let entra: Extract<DeliveryAuth, { mode: 'entra' }>;
 
 beforeAll(async () => {
-  const pair = await generateKeyPair('RS256');
-  signingKey = pair.privateKey;
-  const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
-  entra = {
-    mode: 'entra',
-    tenantId: TENANT,
-    audience: AUDIENCE,
-    keys: createLocalJWKSet({ keys: [jwk] }),
-  };
+  ({ signingKey, auth: entra } = await entraFixture(TENANT, AUDIENCE));
 });
 
 /** A v2 token as Event Grid's service principal gets it, with `claims` replacing any claim. */

@@ -1,7 +1,7 @@
 import type { webcrypto } from 'node:crypto';
 import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { generateKeyPair, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEventGridHandler } from '../../handlers/eventgrid.ts';
 import type { DeliveryAuth } from '../../src/auth/event-grid-auth.ts';
@@ -10,6 +10,7 @@ import type { MalformedEvent } from '../../src/events/event-grid.ts';
 import type { ObjectEvent } from '../../src/events/object-event.ts';
 import { handleWebhook, type WebhookRequest } from '../../src/events/webhook.ts';
 import { buildRuntime } from '../../src/runtime/runtime.ts';
+import { entraFixture } from '../support/entra.ts';
 
 const TENANT = '11111111-2222-3333-4444-555555555555';
 const AUDIENCE = 'api://s3az-webhook';
@@ -20,17 +21,8 @@ let otherKey: webcrypto.CryptoKey;
 let entra: Extract<DeliveryAuth, { mode: 'entra' }>;
 
 beforeAll(async () => {
-  const pair = await generateKeyPair('RS256');
-  const other = await generateKeyPair('RS256');
-  signingKey = pair.privateKey;
-  otherKey = other.privateKey;
-  const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
-  entra = {
-    mode: 'entra',
-    tenantId: TENANT,
-    audience: AUDIENCE,
-    keys: createLocalJWKSet({ keys: [jwk] }),
-  };
+  ({ signingKey, auth: entra } = await entraFixture(TENANT, AUDIENCE));
+  otherKey = (await generateKeyPair('RS256')).privateKey;
 });
 
 function token(
