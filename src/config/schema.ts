@@ -82,6 +82,18 @@ export const eventGridAuthSchema = z.union([
     tenantId: z.string().min(1),
     /** The application ID URI or client id the subscription's tokens are issued for. */
     audience: z.string().min(1),
+    /**
+     * Event Grid's own application id(s) in this cloud, when not the public cloud's (a
+     * delivery's token must be issued to one of them).
+     */
+    eventGridAppIds: z
+      .array(
+        z
+          .string()
+          .regex(/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i, 'not an application id (a GUID)'),
+      )
+      .min(1)
+      .optional(),
   }),
   z.strictObject({ mode: z.literal('shared-secret'), secretArn: z.string().startsWith('arn:') }),
   z.strictObject({

@@ -238,7 +238,12 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
           );
         }
         if (configured.mode === 'entra') {
-          return { mode: 'entra', tenantId: configured.tenantId, audience: configured.audience };
+          return {
+            mode: 'entra',
+            tenantId: configured.tenantId,
+            audience: configured.audience,
+            ...(configured.eventGridAppIds && { eventGridAppIds: configured.eventGridAppIds }),
+          };
         }
         return { mode: 'none' };
       })();

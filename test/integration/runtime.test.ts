@@ -7,7 +7,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { serviceFromSecret } from '../../src/auth/azure-credential.ts';
 import { SecretsManagerSource } from '../../src/auth/secrets.ts';
-import { ConfigError } from '../../src/config/load.ts';
+import { ConfigError, validateConfig } from '../../src/config/load.ts';
 import { PermanentError, UsageError } from '../../src/errors.ts';
 import { buildRuntime } from '../../src/runtime/runtime.ts';
 import {
@@ -141,6 +141,26 @@ describe('Function: buildRuntime', () => {
     await makeBlobServiceClient().getContainerClient('container-a').createIfNotExists();
     await expect(azure.checkContainer()).resolves.toBeUndefined();
     expect(await runtime.webhookAuth()).toEqual({ mode: 'shared-secret', secret: 'hook-secret' });
+  });
+
+  it("passes Event Grid's application ids of another cloud to the webhook's Entra check", async () => {
+    const ids = ['11111111-2222-3333-4444-555555555555'];
+    const runtime = await buildRuntime({
+      env: {},
+      config: validateConfig({
+        rules: [
+          {
+            name: 'r',
+            s3: { bucket: 'bucket-b' },
+            azure: { accountUrl: 'https://acct.blob.core.windows.net', container: 'container-c' },
+          },
+        ],
+        eventGrid: {
+          auth: { mode: 'entra', tenantId: 't', audience: 'api://a', eventGridAppIds: ids },
+        },
+      }),
+    });
+    expect(await runtime.webhookAuth()).toMatchObject({ mode: 'entra', eventGridAppIds: ids });
   });
 });
 

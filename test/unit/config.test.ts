@@ -80,6 +80,18 @@ describe('Function: validateConfig', () => {
       }).eventGrid,
     ).toEqual({ auth: { mode: 'none', allowUnauthenticated: true } });
   });
+
+  it("takes Event Grid's application ids of another cloud, and refuses one that is no GUID", () => {
+    const entra = (eventGridAppIds: string[]) => ({
+      rules: [rule()],
+      eventGrid: { auth: { mode: 'entra', tenantId: 't', audience: 'api://a', eventGridAppIds } },
+    });
+    const china = '11111111-2222-3333-4444-555555555555';
+    expect(validateConfig(entra([china])).eventGrid?.auth).toMatchObject({
+      eventGridAppIds: [china],
+    });
+    expect(() => validateConfig(entra(['event-grid']))).toThrow(/eventGridAppIds.*GUID/);
+  });
 });
 
 describe('Function: loadConfig', () => {
