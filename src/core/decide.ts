@@ -300,17 +300,17 @@ export function decide(input: DecisionInput): Decision {
   // ahead of the delete's task and wrote the deleted file back. The delete is the newer
   // change: both go (the source first, so a retry still finds what to do). A user's copy of
   // an older replica keeps that replica's earlier `replicatedAt`, and is kept.
+  const copyOfDestination =
+    destination !== undefined && sourceMarker?.sourceEtag === destination.etag;
   const deletedAt = Date.parse(task.eventTime);
   if (
     task.kind === 'deleted' &&
     destination &&
-    sourceNamesDestination &&
-    sourceMarker?.sourceEtag === destination.etag &&
-    sourceMarker.replicatedAt !== undefined &&
-    Number.isFinite(deletedAt) &&
+    echo &&
+    copyOfDestination &&
+    sourceMarker?.replicatedAt !== undefined &&
     secondOf(Date.parse(sourceMarker.replicatedAt)) >= secondOf(deletedAt) &&
-    writtenBeforeDelete(destination, deletedAt) &&
-    echo
+    writtenBeforeDelete(destination, deletedAt)
   ) {
     return {
       action: 'delete',
@@ -321,7 +321,7 @@ export function decide(input: DecisionInput): Decision {
 
   // Rule 2: the source is our replica of exactly what the destination holds now (even if the
   // destination carries a marker too, say after a rename there and back): nothing to copy.
-  if (echo && destination && sourceMarker?.sourceEtag === destination.etag) {
+  if (echo && copyOfDestination) {
     return skip('replica', `the source is a replica of the ${other} side`);
   }
 
@@ -342,7 +342,7 @@ export function decide(input: DecisionInput): Decision {
 
   // The source was our replica of exactly this destination version and a user rewrote it
   // (keeping the marker): only the source changed since the last replication.
-  if (sourceNamesDestination && sourceMarker?.sourceEtag === destination.etag) {
+  if (sourceNamesDestination && copyOfDestination) {
     return { action: 'copy', condition: conditionFor(destination), conflict: false };
   }
   if (

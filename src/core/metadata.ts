@@ -232,6 +232,13 @@ function utf8Bytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
+/** What metadata counts against a store's limit: the UTF-8 bytes of its names and values. */
+function metadataBytes(native: Record<string, string>): number {
+  let total = 0;
+  for (const [name, value] of Object.entries(native)) total += utf8Bytes(name) + utf8Bytes(value);
+  return total;
+}
+
 /**
  * The metadata to write on `side`: the user's logical names translated (`toNative`), plus the
  * replica marker, checked against the store's size limit (S3 2,048 bytes, Azure 8,192 bytes
@@ -271,11 +278,10 @@ export function buildNativeMetadata(
       const value = native[name];
       if (value !== undefined) checkValue(side, name, value);
     }
-    total = 0;
+    total = metadataBytes(native);
     largest = { name: '', bytes: 0 };
     for (const [name, value] of Object.entries(native)) {
       const bytes = utf8Bytes(name) + utf8Bytes(value);
-      total += bytes;
       if (bytes > largest.bytes) largest = { name, bytes };
     }
     if (total <= METADATA_LIMIT[side]) return native;
@@ -334,9 +340,7 @@ export function stampMarker(
   if (stamp.contentMd5 === undefined) return stamped;
   // The MD5 of the bytes written beats one the source reported (Put Block List keeps any).
   const withMd5 = { ...stamped, [MARKER_NAMES.contentMd5]: stamp.contentMd5 };
-  let total = 0;
-  for (const [name, value] of Object.entries(withMd5)) total += utf8Bytes(name) + utf8Bytes(value);
-  return total <= METADATA_LIMIT[side] ? withMd5 : stamped;
+  return metadataBytes(withMd5) <= METADATA_LIMIT[side] ? withMd5 : stamped;
 }
 
 /**

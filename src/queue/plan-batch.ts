@@ -148,9 +148,7 @@ export async function planBatch(
       if (own.length > 0) dependencies.telemetry?.replicaEvents(own);
       const routed = routeEvents(
         dependencies.rules,
-        own.length > 0
-          ? parsed.events.filter((event) => event.writtenBy !== 'replicator')
-          : parsed.events,
+        parsed.events.filter((event) => event.writtenBy !== 'replicator'),
       );
       counts.unrouted += routed.unrouted;
       const tasks = [...routed.tasks];

@@ -103,7 +103,6 @@ function definedProperties(source: {
   return properties;
 }
 
-/** `ObjectStore` over one S3 bucket. The client is built by the caller (composition root). */
 /**
  * The content MD5 an S3 ETag stands for, when it stands for one. S3: objects written by
  * PutObject, POST or CopyObject, unencrypted or under SSE-S3, have an ETag that is the MD5 of
@@ -121,6 +120,7 @@ function md5OfEtag(out: {
   return { contentMd5: Buffer.from(hex, 'hex').toString('base64') };
 }
 
+/** `ObjectStore` over one S3 bucket. The client is built by the caller (composition root). */
 export class S3ObjectStore implements ObjectStore, Presigner {
   readonly side = 's3' as const;
   readonly limits = S3_LIMITS;
