@@ -152,7 +152,10 @@ export interface ParsedEventGridEvents extends ParsedEventGridDelivery {
   malformed: MalformedEvent[];
 }
 
-/** Reads one item of a delivery into `parsed`. Throws only `EventParseError`. */
+/**
+ * Reads one item of a delivery into `parsed`. Throws only `EventParseError`, and only before
+ * it writes anything into `parsed`.
+ */
 function readItem(item: unknown, index: number, parsed: ParsedEventGridDelivery): void {
   const envelope = envelopeOf(item, index);
   if (envelope.type === VALIDATION_TYPE) {
@@ -220,20 +223,13 @@ export function parseEachEventGridEvent(body: unknown): ParsedEventGridEvents {
   if (delivered.length === 0) throw new EventParseError('the delivery holds no events');
   const parsed: ParsedEventGridEvents = { ...emptyDelivery(), malformed: [] };
   delivered.forEach((item, index) => {
-    // Read into a scratch result first, so an event that fails halfway leaves nothing behind.
-    const one = emptyDelivery();
+    // readItem throws before it writes anything, so a bad event leaves nothing behind.
     try {
-      readItem(item, index, one);
+      readItem(item, index, parsed);
     } catch (error) {
       if (!(error instanceof EventParseError)) throw error;
       parsed.malformed.push({ item, error });
-      return;
     }
-    parsed.events.push(...one.events);
-    parsed.items.push(...one.items);
-    parsed.replicas.push(...one.replicas);
-    parsed.ignored.push(...one.ignored);
-    if (one.validation) parsed.validation = one.validation;
   });
   return parsed;
 }

@@ -8,7 +8,12 @@ import {
   checksumOf,
   isWellFormedChecksum,
 } from './checksums.ts';
-import { installS3Notifications, requestAccessKey } from './s3-notifications.ts';
+import {
+  escapeXml,
+  installS3Notifications,
+  readBody,
+  requestAccessKey,
+} from './s3-notifications.ts';
 import {
   createFauxqsS3Store,
   type FauxqsObject,
@@ -116,14 +121,6 @@ type BodyCheck =
   | { ok: false; status: number; code: string; message: string };
 
 const state = new WeakMap<FastifyRequest, RequestState>();
-
-function escapeXml(text: string): string {
-  return text.replace(
-    /[&<>"']/g,
-    (char) =>
-      ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
-  );
-}
 
 function decodeXml(text: string): string {
   return text.replace(
@@ -593,10 +590,8 @@ export function installS3Fidelity(
       if (request.method === 'GET')
         return reply.status(200).send(versions.configurationXml(bucket));
       if (request.method === 'PUT') {
-        const chunks: Buffer[] = [];
-        for await (const chunk of request.raw) chunks.push(chunk as Buffer);
         const status = /<Status>\s*(Enabled|Suspended)\s*<\/Status>/.exec(
-          Buffer.concat(chunks).toString('utf8'),
+          await readBody(request),
         )?.[1];
         if (status !== 'Enabled' && status !== 'Suspended') {
           return s3Error(

@@ -37,7 +37,8 @@ function unescapeXml(text: string): string {
     .replaceAll('&amp;', '&');
 }
 
-const escapeXml = (text: string) =>
+/** Escapes text for an XML element or attribute. */
+export const escapeXml = (text: string) =>
   text.replace(
     /[<>&"']/g,
     (char) =>
@@ -74,7 +75,8 @@ const encodeKey = (key: string) =>
     .map((segment) => encodeURIComponent(segment).replace(/%20/g, '+'))
     .join('/');
 
-async function readBody(request: FastifyRequest): Promise<string> {
+/** The request's whole body, as UTF-8. */
+export async function readBody(request: FastifyRequest): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of request.raw) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { escapeXml } from './s3-notifications.ts';
 
 /** An object as fauxqs 1.9 keeps it (its `S3Object`); fauxqs serves these fields as they are. */
 export interface FauxqsObject {
@@ -56,20 +57,12 @@ export type VersionEntry = ObjectVersion | DeleteMarker;
 
 /** What a `DELETE ?versionId=` did. */
 export interface VersionDeletion {
-  found: boolean;
   /** The removed version was a delete marker. */
   deleteMarker: boolean;
   /** The removed version was the current one, so `current` now is. */
   wasCurrent: boolean;
   current?: VersionEntry;
 }
-
-const escapeXml = (text: string) =>
-  text.replace(
-    /[&<>"']/g,
-    (char) =>
-      ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
-  );
 
 /** S3's version ids are 32 URL-safe characters. */
 const newVersionId = () => randomBytes(24).toString('base64url');
@@ -116,11 +109,7 @@ export class S3Versions {
    * versioning was set becomes the `null` version (with `headers`, the ones kept beside it).
    */
   seed(bucket: string, key: string, headersOf: (object: FauxqsObject) => Record<string, string>) {
-    let keys = this.#histories.get(bucket);
-    if (!keys) {
-      keys = new Map();
-      this.#histories.set(bucket, keys);
-    }
+    const keys = this.#keysOf(bucket);
     if (keys.has(key)) return;
     const object = this.currentObject(bucket, key);
     keys.set(
@@ -129,6 +118,16 @@ export class S3Versions {
         ? [{ versionId: 'null', deleteMarker: false, object, headers: headersOf(object) }]
         : [],
     );
+  }
+
+  /** The histories of a bucket's keys, made on first use. */
+  #keysOf(bucket: string): Map<string, VersionEntry[]> {
+    let keys = this.#histories.get(bucket);
+    if (!keys) {
+      keys = new Map();
+      this.#histories.set(bucket, keys);
+    }
+    return keys;
   }
 
   /** The key's versions, newest first; undefined when it has no history. */
@@ -155,11 +154,7 @@ export class S3Versions {
     entry: Omit<ObjectVersion, 'versionId'> | Omit<DeleteMarker, 'versionId'>,
   ) {
     const status = this.status(bucket);
-    let keys = this.#histories.get(bucket);
-    if (!keys) {
-      keys = new Map();
-      this.#histories.set(bucket, keys);
-    }
+    const keys = this.#keysOf(bucket);
     const versionId = status === 'Suspended' ? 'null' : newVersionId();
     const list = (keys.get(key) ?? []).filter((old) => old.versionId !== versionId);
     list.unshift({ ...entry, versionId } as VersionEntry);
@@ -187,7 +182,7 @@ export class S3Versions {
     const list = this.#histories.get(bucket)?.get(key);
     const index = list?.findIndex((entry) => entry.versionId === versionId) ?? -1;
     const removed = index >= 0 ? list?.splice(index, 1)[0] : undefined;
-    if (!list || !removed) return { found: false, deleteMarker: false, wasCurrent: false };
+    if (!list || !removed) return { deleteMarker: false, wasCurrent: false };
     const current = list[0];
     if (index === 0) {
       const objects = this.store.buckets.get(bucket);
@@ -196,7 +191,6 @@ export class S3Versions {
     }
     if (list.length === 0) this.#histories.get(bucket)?.delete(key);
     return {
-      found: true,
       deleteMarker: removed.deleteMarker,
       wasCurrent: index === 0,
       ...(current && { current }),
