@@ -18,9 +18,10 @@ export function createCopyHandler(runtime: () => Promise<Runtime>) {
       rules: built.config.rules,
       storesFor: async (rule: Parameters<Runtime['storesOf']>[0], task: { sourceSide: string }) => {
         const stores = await built.storesOf(rule);
+        const renewCredential = () => built.renewAzureCredential(rule, stores);
         return task.sourceSide === 's3'
-          ? { source: stores.s3, destination: stores.azure }
-          : { source: stores.azure, destination: stores.s3 };
+          ? { source: stores.s3, destination: stores.azure, renewCredential }
+          : { source: stores.azure, destination: stores.s3, renewCredential };
       },
       pullMemory: built.pullMemory,
       telemetry: built.telemetry,

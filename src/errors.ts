@@ -52,6 +52,18 @@ export class NotFoundError extends ReplicatorError {
   }
 }
 
+/**
+ * The store refused the credential itself (a wrong, expired or revoked key, SAS or client
+ * secret), as opposed to a credential without the permission. A credential read from a secret
+ * store may have been rotated: the caller may read it again once before giving up.
+ */
+export class CredentialRefusedError extends PermanentError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'CredentialRefusedError';
+  }
+}
+
 /** Metadata or a name that the destination store cannot represent without changing it. */
 export class UnrepresentableError extends PermanentError {
   constructor(message: string, options?: ErrorOptions) {

@@ -23,6 +23,12 @@ export interface AzureCredentialSources {
   sts: () => STSClient;
 }
 
+/** A rule's Azure client, and the secret's value it was built from (when from a secret). */
+export interface AzureService {
+  service: BlobServiceClient;
+  secret?: string;
+}
+
 /**
  * The BlobServiceClient for a rule's account, with the credential the rule names:
  *
@@ -36,10 +42,10 @@ export interface AzureCredentialSources {
 export async function blobServiceFor(
   rule: ReplicationRule,
   sources: AzureCredentialSources,
-): Promise<BlobServiceClient> {
+): Promise<AzureService> {
   const url = rule.azure.accountUrl.replace(/\/+$/, '');
   const credential = rule.azure.credential;
-  if (!credential) return makeBlobServiceClient(url, sources.env);
+  if (!credential) return { service: await makeBlobServiceClient(url, sources.env) };
   if ('connectionStringEnv' in credential) {
     const text = sources.env[credential.connectionStringEnv];
     if (!text) {
@@ -47,11 +53,17 @@ export async function blobServiceFor(
         `rule "${rule.name}": azure.credential.connectionStringEnv names ${credential.connectionStringEnv}, which is not set`,
       );
     }
-    return serviceFromSecret(url, text, `environment variable ${credential.connectionStringEnv}`);
+    return {
+      service: serviceFromSecret(
+        url,
+        text,
+        `environment variable ${credential.connectionStringEnv}`,
+      ),
+    };
   }
   if ('secretArn' in credential) {
-    const text = await sources.secrets.get(credential.secretArn);
-    return serviceFromSecret(url, text, `secret ${credential.secretArn}`);
+    const secret = await sources.secrets.get(credential.secretArn);
+    return { service: serviceFromSecret(url, secret, `secret ${credential.secretArn}`), secret };
   }
   const { tenantId, clientId } = credential.workloadIdentity;
   const token = new ClientAssertionCredential(tenantId, clientId, async () => {
@@ -66,7 +78,7 @@ export async function blobServiceFor(
       throw new PermanentError('STS GetWebIdentityToken returned no token');
     return out.WebIdentityToken;
   });
-  return new BlobServiceClient(url, token, pipelineOptions);
+  return { service: new BlobServiceClient(url, token, pipelineOptions) };
 }
 
 /** Builds the client from a secret's text. Errors say which secret, never what it holds. */

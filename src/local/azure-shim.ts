@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { EventGridShim } from './event-grid-shim.ts';
 import { headerValue } from './headers.ts';
-import { type AuthCheck, SAS_PARAMETERS, verifySas } from './sas.ts';
+import { type AuthCheck, SAS_PARAMETERS, refused as sasRefusal, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
 
 /** Where the shim listens, where Azurite is, and the account both share. */
@@ -276,6 +276,7 @@ function forward(
   request: { method: string; path: string; headers: IncomingHttpHeaders },
   response: ServerResponse,
   decorate?: (headers: IncomingHttpHeaders) => void,
+  refusal?: (answer: http.IncomingMessage) => AuthCheck | undefined,
 ): http.ClientRequest {
   const upstream = http.request(
     {
@@ -287,6 +288,12 @@ function forward(
       agent,
     },
     (reply) => {
+      const refused = refusal?.(reply);
+      if (refused && !refused.ok) {
+        reply.resume();
+        azureError(response, refused.status, refused.code, refused.message);
+        return;
+      }
       const headers = withoutHopByHop(reply.headers);
       const status = reply.statusCode ?? 502;
       if (status >= 200 && status < 300) decorate?.(headers);
@@ -307,8 +314,19 @@ function forward(
   return upstream;
 }
 
-/** Forwards a request to Azurite as it came (its Host too), streaming both ways. */
-function pass(target: URL, request: IncomingMessage, response: ServerResponse): void {
+/**
+ * Forwards a request to Azurite as it came (its Host too), streaming both ways. Azurite refuses
+ * a wrong Shared Key signature, or a SAS with a wrong signature or out of its validity window,
+ * with 403 AuthorizationFailure; Azure answers 403 AuthenticationFailed, which is what tells a
+ * client that the credential itself (a rotated key, an expired SAS) is the trouble.
+ * https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes
+ */
+function pass(
+  options: AzureShimOptions,
+  target: URL,
+  request: IncomingMessage,
+  response: ServerResponse,
+): void {
   const upstream = forward(
     target,
     {
@@ -318,6 +336,20 @@ function pass(target: URL, request: IncomingMessage, response: ServerResponse): 
       headers: { ...withoutHopByHop(request.headers), host: request.headers.host ?? target.host },
     },
     response,
+    undefined,
+    (answer) => {
+      if (answer.statusCode !== 403 || answer.headers['x-ms-error-code'] !== 'AuthorizationFailure')
+        return undefined;
+      if (headerValue(request.headers, 'authorization')?.startsWith('SharedKey ')) {
+        return sasRefusal('Signature did not match.');
+      }
+      const url = new URL(request.url ?? '/', 'http://placeholder');
+      const sas = url.searchParams;
+      if (!sas.has('sig') || sas.has('si') || sas.has('skoid')) return undefined;
+      // Signature and time window only: a SAS that passes them was refused for its permissions.
+      const check = verifySas(options.account, options.key, url, '');
+      return !check.ok && check.code === 'AuthenticationFailed' ? check : undefined;
+    },
   );
   request.pipe(upstream);
 }
@@ -518,7 +550,7 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
     events?.observe(request, response, url);
     const kind = pullKind(request, url.searchParams);
     if (!kind) {
-      pass(target, request, response);
+      pass(options, target, request, response);
       return;
     }
     pull(options, target, kind, request, response).catch(() => {

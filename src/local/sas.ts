@@ -41,7 +41,8 @@ export const SAS_PARAMETERS = new Set([
   'srq',
 ]);
 
-function refused(detail: string): AuthCheck {
+/** Azure's 403 AuthenticationFailed, with `detail` after its standard message. */
+export function refused(detail: string): AuthCheck {
   return {
     ok: false,
     status: 403,

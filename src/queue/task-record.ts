@@ -5,7 +5,12 @@ import type { ReplicationRule } from '../config/schema.ts';
 import type { PullMemory } from '../copy/pull-memory.ts';
 import { runCopyTask, type TaskOutcome } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
-import { asReplicatorError, PermanentError, RetryableError } from '../errors.ts';
+import {
+  asReplicatorError,
+  CredentialRefusedError,
+  PermanentError,
+  RetryableError,
+} from '../errors.ts';
 import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
 import { sendAll, sendToDeadLetter } from './sqs.ts';
@@ -50,6 +55,17 @@ export function parseCopyTask(body: string): CopyTask {
   };
 }
 
+/** The two stores of a task, and how to renew their credential. */
+export interface TaskStores {
+  source: ObjectStore;
+  destination: ObjectStore;
+  /**
+   * After a store refused its credential: resolves true when the credential has changed since
+   * (a rotated secret), so `storesFor` now gives stores worth one more try.
+   */
+  renewCredential?(): Promise<boolean>;
+}
+
 /** What processing a task record needs, built once per cold start by the composition root. */
 export interface TaskRecordDependencies {
   sqs: SQSClient;
@@ -58,12 +74,7 @@ export interface TaskRecordDependencies {
   queueUrl: string;
   rules: ReplicationRule[];
   /** Stores for a rule's side and container. */
-  storesFor(
-    rule: ReplicationRule,
-    task: CopyTask,
-  ):
-    | { source: ObjectStore; destination: ObjectStore }
-    | Promise<{ source: ObjectStore; destination: ObjectStore }>;
+  storesFor(rule: ReplicationRule, task: CopyTask): TaskStores | Promise<TaskStores>;
   pullMemory?: PullMemory;
   telemetry?: Telemetry;
   /** Seconds before the first retry; doubles with each receive (default RETRY_BASE_SECONDS). */
@@ -102,24 +113,39 @@ export async function processTaskRecord(
   const telemetry = dependencies.telemetry;
   let task: CopyTask | undefined;
   try {
-    task = parseCopyTask(record.body);
-    const named = task.rule;
-    const rule = dependencies.rules.find((candidate) => candidate.name === named);
+    const parsed = parseCopyTask(record.body);
+    task = parsed;
+    const rule = dependencies.rules.find((candidate) => candidate.name === parsed.rule);
     if (!rule)
       throw new PermanentError(
         `the task names rule "${task.rule}", which the configuration does not have`,
       );
+    const copy = (stores: TaskStores) =>
+      runCopyTask(parsed, {
+        rule,
+        source: stores.source,
+        destination: stores.destination,
+        ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
+        ...(signal && { signal }),
+        ...(telemetry && {
+          log: (message: string) =>
+            telemetry.logger.info(message, { correlationId: parsed.correlationId }),
+        }),
+      });
     const stores = await dependencies.storesFor(rule, task);
-    const outcome = await runCopyTask(task, {
-      rule,
-      ...stores,
-      ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
-      ...(signal && { signal }),
-      ...(telemetry && {
-        log: (message: string) =>
-          telemetry.logger.info(message, { correlationId: task?.correlationId }),
-      }),
-    });
+    let outcome: TaskOutcome;
+    try {
+      outcome = await copy(stores);
+    } catch (error) {
+      // A rotated key, SAS or client secret: read once more, and try once more with it.
+      if (!(error instanceof CredentialRefusedError) || !(await stores.renewCredential?.())) {
+        throw error;
+      }
+      telemetry?.logger.info('the Azure credential was refused; trying the renewed secret', {
+        correlationId: task.correlationId,
+      });
+      outcome = await copy(await dependencies.storesFor(rule, task));
+    }
     telemetry?.taskDone(task, outcome);
     return outcome;
   } catch (raw) {

@@ -6,7 +6,11 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { STSClient } from '@aws-sdk/client-sts';
 import { assumedRoleCredentials, DEFAULT_ROLE_SESSION_NAME } from '../auth/aws-role.ts';
 import { blobServiceFor } from '../auth/azure-credential.ts';
-import { type DeliveryAuth, RereadableSharedSecret } from '../auth/event-grid-auth.ts';
+import {
+  type DeliveryAuth,
+  RereadableSharedSecret,
+  SECRET_REREAD_MILLISECONDS,
+} from '../auth/event-grid-auth.ts';
 import { type SecretSource, SecretsManagerSource } from '../auth/secrets.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
@@ -36,6 +40,8 @@ export type QueueName = keyof typeof QUEUE_VARIABLES;
 export interface RuleStores {
   s3: S3ObjectStore;
   azure: AzureBlobObjectStore;
+  /** The value of the rule's Azure credential secret these stores were built with, if any. */
+  azureSecret?: string;
 }
 
 /**
@@ -60,6 +66,13 @@ export interface Runtime {
   queueUrl(name: QueueName): string;
   /** The stores of a rule, built on first use and reused. */
   storesOf(rule: ReplicationRule): Promise<RuleStores>;
+  /**
+   * Called when Azure refused the credential of `refused` (a rule's stores): whether the
+   * rule's credential secret now holds another value (rotated), in which case `storesOf`
+   * builds new stores with it and the work is worth one more try. The secret is read again
+   * at most once a minute, so a wrong secret costs no read per task.
+   */
+  renewAzureCredential(rule: ReplicationRule, refused: RuleStores): Promise<boolean>;
   /**
    * The webhook's delivery authentication. A secret from Secrets Manager is read once, and
    * again (at most once a minute) when a delivery carries another value: it may be rotated.
@@ -161,6 +174,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     },
   };
   const stores = new Map<string, Promise<RuleStores>>();
+  const secretRereads = new Map<string, number>();
   let auth: Promise<DeliveryAuth> | undefined;
   const validated = config;
 
@@ -193,8 +207,13 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
               ),
             }),
           });
-          const service = await blobServiceFor(rule, { env, secrets: lazySecrets, sts: stsClient });
+          const { service, secret } = await blobServiceFor(rule, {
+            env,
+            secrets: lazySecrets,
+            sts: stsClient,
+          });
           return {
+            ...(secret !== undefined && { azureSecret: secret }),
             s3: new S3ObjectStore(s3Client, rule.s3.bucket, {
               ...(rule.s3.kmsKeyId !== undefined && { kmsKeyId: rule.s3.kmsKeyId }),
             }),
@@ -213,6 +232,22 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
         stores.set(rule.name, built);
       }
       return built;
+    },
+    async renewAzureCredential(rule, refused) {
+      const credential = rule.azure.credential;
+      if (!credential || !('secretArn' in credential) || refused.azureSecret === undefined) {
+        return false;
+      }
+      const { secretArn } = credential;
+      const last = secretRereads.get(secretArn) ?? Number.NEGATIVE_INFINITY;
+      const fresh = Date.now() - last >= SECRET_REREAD_MILLISECONDS;
+      if (fresh) secretRereads.set(secretArn, Date.now());
+      // Within the minute (another task or rule read it just now) the cached value is as new.
+      const current = await (fresh ? lazySecrets.refresh(secretArn) : lazySecrets.get(secretArn));
+      if (current === refused.azureSecret) return false;
+      const built = stores.get(rule.name);
+      if (built && (await built.catch(() => undefined)) === refused) stores.delete(rule.name);
+      return true;
     },
     webhookAuth() {
       auth ??= (async (): Promise<DeliveryAuth> => {

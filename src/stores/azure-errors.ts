@@ -1,4 +1,5 @@
 import {
+  CredentialRefusedError,
   NotFoundError,
   PermanentError,
   PreconditionFailedError,
@@ -21,8 +22,14 @@ interface RestErrorShape {
   };
 }
 
-const ACCESS_CODES = new Set([
+// The credential itself is wrong or expired (a rotated key, an expired SAS), as opposed to a
+// credential without the role or permission. https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes
+const REFUSED_CREDENTIAL_CODES = new Set([
   'AuthenticationFailed',
+  'InvalidAuthenticationInfo',
+  'NoAuthenticationInformation',
+]);
+const ACCESS_CODES = new Set([
   'AuthorizationFailure',
   'AuthorizationPermissionMismatch',
   'AuthorizationResourceTypeMismatch',
@@ -49,9 +56,10 @@ const RETRYABLE_CODES = new Set([
   'EPIPE',
 ]);
 
-// 409s that clear by themselves: another client's lease (at most 60 s unless infinite), a
-// pending copy, a container being deleted, the snapshot rate. Every other 409 is the blob's
-// state (SnapshotsPresent, an immutability policy, an ADLS blob) and answers the same next time.
+// Refusals that clear by themselves: another client's lease (at most 60 s unless infinite; a
+// write without its id answers 412 LeaseIdMissing, not a changed blob), a pending copy, a
+// container being deleted, the snapshot rate. Every other 409 is the blob's state
+// (SnapshotsPresent, an immutability policy, an ADLS blob) and answers the same next time.
 // https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
 const RETRYABLE_CONFLICTS = new Set([
   'LeaseIdMissing',
@@ -89,6 +97,9 @@ export function classifyAzureError(error: unknown, what: string): ReplicatorErro
       options,
     );
   }
+  if ((status === 409 || status === 412) && RETRYABLE_CONFLICTS.has(code)) {
+    return new RetryableError(`${what}: conflict (${code})`, options);
+  }
   // If-None-Match: * on an existing blob answers 409 BlobAlreadyExists, not 412.
   if (status === 412 || code === 'ConditionNotMet' || code === 'BlobAlreadyExists') {
     return new PreconditionFailedError(`${what}: precondition failed (the blob changed)`, options);
@@ -96,6 +107,14 @@ export function classifyAzureError(error: unknown, what: string): ReplicatorErro
   if (status === 404 || code === 'BlobNotFound' || code === 'ContainerNotFound') {
     const thing = code === 'ContainerNotFound' ? 'container does not exist' : 'not found';
     return new NotFoundError(`${what}: ${thing}`, options);
+  }
+  if (REFUSED_CREDENTIAL_CODES.has(code) || e.name === 'AuthenticationError') {
+    // Entra ID refusing a service principal's secret (AADSTS7000215 invalid, AADSTS7000222
+    // expired) surfaces as @azure/identity's AuthenticationError.
+    return new CredentialRefusedError(
+      `${what}: the Azure credential was refused (${code}); check the key, SAS or client secret and its expiry`,
+      options,
+    );
   }
   if (ACCESS_CODES.has(code) || status === 403) {
     return new PermanentError(
@@ -112,9 +131,6 @@ export function classifyAzureError(error: unknown, what: string): ReplicatorErro
   }
   if (status !== undefined && status >= 500) {
     return new RetryableError(`${what}: Azure answered ${status} ${code}`, options);
-  }
-  if (status === 409 && RETRYABLE_CONFLICTS.has(code)) {
-    return new RetryableError(`${what}: conflict (${code})`, options);
   }
   if (status !== undefined && status >= 400) {
     return new PermanentError(`${what}: ${code}`, options);

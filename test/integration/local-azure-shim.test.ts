@@ -300,6 +300,48 @@ describe('Class: Azure shim', () => {
       expect(await container.getBlockBlobClient('auth/forged').exists()).toBe(false);
     });
 
+    it('answers any other request with a wrong key or a spent SAS 403 AuthenticationFailed, as Azure does', async () => {
+      // Azurite itself answers these 403 AuthorizationFailure; a client that renews a rotated
+      // credential on AuthenticationFailed must see what Azure sends.
+      const env = emulatorEnv();
+      const credential = new StorageSharedKeyCredential(env.azureAccountName, env.azureAccountKey);
+      const blob = container.getBlockBlobClient('auth/plain');
+      await blob.upload('plain', 5);
+      const sas = (permissions: string, expiresOn: Date) =>
+        `${blob.url}?${generateBlobSASQueryParameters(
+          {
+            containerName: container.containerName,
+            blobName: 'auth/plain',
+            permissions: BlobSASPermissions.parse(permissions),
+            expiresOn,
+          },
+          credential,
+        ).toString()}`;
+      const wrongKey = clientWith(
+        new StorageSharedKeyCredential(env.azureAccountName, randomBytes(64).toString('base64')),
+      ).getBlockBlobClient('auth/plain');
+
+      const refusedKey = await failure(wrongKey.getProperties());
+      const refusedSas = await failure(
+        new BlockBlobClient(sas('r', new Date(Date.now() - 60_000))).getProperties(),
+      );
+      const refusedPermission = await failure(
+        new BlockBlobClient(sas('r', new Date(Date.now() + 3_600_000))).upload('x', 1),
+      );
+
+      // A HEAD has no body: the code is in x-ms-error-code only.
+      const authenticationFailed = {
+        statusCode: 403,
+        details: { errorCode: 'AuthenticationFailed' },
+      };
+      expect(refusedKey).toMatchObject(authenticationFailed);
+      expect(refusedSas).toMatchObject(authenticationFailed);
+      // A valid SAS without the permission is not a credential failure: Azurite's answer stands.
+      expect(refusedPermission).toMatchObject({ statusCode: 403 });
+      expect(refusedPermission.code).not.toBe('AuthenticationFailed');
+      expect((await blob.downloadToBuffer()).toString()).toBe('plain');
+    });
+
     it('refuses a request without credentials with 401 NoAuthenticationInformation', async () => {
       const url = await s3Source('auth/anonymous', Buffer.from('x'));
       const error = await failure(

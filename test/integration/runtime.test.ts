@@ -1,19 +1,34 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import {
+  AccountSASPermissions,
+  AccountSASResourceTypes,
+  AccountSASServices,
+  generateAccountSASQueryParameters,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createCopyHandler } from '../../handlers/copy.ts';
 import { serviceFromSecret } from '../../src/auth/azure-credential.ts';
 import { SecretsManagerSource } from '../../src/auth/secrets.ts';
 import { ConfigError, validateConfig } from '../../src/config/load.ts';
 import { PermanentError, UsageError } from '../../src/errors.ts';
+import { QueueRunner } from '../../src/local/queue-runner.ts';
+import { COPY_TIMEOUT_SECONDS } from '../../src/queue/timing.ts';
 import { buildRuntime } from '../../src/runtime/runtime.ts';
 import {
   emulatorEnv,
   emulatorVariables,
   makeBlobServiceClient,
+  makeS3Client,
+  makeSqsClient,
   uniqueName,
 } from '../support/emulators.ts';
 import { readAll } from '../support/streams.ts';
@@ -242,5 +257,149 @@ describe('Module: handlers (as Lambda loads them)', () => {
     });
     expect(await call({ 'x-s3az-secret': 'wrong' })).toMatchObject({ statusCode: 401 });
     vi.unstubAllEnvs();
+  });
+});
+
+describe('Function: createCopyHandler (a rotated Azure credential)', () => {
+  /**
+   * A bucket holding one object, a container, the two task queues, and a runtime whose rule
+   * reads its Azure credential from the secret `arn`.
+   */
+  async function setup(arn: string) {
+    const env = emulatorEnv();
+    const s3 = makeS3Client();
+    const sqs = makeSqsClient();
+    const bucket = uniqueName('rot');
+    const container = uniqueName('rot');
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'rotated' }));
+    await makeBlobServiceClient().getContainerClient(container).create();
+    const queue = async (name: string) =>
+      (await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(name) }))).QueueUrl ?? '';
+    const tasks = await queue('tasks');
+    const deadLetters = await queue('dlq');
+    const { AZURE_STORAGE_CONNECTION_STRING: _none, ...withoutAzure } = emulatorVariables();
+    const runtime = await buildRuntime({
+      env: {
+        ...withoutAzure,
+        AWS_ENDPOINT_URL_SQS: env.s3Endpoint,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+        S3AZ_TASKS_QUEUE_URL: tasks,
+        S3AZ_TASKS_DLQ_URL: deadLetters,
+      },
+      config: validateConfig({
+        rules: [
+          {
+            name: 'rot',
+            s3: { bucket },
+            azure: { accountUrl: env.azureAccountUrl, container, credential: { secretArn: arn } },
+          },
+        ],
+      }),
+    });
+    const task = {
+      rule: 'rot',
+      kind: 'created',
+      sourceSide: 's3',
+      sourceContainer: bucket,
+      sourceKey: 'k',
+      destinationContainer: container,
+      destinationKey: 'k',
+      eventTime: new Date().toISOString(),
+      correlationId: 'c',
+    };
+    // An earlier task built the rule's stores with the secret's value at that time.
+    const [rule] = runtime.config.rules;
+    if (rule) await runtime.storesOf(rule);
+    const runner = new QueueRunner({
+      sqs,
+      queueUrl: tasks,
+      handler: createCopyHandler(() => Promise.resolve(runtime)),
+      functionName: 'copy',
+      batchSize: 1,
+      timeoutSeconds: COPY_TIMEOUT_SECONDS,
+    });
+    /** Sends the task and runs the copy function on it once. */
+    const copy = async () => {
+      await sqs.send(
+        new SendMessageCommand({ QueueUrl: tasks, MessageBody: JSON.stringify(task) }),
+      );
+      expect(await runner.pollOnce(5)).toBe(1);
+    };
+    const reads = () => requests.filter((line) => line.endsWith(arn)).length;
+    const blob = makeBlobServiceClient().getContainerClient(container).getBlockBlobClient('k');
+    /** Reason and error of each dead letter. */
+    const deadLettered = async () => {
+      const { Messages = [] } = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: deadLetters,
+          MaxNumberOfMessages: 10,
+          MessageAttributeNames: ['All'],
+        }),
+      );
+      return Messages.map((message) => [
+        message.MessageAttributes?.reason?.StringValue,
+        message.MessageAttributes?.error?.StringValue,
+      ]);
+    };
+    return { copy, reads, blob, deadLettered };
+  }
+
+  const wrongKey = () => randomBytes(64).toString('base64');
+
+  it('reads the secret once more when Azure refuses the key, and copies with the rotated key', async () => {
+    // Prepare: the secret was rotated after the runtime first read it.
+    const arn = `arn:aws:secretsmanager:us-east-1:1:secret:${uniqueName('rotated')}`;
+    secrets.set(arn, wrongKey());
+    const { copy, reads, blob, deadLettered } = await setup(arn);
+    secrets.set(arn, emulatorEnv().azureAccountKey);
+    // Act
+    await copy();
+    // Assess
+    expect(await deadLettered()).toEqual([]);
+    expect((await blob.downloadToBuffer()).toString()).toBe('rotated');
+    expect(reads()).toBe(2);
+  });
+
+  it('renews an expired SAS the same way', async () => {
+    const env = emulatorEnv();
+    const sas = (expiresOn: Date) =>
+      generateAccountSASQueryParameters(
+        {
+          permissions: AccountSASPermissions.parse('rwdlac'),
+          services: AccountSASServices.parse('b').toString(),
+          resourceTypes: AccountSASResourceTypes.parse('sco').toString(),
+          expiresOn,
+        },
+        new StorageSharedKeyCredential(env.azureAccountName, env.azureAccountKey),
+      ).toString();
+    const arn = `arn:aws:secretsmanager:us-east-1:1:secret:${uniqueName('sas')}`;
+    secrets.set(arn, sas(new Date(Date.now() - 60_000)));
+    const { copy, reads, blob, deadLettered } = await setup(arn);
+    secrets.set(arn, sas(new Date(Date.now() + 3_600_000)));
+
+    await copy();
+    expect(await deadLettered()).toEqual([]);
+    expect((await blob.downloadToBuffer()).toString()).toBe('rotated');
+    expect(reads()).toBe(2);
+  });
+
+  it('dead-letters a refused credential that was not rotated, reading it again at most once a minute', async () => {
+    const arn = `arn:aws:secretsmanager:us-east-1:1:secret:${uniqueName('wrong')}`;
+    secrets.set(arn, wrongKey());
+    const { copy, reads, blob, deadLettered } = await setup(arn);
+
+    await copy();
+    await copy();
+
+    const reasons = await deadLettered();
+    expect(reasons).toHaveLength(2);
+    for (const [reason, error] of reasons) {
+      expect(reason).toBe('permanent');
+      expect(error).toContain('the Azure credential was refused (AuthenticationFailed)');
+    }
+    // One read to build the stores, one after the first refusal, none after the second.
+    expect(reads()).toBe(2);
+    expect(await blob.exists()).toBe(false);
   });
 });

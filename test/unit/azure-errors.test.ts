@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  CredentialRefusedError,
   PermanentError,
   PreconditionFailedError,
   PullUnsupportedError,
@@ -33,7 +34,12 @@ describe('Function: classifyAzureError', () => {
     ['SnapshotsPresent', 409, PermanentError],
     ['BlobImmutableDueToPolicy', 409, PermanentError],
     ['BlobOperationNotSupported', 409, PermanentError],
-    ['LeaseIdMissing', 409, RetryableError],
+    ['LeaseIdMissing', 412, RetryableError],
+    ['LeaseAlreadyPresent', 409, RetryableError],
+    ['ConditionNotMet', 412, PreconditionFailedError],
+    ['AuthenticationFailed', 403, CredentialRefusedError],
+    ['InvalidAuthenticationInfo', 401, CredentialRefusedError],
+    ['NoAuthenticationInformation', 401, CredentialRefusedError],
     ['PendingCopyOperation', 409, RetryableError],
     ['SnapshotOperationRateExceeded', 409, RetryableError],
     ['BlobAlreadyExists', 409, PreconditionFailedError],
@@ -42,6 +48,21 @@ describe('Function: classifyAzureError', () => {
     const classified = classifyAzureError(restError(status, code), 'az://c/k');
     expect(classified).toBeInstanceOf(kind);
     if (kind === PermanentError) expect(classified.retryable).toBe(false);
+  });
+
+  it('tells a refused credential (worth reading its secret again) from a missing permission', () => {
+    // @azure/identity's error when Entra ID refuses a service principal's client secret.
+    const entra = Object.assign(new Error('AADSTS7000215: Invalid client secret provided.'), {
+      name: 'AuthenticationError',
+      statusCode: 401,
+    });
+    expect(classifyAzureError(entra, 'az://c/k')).toBeInstanceOf(CredentialRefusedError);
+    const permission = classifyAzureError(
+      restError(403, 'AuthorizationPermissionMismatch'),
+      'az://c/k',
+    );
+    expect(permission).toBeInstanceOf(PermanentError);
+    expect(permission).not.toBeInstanceOf(CredentialRefusedError);
   });
 
   it('never classes a failed pull as a reason to stop pulling outside a pull', () => {
