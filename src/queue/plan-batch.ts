@@ -1,20 +1,18 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import type { ReplicationRule } from '../config/schema.ts';
-import {
-  type CopyTask,
-  type DirectoryTask,
-  directoryPath,
-  isNewer,
-  routeEvents,
-  sideOf,
-  taskForKey,
-} from '../core/route.ts';
+import { type CopyTask, isNewer, routeEvents } from '../core/route.ts';
 import { asReplicatorError } from '../errors.ts';
 import { EventParseError } from '../events/object-event.ts';
 import { parseQueuedEvent } from '../events/queued.ts';
 import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
+import {
+  continuationMessage,
+  type DirectoryContinuation,
+  expandDirectory,
+  parseDirectoryContinuation,
+} from './expand-directory.ts';
 import { sendEach, sendToDeadLetter } from './sqs.ts';
 
 /** What the plan step needs, built once per cold start by the composition root. */
@@ -30,68 +28,10 @@ export interface PlanDependencies {
   /** The S3 principals the replicator writes as (see `ProvenanceOptions`). */
   ownS3Principals?: readonly string[];
   telemetry?: Telemetry;
-}
-
-async function listKeys(store: ObjectStore, prefix: string, signal?: AbortSignal) {
-  const keys: string[] = [];
-  let continuationToken: string | undefined;
-  do {
-    const page = await store.list(prefix, {
-      ...(continuationToken !== undefined && { continuationToken }),
-      ...(signal && { signal }),
-    });
-    keys.push(...page.items.map((item) => item.key));
-    continuationToken = page.continuationToken;
-  } while (continuationToken !== undefined);
-  return keys;
-}
-
-/**
- * One task per object under an ADLS Gen2 directory that was renamed or deleted: the objects
- * now under the new name are copied; the replicas under the old name (or the deleted
- * directory) on the other side get delete tasks, which the copy step carries out only when
- * the rule mirrors deletes and the replica is still what was replicated.
- */
-export async function expandDirectory(
-  directory: DirectoryTask,
-  rule: ReplicationRule,
-  stores: { s3: ObjectStore; azure: ObjectStore },
-  signal?: AbortSignal,
-): Promise<CopyTask[]> {
-  const origin = { eventTime: directory.eventTime, correlationId: directory.correlationId };
-  const azure = sideOf(rule, 'azure');
-  const s3 = sideOf(rule, 's3');
-  const tasks: CopyTask[] = [];
-  // The part of a directory the rule covers: the directory itself when it lies under the
-  // rule's prefix, the whole prefix when the directory holds it, nothing otherwise.
-  const covered = (path: string): string | undefined => {
-    const directory = directoryPath(path);
-    if (directory.startsWith(azure.prefix)) return directory;
-    return azure.prefix.startsWith(directory) ? azure.prefix : undefined;
-  };
-  const replicasUnder = async (path: string) => {
-    const under = covered(path);
-    if (under === undefined) return;
-    const destinationPrefix = s3.prefix + under.slice(azure.prefix.length);
-    for (const key of await listKeys(stores.s3, destinationPrefix, signal)) {
-      const sourceKey = azure.prefix + key.slice(s3.prefix.length);
-      const task = taskForKey(rule, 'azure', sourceKey, 'deleted', origin);
-      if (task) tasks.push(task);
-    }
-  };
-  if (directory.kind === 'directory-renamed') {
-    const under = covered(directory.directory);
-    if (under !== undefined) {
-      for (const key of await listKeys(stores.azure, under, signal)) {
-        const task = taskForKey(rule, 'azure', key, 'created', origin);
-        if (task) tasks.push(task);
-      }
-    }
-    if (directory.previousDirectory !== undefined) await replicasUnder(directory.previousDirectory);
-  } else {
-    await replicasUnder(directory.directory);
-  }
-  return tasks;
+  /** Tasks one message makes of a directory before it goes on in a follow-up message. */
+  directoryTasksPerMessage?: number;
+  /** Keys per page when listing a directory (default: the store's own). */
+  directoryPageSize?: number;
 }
 
 /**
@@ -105,10 +45,13 @@ export async function expandDirectory(
 export async function planBatch(
   records: SQSRecord[],
   dependencies: PlanDependencies,
-  signal?: AbortSignal,
+  options: { signal?: AbortSignal; stop?: AbortSignal } = {},
 ): Promise<SQSBatchResponse> {
+  const { signal, stop } = options;
   const failed = new Set<string>();
   const newest = new Map<string, { task: CopyTask; records: Set<string> }>();
+  // Directories that go on in a follow-up message, sent once their tasks so far are stored.
+  const followUps: Array<{ id: string; body: string }> = [];
   const counts = { events: 0, tasks: 0, unrouted: 0, ignored: [] as string[], deadLettered: 0 };
   const logger = dependencies.telemetry?.logger;
 
@@ -116,11 +59,15 @@ export async function planBatch(
     const id = record.messageId;
     try {
       let parsed: ReturnType<typeof parseQueuedEvent>;
+      let continuation: DirectoryContinuation | undefined;
       try {
-        parsed = parseQueuedEvent(
-          record.body,
-          dependencies.ownS3Principals ? { ownS3Principals: dependencies.ownS3Principals } : {},
-        );
+        continuation = parseDirectoryContinuation(record.body);
+        parsed = continuation
+          ? { events: [], ignored: [] }
+          : parseQueuedEvent(
+              record.body,
+              dependencies.ownS3Principals ? { ownS3Principals: dependencies.ownS3Principals } : {},
+            );
       } catch (error) {
         if (!(error instanceof EventParseError)) throw error;
         await sendToDeadLetter(
@@ -152,12 +99,34 @@ export async function planBatch(
       );
       counts.unrouted += routed.unrouted;
       const tasks = [...routed.tasks];
-      for (const directory of routed.directories) {
+      const directories: DirectoryContinuation[] = routed.directories.map((directory) => ({
+        directory,
+        from: { phase: directory.kind === 'directory-renamed' ? 'copies' : 'deletes' },
+      }));
+      if (continuation) directories.push(continuation);
+      for (const { directory, from } of directories) {
         const rule = dependencies.rules.find((candidate) => candidate.name === directory.rule);
         if (!rule) continue;
-        tasks.push(
-          ...(await expandDirectory(directory, rule, await dependencies.storesOf(rule), signal)),
+        const expansion = await expandDirectory(
+          directory,
+          rule,
+          await dependencies.storesOf(rule),
+          {
+            from,
+            ...(signal && { signal }),
+            ...(stop && { stop }),
+            ...(dependencies.directoryTasksPerMessage !== undefined && {
+              maxTasks: dependencies.directoryTasksPerMessage,
+            }),
+            ...(dependencies.directoryPageSize !== undefined && {
+              pageSize: dependencies.directoryPageSize,
+            }),
+          },
         );
+        tasks.push(...expansion.tasks);
+        if (expansion.next) {
+          followUps.push({ id, body: continuationMessage(directory, expansion.next) });
+        }
       }
       for (const task of tasks) {
         const key = `${task.rule}\n${task.sourceSide}\n${task.sourceKey}`;
@@ -199,6 +168,29 @@ export async function planBatch(
     logger?.warn('task not stored; its events will be retried', {
       correlationId: entry.task.correlationId,
       error: why.reason,
+    });
+  }
+  // A directory goes on only after the tasks of its pages so far are stored; a follow-up that
+  // is not stored retries its record, whose tasks are then sent twice (harmless).
+  const continuing = followUps.filter((followUp) => !failed.has(followUp.id));
+  const { failed: notContinued } = await sendEach(
+    dependencies.sqs,
+    dependencies.eventsQueueUrl,
+    continuing.map((followUp) => ({ body: followUp.body })),
+    signal,
+  );
+  for (const [index, why] of notContinued) {
+    const followUp = continuing[index];
+    if (!followUp) continue;
+    failed.add(followUp.id);
+    logger?.warn('directory follow-up not stored; its event will be retried', {
+      messageId: followUp.id,
+      error: why.reason,
+    });
+  }
+  if (continuing.length > notContinued.size) {
+    logger?.info('directories go on in follow-up messages', {
+      count: continuing.length - notContinued.size,
     });
   }
   counts.tasks = planned.length - unsent.size;

@@ -17,6 +17,11 @@
 export const COPY_TIMEOUT_SECONDS = 900;
 /** The plan step lists directories at most; five minutes is ample. */
 export const PLAN_TIMEOUT_SECONDS = 300;
+/**
+ * The plan step lists no new page of a directory this long before its timeout: the rest goes
+ * on in a follow-up message, after the tasks so far are sent (10,000 at most per message).
+ */
+export const PLAN_STOP_MARGIN_SECONDS = 90;
 export const EVENTS_VISIBILITY_TIMEOUT_SECONDS = 6 * PLAN_TIMEOUT_SECONDS;
 /** API Gateway HTTP APIs wait at most 30 s for an integration. */
 export const WEBHOOK_TIMEOUT_SECONDS = 29;
