@@ -9,6 +9,8 @@ const azureCredential = z.union([
   z.strictObject({
     /** AWS Secrets Manager secret holding a connection string, account key or SAS. */
     secretArn: z.string().startsWith('arn:'),
+    /** The customer managed KMS key the secret is encrypted with, if not Secrets Manager's own. */
+    kmsKeyId: z.string().min(1).optional(),
   }),
   z.strictObject({
     /** Workload identity federation: no secret at all. */
@@ -44,6 +46,11 @@ export const ruleSchema = z.strictObject({
         )
         .optional(),
       kmsKeyId: z.string().min(1).optional(),
+      /**
+       * Customer managed KMS keys the bucket's objects are already encrypted with (its default
+       * encryption, or writers' SSE-KMS): reading them needs kms:Decrypt on each.
+       */
+      readKmsKeyIds: z.array(z.string().min(1)).optional(),
       /**
        * The bucket owner's account id, when it is neither this stack's account nor `roleArn`'s:
        * only S3 notifications from a bucket of this account reach the events queue.
@@ -95,7 +102,12 @@ export const eventGridAuthSchema = z.union([
       .min(1)
       .optional(),
   }),
-  z.strictObject({ mode: z.literal('shared-secret'), secretArn: z.string().startsWith('arn:') }),
+  z.strictObject({
+    mode: z.literal('shared-secret'),
+    secretArn: z.string().startsWith('arn:'),
+    /** The customer managed KMS key the secret is encrypted with, if not Secrets Manager's own. */
+    kmsKeyId: z.string().min(1).optional(),
+  }),
   z.strictObject({
     mode: z.literal('shared-secret'),
     /** Local use: the secret comes from this environment variable. */

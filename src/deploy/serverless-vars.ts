@@ -37,11 +37,11 @@ interface KmsGrant {
 }
 
 /**
- * What to grant for a rule's `kmsKeyId`: a key ARN as it is; a bare key id as the key ARN in
- * the bucket's Region and the requester's account (where S3 resolves it); an alias name or
- * alias ARN as every key of that account and Region that carries the alias.
+ * What to grant for a KMS key named in the configuration: a key ARN as it is; a bare key id
+ * as the key ARN in `where` (the Region and account the service resolves it in); an alias
+ * name or alias ARN as every key of that account and Region that carries the alias.
  */
-function kmsGrant(rule: ReplicationRule, keyId: string): KmsGrant {
+function kmsGrant(keyId: string, where: { region: DeployString; account: DeployString }): KmsGrant {
   // An IAM policy names a KMS key only by its key ARN, never by an alias or key id; an alias
   // is matched with kms:ResourceAliases, which holds "whether or how the KMS key is identified
   // in the request" (S3's later Decrypt names no alias, so kms:RequestAlias would not do).
@@ -53,24 +53,34 @@ function kmsGrant(rule: ReplicationRule, keyId: string): KmsGrant {
     return { resource: `arn:${partition}:kms:${region}:${account}:key/*`, alias };
   }
   if (keyId.startsWith('arn:')) return { resource: keyId };
-  // S3 resolves an alias or key id in the requester's account; the key is in the bucket's
-  // Region. https://docs.aws.amazon.com/AmazonS3/latest/API/API_ServerSideEncryptionByDefault.html
   const keyArn = (id: string): DeployString => ({
     'Fn::Join': [
       '',
-      [
-        'arn:',
-        { Ref: 'AWS::Partition' },
-        ':kms:',
-        rule.s3.region ?? stackRegion,
-        ':',
-        requesterAccount(rule),
-        `:key/${id}`,
-      ],
+      ['arn:', { Ref: 'AWS::Partition' }, ':kms:', where.region, ':', where.account, `:key/${id}`],
     ],
   });
   if (keyId.startsWith('alias/')) return { resource: keyArn('*'), alias: keyId };
   return { resource: keyArn(keyId) };
+}
+
+/** Where S3 resolves a rule's key id or alias for its writes: the requester's account. */
+function writeKeyWhere(rule: ReplicationRule) {
+  // https://docs.aws.amazon.com/AmazonS3/latest/API/API_ServerSideEncryptionByDefault.html
+  return { region: rule.s3.region ?? stackRegion, account: requesterAccount(rule) };
+}
+
+/**
+ * Where the keys of a bucket's existing objects live, when named by id or alias: the bucket
+ * owner's account (its default encryption's key), in the bucket's Region.
+ */
+function readKeyWhere(rule: ReplicationRule) {
+  return { region: rule.s3.region ?? stackRegion, account: bucketOwner(rule) };
+}
+
+/** A secret's key named by id or alias lives in the secret's own account and Region. */
+function secretKeyWhere(secretArn: string) {
+  const [, , , region, account] = secretArn.split(':');
+  return { region: region || stackRegion, account: account || stackAccount };
 }
 
 /**
@@ -82,6 +92,69 @@ export function checkDeployable(config: ReplicationConfig): void {
     throw new ConfigError(
       'eventGrid.auth.mode: "none" accepts unauthenticated deliveries and is for local use only; a deployed webhook needs mode "entra", or "shared-secret" with a secretArn',
     );
+  }
+}
+
+const WRITE_KEY_ACTIONS = ['kms:GenerateDataKey', 'kms:Decrypt'];
+
+/**
+ * KMS statements, merged where they can be: keys named by ARN share one statement per set of
+ * actions; a key named by alias gets its own, conditioned on the alias; a secret's key is
+ * usable only by Secrets Manager, for that secret.
+ */
+class KmsStatements {
+  // Keyed by their JSON, as a resource may be a CloudFormation join.
+  readonly #plain = new Map<string, { actions: string[]; resources: Map<string, DeployString> }>();
+  readonly #conditioned = new Map<string, Statement>();
+
+  add(actions: string[], grant: KmsGrant, condition: Record<string, unknown> = {}): void {
+    const conditions = {
+      ...condition,
+      ...(grant.alias !== undefined && {
+        // Multivalued (a key has many aliases): ForAnyValue, which a key with no alias fails.
+        'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [grant.alias] },
+      }),
+    };
+    if (Object.keys(conditions).length === 0) {
+      const id = actions.join(',');
+      const entry = this.#plain.get(id) ?? { actions, resources: new Map() };
+      entry.resources.set(JSON.stringify(grant.resource), grant.resource);
+      this.#plain.set(id, entry);
+      return;
+    }
+    const statement = {
+      Effect: 'Allow',
+      Action: actions,
+      Resource: [grant.resource],
+      Condition: conditions,
+    };
+    this.#conditioned.set(JSON.stringify(statement), statement);
+  }
+
+  /**
+   * A secret encrypted with a customer managed key: GetSecretValue needs kms:Decrypt on it,
+   * which Secrets Manager calls with the secret's ARN as encryption context.
+   * https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+   */
+  addSecretKey(secretArn: string, keyId: string): void {
+    const where = secretKeyWhere(secretArn);
+    this.add(['kms:Decrypt'], kmsGrant(keyId, where), {
+      StringEquals: {
+        'kms:ViaService': { 'Fn::Join': ['', ['secretsmanager.', where.region, '.amazonaws.com']] },
+        'kms:EncryptionContext:SecretARN': secretArn,
+      },
+    });
+  }
+
+  statements(): Statement[] {
+    return [
+      ...[...this.#plain.values()].map(({ actions, resources }) => ({
+        Effect: 'Allow',
+        Action: actions,
+        Resource: [...resources.values()],
+      })),
+      ...this.#conditioned.values(),
+    ];
   }
 }
 
@@ -104,9 +177,7 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
   const objectArns: string[] = [];
   const buckets = new Map<string, Set<string>>();
   const roles = new Set<string>();
-  // Keyed by their JSON, as a resource may be a CloudFormation join.
-  const keys = new Map<string, DeployString>();
-  const aliasedKeys = new Map<string, { resource: DeployString; aliases: Set<string> }>();
+  const kms = new KmsStatements();
   const secrets = new Set<string>();
   let federated = false;
   for (const rule of config.rules) {
@@ -118,21 +189,24 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
       buckets.set(rule.s3.bucket, prefixes);
     }
     if (rule.s3.kmsKeyId) {
-      const grant = kmsGrant(rule, rule.s3.kmsKeyId);
-      const id = JSON.stringify(grant.resource);
-      if (grant.alias === undefined) keys.set(id, grant.resource);
-      else {
-        const entry = aliasedKeys.get(id) ?? { resource: grant.resource, aliases: new Set() };
-        entry.aliases.add(grant.alias);
-        aliasedKeys.set(id, entry);
-      }
+      // SSE-KMS writes: GenerateDataKey, and Decrypt for multipart uploads.
+      kms.add(WRITE_KEY_ACTIONS, kmsGrant(rule.s3.kmsKeyId, writeKeyWhere(rule)));
+    }
+    for (const keyId of rule.s3.readKmsKeyIds ?? []) {
+      kms.add(['kms:Decrypt'], kmsGrant(keyId, readKeyWhere(rule)));
     }
     const credential = rule.azure.credential;
-    if (credential && 'secretArn' in credential) secrets.add(credential.secretArn);
+    if (credential && 'secretArn' in credential) {
+      secrets.add(credential.secretArn);
+      if (credential.kmsKeyId) kms.addSecretKey(credential.secretArn, credential.kmsKeyId);
+    }
     if (credential && 'workloadIdentity' in credential) federated = true;
   }
   const auth = config.eventGrid?.auth;
-  if (auth?.mode === 'shared-secret' && 'secretArn' in auth) secrets.add(auth.secretArn);
+  if (auth?.mode === 'shared-secret' && 'secretArn' in auth) {
+    secrets.add(auth.secretArn);
+    if (auth.kmsKeyId) kms.addSecretKey(auth.secretArn, auth.kmsKeyId);
+  }
 
   if (objectArns.length > 0) {
     statements.push({
@@ -171,22 +245,7 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
   }
   if (roles.size > 0)
     statements.push({ Effect: 'Allow', Action: ['sts:AssumeRole'], Resource: [...roles] });
-  if (keys.size > 0) {
-    statements.push({
-      Effect: 'Allow',
-      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      Resource: [...keys.values()],
-    });
-  }
-  for (const { resource, aliases } of aliasedKeys.values()) {
-    statements.push({
-      Effect: 'Allow',
-      Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
-      Resource: [resource],
-      // Multivalued (a key has many aliases): ForAnyValue, which a key with no alias fails.
-      Condition: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [...aliases] } },
-    });
-  }
+  statements.push(...kms.statements());
   if (secrets.size > 0) {
     statements.push({
       Effect: 'Allow',

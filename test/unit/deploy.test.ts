@@ -244,6 +244,78 @@ describe('Function: iamStatements (evaluated)', () => {
     }
     expect(kms('kms:ScheduleKeyDeletion', 'arn:aws:kms:eu-west-1:111122223333:key/k')).toBe(false);
   });
+
+  it("grants kms:Decrypt only on the keys of a bucket's objects and of secrets that the configuration names", () => {
+    // Prepare
+    const hookArn = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:hook';
+    const keyArn = 'arn:aws:secretsmanager:us-east-2:444455556666:secret:azure';
+    const statements = iamStatements(
+      validateConfig({
+        rules: [
+          {
+            ...base,
+            name: 'read',
+            s3: {
+              ...base.s3,
+              bucketOwner: '777788889999',
+              readKmsKeyIds: [
+                'arn:aws:kms:eu-west-1:111122223333:key/users',
+                'alias/bucket-default',
+              ],
+            },
+            azure: {
+              ...base.azure,
+              credential: { secretArn: keyArn, kmsKeyId: 'alias/secrets' },
+            },
+          },
+        ],
+        eventGrid: {
+          auth: {
+            mode: 'shared-secret',
+            secretArn: hookArn,
+            kmsKeyId: 'arn:aws:kms:eu-west-1:111122223333:key/hook',
+          },
+        },
+      }),
+    );
+    const may = (action: string, resource: string, keys: Record<string, string | string[]> = {}) =>
+      allows(statements, { action, resource, keys });
+    const viaSecrets = (region: string, secret: string) => ({
+      'kms:ViaService': `secretsmanager.${region}.amazonaws.com`,
+      'kms:EncryptionContext:SecretARN': secret,
+    });
+    // Assess: the bucket's keys, for reading only; an alias in the bucket owner's account.
+    expect(may('kms:Decrypt', 'arn:aws:kms:eu-west-1:111122223333:key/users')).toBe(true);
+    expect(may('kms:GenerateDataKey', 'arn:aws:kms:eu-west-1:111122223333:key/users')).toBe(false);
+    expect(
+      may('kms:Decrypt', 'arn:aws:kms:eu-west-1:777788889999:key/any', {
+        'kms:ResourceAliases': ['alias/bucket-default'],
+      }),
+    ).toBe(true);
+    expect(
+      may('kms:Decrypt', 'arn:aws:kms:eu-west-1:111122223333:key/any', {
+        'kms:ResourceAliases': ['alias/bucket-default'],
+      }),
+    ).toBe(false);
+    // A secret's key: through Secrets Manager, for that secret, in the secret's account.
+    const hookKey = 'arn:aws:kms:eu-west-1:111122223333:key/hook';
+    expect(may('kms:Decrypt', hookKey, viaSecrets('eu-west-1', hookArn))).toBe(true);
+    expect(may('kms:Decrypt', hookKey)).toBe(false);
+    expect(may('kms:Decrypt', hookKey, viaSecrets('eu-west-1', keyArn))).toBe(false);
+    const secretKey = 'arn:aws:kms:us-east-2:444455556666:key/any';
+    expect(
+      may('kms:Decrypt', secretKey, {
+        ...viaSecrets('us-east-2', keyArn),
+        'kms:ResourceAliases': ['alias/secrets'],
+      }),
+    ).toBe(true);
+    expect(
+      may('kms:Decrypt', secretKey, {
+        ...viaSecrets('us-east-2', keyArn),
+        'kms:ResourceAliases': ['alias/other'],
+      }),
+    ).toBe(false);
+  });
 });
 
 describe('Function: eventsQueuePolicy (evaluated)', () => {
