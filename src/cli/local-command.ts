@@ -9,6 +9,7 @@ import { formatBytes } from '../core/range-plan.ts';
 import { UsageError } from '../errors.ts';
 import { type LocalMirror, startLocalMirror } from '../local/mirror.ts';
 import type { TaskReport } from '../observe/telemetry.ts';
+import { type LocalState, writeLocalState } from '../ops/target.ts';
 
 /** Event Grid's subscription handshake: the webhook answers `{"validationResponse":"hello"}`. */
 const HANDSHAKE = [
@@ -56,12 +57,46 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
     ...(options.data !== undefined && { azuriteDataDir: options.data }),
     ...(options.config !== undefined && { configFile: options.config }),
   });
+  // Operations commands in other terminals (`s3az dlq list --local`) find the mirror here.
+  const { emulators } = mirror;
+  const state: LocalState = {
+    pid: process.pid,
+    s3Endpoint: emulators.s3Endpoint,
+    region: emulators.region,
+    accessKeyId: emulators.accessKeyId,
+    secretAccessKey: emulators.secretAccessKey,
+    azureConnectionString: emulators.azureConnectionString,
+    queues: mirror.queues,
+    config: mirror.config,
+    lastChanges: {},
+  };
+  const statePort = Number(new URL(emulators.s3Endpoint).port);
+  const removeState = await writeLocalState(statePort, state);
+  // `s3az status --local` shows each rule's last change: written at most once a second.
+  let stateWrite: NodeJS.Timeout | undefined;
+  mirror.telemetry.onTask((report) => {
+    if (report.result !== 'done' || report.outcome.action === 'skipped') return;
+    state.lastChanges = {
+      ...state.lastChanges,
+      [report.task.rule]: {
+        lastAt: new Date().toISOString(),
+        lastKey: report.task.sourceKey,
+        lastAction: report.outcome.action,
+        latencyMs: report.latencyMs,
+      },
+    };
+    stateWrite ??= setTimeout(() => {
+      stateWrite = undefined;
+      if (!stopping) void writeLocalState(statePort, state).catch(() => undefined);
+    }, 1000);
+  });
   let stopping = false;
   const stop = async (say = !options.json) => {
     if (stopping) return;
     stopping = true;
     if (say) process.stdout.write('\nstopping the local mirror...\n');
-    await mirror.stop();
+    clearTimeout(stateWrite);
+    await Promise.all([mirror.stop(), removeState()]);
     process.exit(0);
   };
   // Ctrl-C reaches every process of the terminal's group; `kill <pid>` (SIGTERM) and a closed
@@ -188,6 +223,7 @@ function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
         azureConnectionString: emulators.azureConnectionString,
         webhookUrl,
         webhookSecret,
+        queues: mirror.queues,
         rules: config.rules.map((each) => ({
           name: each.name,
           bucket: each.s3.bucket,

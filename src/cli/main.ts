@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
 import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
 import { runLocalCommand } from './local-command.ts';
+import { registerOpsCommands } from './ops-commands.ts';
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage. */
 function fail(error: unknown): never {
@@ -69,6 +70,8 @@ program
   .action(async (options) => {
     await runLocalCommand(options);
   });
+
+registerOpsCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -31,3 +31,33 @@ export class ProgressBar {
     this.#drawn = false;
   }
 }
+
+/** Progress of a count (messages, objects) on a terminal: one redrawn line on stderr. */
+export class CountProgress {
+  readonly #stream: NodeJS.WriteStream;
+  #lastDraw = 0;
+  #drawn = false;
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.#stream = stream;
+  }
+
+  update(label: string, done: number, total: number): void {
+    if (!this.#stream.isTTY) return;
+    const now = Date.now();
+    if (now - this.#lastDraw < 100 && done < total) return;
+    this.#lastDraw = now;
+    const width = 30;
+    const fraction = total === 0 ? 1 : Math.min(1, done / total);
+    const filled = Math.round(fraction * width);
+    const columns = this.#stream.columns ?? 100;
+    const text = `[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total} ${label}`;
+    this.#stream.write(`\r${text.slice(0, columns - 1).padEnd(columns - 1)}`);
+    this.#drawn = true;
+  }
+
+  done(): void {
+    if (this.#drawn) this.#stream.write('\n');
+    this.#drawn = false;
+  }
+}

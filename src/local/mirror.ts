@@ -13,6 +13,7 @@ import { createPlanHandler } from '../../handlers/plan.ts';
 import { loadConfig, validateConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
 import { Telemetry } from '../observe/telemetry.ts';
+import type { PipelineQueues } from '../ops/target.ts';
 import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
 import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
 import { type RunningEmulators, startEmulators } from './emulators.ts';
@@ -41,6 +42,8 @@ export interface LocalMirror {
   /** The shared secret Event Grid deliveries to the webhook carry (`x-s3az-secret`). */
   webhookSecret: string;
   config: ReplicationConfig;
+  /** The URLs of the pipeline's four queues. */
+  queues: PipelineQueues;
   runtime: Runtime;
   telemetry: Telemetry;
   stop(): Promise<void>;
@@ -258,6 +261,12 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       webhookUrl,
       webhookSecret: secret,
       config,
+      queues: {
+        events: runtime.queueUrl('events'),
+        eventsDeadLetter: runtime.queueUrl('eventsDeadLetter'),
+        tasks: runtime.queueUrl('tasks'),
+        tasksDeadLetter: runtime.queueUrl('tasksDeadLetter'),
+      },
       runtime,
       telemetry,
       async stop() {
