@@ -6,12 +6,15 @@ import {
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
+import { createRedriveHandler } from '../../handlers/redrive.ts';
+import { validateConfig } from '../../src/config/load.ts';
 import { groupDeadLetters, queueCounts, scanDeadLetters } from '../../src/ops/dead-letters.ts';
 import { redrive } from '../../src/ops/redrive.ts';
 import { parseRedriveRequest } from '../../src/ops/redrive-request.ts';
 import type { OpsTarget } from '../../src/ops/target.ts';
 import { sendToDeadLetter } from '../../src/queue/sqs.ts';
-import { emulatorVariables, makeSqsClient, uniqueName } from '../support/emulators.ts';
+import { buildRuntime } from '../../src/runtime/runtime.ts';
+import { emulatorEnv, emulatorVariables, makeSqsClient, uniqueName } from '../support/emulators.ts';
 
 const sqs = makeSqsClient();
 
@@ -262,5 +265,43 @@ describe('Function: parseRedriveRequest', () => {
     expect(() => parseRedriveRequest({ olderThan: 'soon' })).toThrow(
       /olderThan: "soon" is not a duration/,
     );
+  });
+});
+
+describe('Function: createRedriveHandler (serverless invoke -f redrive)', () => {
+  it('re-drives with the filters of its input, and refuses an input it does not know', async () => {
+    // Prepare
+    const target = await pipelineTarget();
+    await deadLetterTask(target, 'a', 'p/1', 'permanent', 'az://c/p/1: access denied');
+    await deadLetterTask(target, 'a', 'p/2', 'not-found', 'az://c/p/2: container does not exist');
+    const runtime = await buildRuntime({
+      env: {
+        ...emulatorVariables(),
+        AWS_ENDPOINT_URL_SQS: emulatorEnv().s3Endpoint,
+        S3AZ_EVENTS_QUEUE_URL: target.queues.events,
+        S3AZ_EVENTS_DLQ_URL: target.queues.eventsDeadLetter,
+        S3AZ_TASKS_QUEUE_URL: target.queues.tasks,
+        S3AZ_TASKS_DLQ_URL: target.queues.tasksDeadLetter,
+      },
+      config: validateConfig({
+        rules: [
+          {
+            name: 'a',
+            s3: { bucket: 'bucket-a' },
+            azure: { accountUrl: emulatorEnv().azureAccountUrl, container: 'c-a' },
+          },
+        ],
+      }),
+      sqs,
+    });
+    const handler = createRedriveHandler(() => Promise.resolve(runtime));
+    // Act
+    const refused = await handler({ reasn: 'permanent' }).catch((error: Error) => error);
+    const summary = await handler({ reason: 'permanent' });
+    // Assess
+    expect((refused as Error).message).toMatch(/the redrive input is not valid/);
+    expect(summary).toMatchObject({ moved: 1, skipped: 1, failed: [], stopped: false });
+    expect(keysOf(await drain(target.queues.tasks))).toEqual(['p/1']);
+    expect(keysOf(await drain(target.queues.tasksDeadLetter))).toEqual(['p/2']);
   });
 });
