@@ -14,9 +14,21 @@ export interface Io {
 
 const processIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr });
 
+/**
+ * A reader that went away (`s3az dlq list --json | head`) ends the command quietly, as in other
+ * command-line tools, instead of with a stack trace. What a re-drive holds is shown again when
+ * its lease ends.
+ */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  });
+}
+
 /** The options every operations command takes to find its stack or local mirror. */
 function withTarget(command: Command): Command {
   return command
+    .hook('preAction', quietOnClosedPipe)
     .option('--stack <name>', 'the CloudFormation stack (default s3-azure-replicator-<stage>)')
     .option('--stage <stage>', 'the stage it was deployed with (default dev)')
     .option('--region <region>', "the stack's region (default AWS_REGION)")
