@@ -5,7 +5,17 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { processTaskRecord, TimeBudgetExceededError } from '../src/queue/task-record.ts';
 import { COPY_STOP_MARGIN_SECONDS, COPY_TIMEOUT_SECONDS } from '../src/queue/timing.ts';
-import { getRuntime, processTelemetry, type Runtime } from '../src/runtime/runtime.ts';
+import * as ruleStores from '../src/runtime/rule-stores.ts';
+import {
+  getRuntime,
+  processTelemetry,
+  provideRuleStores,
+  type Runtime,
+} from '../src/runtime/runtime.ts';
+
+// Every task uses a rule's stores: their SDKs load with the function (in Lambda's init phase),
+// not in the first task.
+provideRuleStores(ruleStores);
 
 /** The tasks queue's consumer: one copy or delete per record, failures reported per record. */
 export function createCopyHandler(runtime: () => Promise<Runtime>) {

@@ -1,4 +1,4 @@
-import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
 import { PermanentError } from '../errors.ts';
 import { awsCallError } from './aws-call-error.ts';
@@ -43,6 +43,8 @@ async function assume(
   externalId: string | undefined,
 ): Promise<AwsCredentialIdentity> {
   try {
+    // The STS SDK is loaded (the client is built) only by functions with a rule to assume.
+    const { AssumeRoleCommand } = await import('@aws-sdk/client-sts');
     const out = await sts.send(
       new AssumeRoleCommand({
         RoleArn: roleArn,

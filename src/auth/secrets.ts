@@ -1,4 +1,4 @@
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { PermanentError } from '../errors.ts';
 import { awsCallError } from './aws-call-error.ts';
 
@@ -44,6 +44,8 @@ export class SecretsManagerSource implements SecretSource {
 
   async #read(arn: string): Promise<string> {
     try {
+      // The SDK is loaded by the first read (the client is built then too, see runtime.ts).
+      const { GetSecretValueCommand } = await import('@aws-sdk/client-secrets-manager');
       const out = await this.#client.send(new GetSecretValueCommand({ SecretId: arn }));
       if (out.SecretString !== undefined) return out.SecretString;
       if (out.SecretBinary !== undefined) return Buffer.from(out.SecretBinary).toString('utf8');

@@ -3,6 +3,8 @@ import { ReplicatorError, UsageError } from '../errors.ts';
 import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
 import { runLocalCommand } from './local-command.ts';
 import { registerOpsCommands } from './ops-commands.ts';
+import { registerReconcileCommand } from './reconcile-command.ts';
+import { registerSetupCommands } from './setup-command.ts';
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage. */
 function fail(error: unknown): never {
@@ -72,6 +74,8 @@ program
   });
 
 registerOpsCommands(program);
+registerSetupCommands(program);
+registerReconcileCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -51,7 +51,8 @@ export function sideOf(rule: ReplicationRule, side: Side) {
     : { container: rule.azure.container, prefix: rule.azure.prefix };
 }
 
-function allowed(rule: ReplicationRule, from: Side): boolean {
+/** Whether the rule's `direction` replicates changes made on `from`. */
+export function allowed(rule: ReplicationRule, from: Side): boolean {
   return (
     rule.direction === 'both' || rule.direction === (from === 's3' ? 's3-to-azure' : 'azure-to-s3')
   );

@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
+import { WEB_IDENTITY_TOKEN } from '../auth/web-identity.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import * as timing from '../queue/timing.ts';
@@ -164,6 +165,9 @@ const queueArns = [
   'TasksQueue',
   'TasksDeadLetterQueue',
 ].map((name) => ({ 'Fn::GetAtt': [name, 'Arn'] }));
+const deadLetterQueueArns = ['EventsDeadLetterQueue', 'TasksDeadLetterQueue'].map((name) => ({
+  'Fn::GetAtt': [name, 'Arn'],
+}));
 
 /**
  * Least-privilege IAM statements for the functions, generated from the rules: object actions
@@ -254,13 +258,33 @@ export function iamStatements(config: ReplicationConfig): Statement[] {
     });
   }
   if (federated) {
-    // AWS outbound identity federation: the token Azure exchanges for its own.
-    statements.push({ Effect: 'Allow', Action: ['sts:GetWebIdentityToken'], Resource: ['*'] });
+    // AWS outbound identity federation: the token Azure exchanges for its own, and no other
+    // (audience, lifetime and algorithm as the functions request them). The audience key is
+    // multivalued; ForAllValues also holds for a request without one, which STS refuses.
+    // https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_outbound_policies.html
+    statements.push({
+      Effect: 'Allow',
+      Action: ['sts:GetWebIdentityToken'],
+      Resource: ['*'],
+      Condition: {
+        'ForAllValues:StringEquals': { 'sts:IdentityTokenAudience': [WEB_IDENTITY_TOKEN.audience] },
+        NumericLessThanEquals: { 'sts:DurationSeconds': WEB_IDENTITY_TOKEN.durationSeconds },
+        StringEquals: { 'sts:SigningAlgorithm': WEB_IDENTITY_TOKEN.signingAlgorithm },
+      },
+    });
   }
   statements.push({
     Effect: 'Allow',
     Action: ['sqs:SendMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes'],
     Resource: queueArns,
+  });
+  // The redrive function reads the dead-letter queues (holding what it reads with
+  // ChangeMessageVisibility, above) and deletes what it sent back; the framework grants receive
+  // and delete only on the event sources, the work queues.
+  statements.push({
+    Effect: 'Allow',
+    Action: ['sqs:ReceiveMessage', 'sqs:DeleteMessage'],
+    Resource: deadLetterQueueArns,
   });
   return statements;
 }
@@ -302,6 +326,8 @@ export function timingVariables(): Record<string, number> {
   return {
     copyTimeout: timing.COPY_TIMEOUT_SECONDS,
     planTimeout: timing.PLAN_TIMEOUT_SECONDS,
+    redriveTimeout: timing.REDRIVE_TIMEOUT_SECONDS,
+    reconcileTimeout: timing.RECONCILE_TIMEOUT_SECONDS,
     webhookTimeout: timing.WEBHOOK_TIMEOUT_SECONDS,
     tasksVisibilityTimeout: timing.TASKS_VISIBILITY_TIMEOUT_SECONDS,
     eventsVisibilityTimeout: timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS,
@@ -310,6 +336,238 @@ export function timingVariables(): Record<string, number> {
     planBatchSize: timing.PLAN_BATCH_SIZE,
     deadLetterRetention: timing.DEAD_LETTER_RETENTION_SECONDS,
   };
+}
+
+// EventBridge's schedule expressions, as the framework's schema checks them (it only warns).
+// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html
+const RATE = /^rate\((?:1 (?:minute|hour|day)|(?:1\d+|[2-9]\d*) (?:minute|hour|day)s)\)$/;
+const CRON = /^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$/;
+
+/**
+ * The reconcile function's events: none unless a schedule is given
+ * (`--param="reconcileSchedule=rate(6 hours)"`), so that a stack lists its buckets and
+ * containers only when its operator asks for it.
+ */
+export function reconcileEvents(schedule: unknown): Record<string, unknown>[] {
+  const expression = typeof schedule === 'string' ? schedule.trim() : '';
+  if (expression === '') return [];
+  if (!RATE.test(expression) && !CRON.test(expression)) {
+    throw new ConfigError(
+      `reconcileSchedule: "${expression}" is not a schedule expression like "rate(6 hours)" or "cron(0 3 * * ? *)"`,
+    );
+  }
+  return [
+    {
+      schedule: {
+        rate: [expression],
+        description: 'Reconcile the rules: list both sides, queue what differs',
+        // What `serverless invoke -f reconcile` with no data would pass: every rule.
+        input: {},
+      },
+    },
+  ];
+}
+
+/** The alarms' settings (serverless.yml's `custom.alarms`, from `--param`s), checked. */
+export interface AlarmSettings {
+  /** AlarmActions and OKActions: the SNS topic given, or none. */
+  actions: string[];
+  eventsAgeSeconds: number;
+  tasksAgeSeconds: number;
+}
+
+function positiveSeconds(value: unknown, parameter: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0 || String(value).trim() === '') {
+    throw new ConfigError(`${parameter}: "${String(value)}" is not a number of seconds`);
+  }
+  return seconds;
+}
+
+export function alarmSettings(input: {
+  topicArn?: unknown;
+  eventsAgeSeconds?: unknown;
+  tasksAgeSeconds?: unknown;
+}): AlarmSettings {
+  const topic = typeof input.topicArn === 'string' ? input.topicArn.trim() : '';
+  if (topic !== '' && !/^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]{1,256}$/.test(topic)) {
+    throw new ConfigError(`alarmTopicArn: "${topic}" is not the ARN of an SNS topic`);
+  }
+  return {
+    actions: topic === '' ? [] : [topic],
+    eventsAgeSeconds: positiveSeconds(input.eventsAgeSeconds, 'eventsAgeAlarmSeconds'),
+    tasksAgeSeconds: positiveSeconds(input.tasksAgeSeconds, 'tasksAgeAlarmSeconds'),
+  };
+}
+
+/** The stack's functions, as serverless.yml names them, and their logical ids. */
+export const FUNCTIONS = ['eventgrid', 'plan', 'copy', 'redrive', 'reconcile'] as const;
+const functionLogicalId = (name: string) =>
+  `${name.charAt(0).toUpperCase()}${name.slice(1)}LambdaFunction`;
+
+/** A CloudFormation value, as the dashboard's body joins it in. */
+type Intrinsic = { Ref: string } | { 'Fn::GetAtt': [string, string] };
+
+/**
+ * Writes `body` as JSON, with each `@@name@@` in it replaced by `refs[name]`: the string
+ * CloudFormation makes of the `Fn::Join`, once names and Region are known.
+ */
+function joinJson(
+  body: unknown,
+  refs: Record<string, Intrinsic>,
+): { 'Fn::Join': [string, unknown[]] } {
+  const parts: unknown[] = [];
+  JSON.stringify(body)
+    .split(/@@(\w+)@@/)
+    .forEach((part, index) => {
+      if (index % 2 === 0) {
+        if (part !== '') parts.push(part);
+        return;
+      }
+      const ref = refs[part];
+      if (!ref) throw new Error(`dashboard: no value for @@${part}@@`);
+      parts.push(ref);
+    });
+  return { 'Fn::Join': ['', parts] };
+}
+
+export interface DashboardOptions {
+  /** The functions' EMF namespace and `service` dimension (POWERTOOLS_*). */
+  namespace: string;
+  service: string;
+  alarms?: Pick<AlarmSettings, 'eventsAgeSeconds' | 'tasksAgeSeconds'>;
+}
+
+/**
+ * The CloudWatch dashboard's body: replication latency, objects and bytes per direction,
+ * skips by reason, failures by class, the work queues' depth and age, the dead letters, and
+ * the functions' errors and throttles. Queue and function names and the Region are joined in
+ * by CloudFormation.
+ * https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html
+ */
+export function dashboardBody({ namespace, service, alarms }: DashboardOptions) {
+  const refs: Record<string, Intrinsic> = { Region: { Ref: 'AWS::Region' } };
+  for (const queue of [
+    'EventsQueue',
+    'TasksQueue',
+    'EventsDeadLetterQueue',
+    'TasksDeadLetterQueue',
+  ]) {
+    refs[queue] = { 'Fn::GetAtt': [queue, 'QueueName'] };
+  }
+  for (const name of FUNCTIONS) refs[name] = { Ref: functionLogicalId(name) };
+
+  const ours = (metric: string, ...rest: unknown[]) => [
+    namespace,
+    metric,
+    'service',
+    service,
+    ...rest,
+  ];
+  const directions = [
+    ['s3-to-azure', 'S3 -> Azure'],
+    ['azure-to-s3', 'Azure -> S3'],
+  ] as const;
+  const byDirection = (metric: string) =>
+    directions.map(([direction, label]) => ours(metric, 'direction', direction, { label }));
+  // A dimension's values are not known in advance: SEARCH finds every one the functions sent.
+  // https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/search-expression-syntax.html
+  const search = (metric: string, dimension: string, id: string) => [
+    {
+      id,
+      expression: `SEARCH('{${namespace},${dimension},service} MetricName="${metric}" service="${service}"', 'Sum', 300)`,
+    },
+  ];
+  const queue = (metric: string, logicalId: string, label: string) => [
+    'AWS/SQS',
+    metric,
+    'QueueName',
+    `@@${logicalId}@@`,
+    { label },
+  ];
+  const lambda = (metric: string) =>
+    FUNCTIONS.map((name) => ['AWS/Lambda', metric, 'FunctionName', `@@${name}@@`, { label: name }]);
+  const threshold = (value: number | undefined, label: string) =>
+    value === undefined ? [] : [{ value, label }];
+
+  const widget = (
+    x: number,
+    y: number,
+    width: number,
+    title: string,
+    stat: string,
+    metrics: unknown[],
+    extra: Record<string, unknown> = {},
+  ) => ({
+    type: 'metric',
+    x,
+    y,
+    width,
+    height: 6,
+    properties: {
+      title,
+      region: '@@Region@@',
+      view: 'timeSeries',
+      period: 300,
+      stat,
+      metrics,
+      ...extra,
+    },
+  });
+
+  const body = {
+    widgets: [
+      widget(0, 0, 8, 'Replication latency, event to commit (ms)', 'p99', [
+        ours('ReplicationLatency', { stat: 'p50', label: 'p50' }),
+        ours('ReplicationLatency', { stat: 'p99', label: 'p99' }),
+      ]),
+      widget(8, 0, 8, 'Objects replicated by direction', 'Sum', byDirection('ObjectsReplicated')),
+      widget(16, 0, 8, 'Bytes replicated by direction', 'Sum', byDirection('BytesReplicated')),
+      widget(0, 6, 8, 'Skipped by reason', 'Sum', search('Skipped', 'reason', 'skipped')),
+      widget(8, 6, 8, 'Failures by class', 'Sum', search('Failures', 'class', 'failures')),
+      widget(16, 6, 8, 'Events, tasks, deletes, conflicts', 'Sum', [
+        ours('EventsReceived', { label: 'events received' }),
+        ours('TasksPlanned', { label: 'tasks planned' }),
+        ours('ObjectsDeleted', { label: 'objects deleted' }),
+        ours('Conflicts', { label: 'conflicts' }),
+        ours('TasksContinued', { label: 'tasks continued' }),
+        ours('EventsUnrouted', { label: 'events unrouted' }),
+        ours('EventsDeadLettered', { label: 'events dead-lettered' }),
+      ]),
+      widget(0, 12, 8, 'Work queues: visible and in flight', 'Maximum', [
+        queue('ApproximateNumberOfMessagesVisible', 'EventsQueue', 'events visible'),
+        queue('ApproximateNumberOfMessagesNotVisible', 'EventsQueue', 'events in flight'),
+        queue('ApproximateNumberOfMessagesVisible', 'TasksQueue', 'tasks visible'),
+        queue('ApproximateNumberOfMessagesNotVisible', 'TasksQueue', 'tasks in flight'),
+      ]),
+      widget(
+        8,
+        12,
+        8,
+        'Work queues: age of the oldest message (s)',
+        'Maximum',
+        [
+          queue('ApproximateAgeOfOldestMessage', 'EventsQueue', 'events'),
+          queue('ApproximateAgeOfOldestMessage', 'TasksQueue', 'tasks'),
+        ],
+        {
+          annotations: {
+            horizontal: [
+              ...threshold(alarms?.eventsAgeSeconds, 'events alarm'),
+              ...threshold(alarms?.tasksAgeSeconds, 'tasks alarm'),
+            ],
+          },
+        },
+      ),
+      widget(16, 12, 8, 'Dead letters', 'Maximum', [
+        queue('ApproximateNumberOfMessagesVisible', 'EventsDeadLetterQueue', 'events dead letters'),
+        queue('ApproximateNumberOfMessagesVisible', 'TasksDeadLetterQueue', 'tasks dead letters'),
+      ]),
+      widget(0, 18, 12, 'Function errors', 'Sum', lambda('Errors')),
+      widget(12, 18, 12, 'Function throttles', 'Sum', lambda('Throttles')),
+    ],
+  };
+  return joinJson(body, refs);
 }
 
 interface ResolverArguments {
@@ -330,9 +588,27 @@ export default async function serverlessVariables({
   );
   const config = await loadConfig(isAbsolute(file) ? file : resolve(process.cwd(), file));
   checkDeployable(config);
+  const alarms = alarmSettings({
+    topicArn: await resolveConfigurationProperty(['custom', 'alarms', 'topicArn']),
+    eventsAgeSeconds: await resolveConfigurationProperty(['custom', 'alarms', 'eventsAgeSeconds']),
+    tasksAgeSeconds: await resolveConfigurationProperty(['custom', 'alarms', 'tasksAgeSeconds']),
+  });
+  const environment = (name: string) =>
+    resolveConfigurationProperty(['provider', 'environment', name]).then((value) =>
+      typeof value === 'string' ? value : undefined,
+    );
   return {
     iamStatements: iamStatements(config),
     eventsQueuePolicy: eventsQueuePolicy(config),
     timing: timingVariables(),
+    reconcileEvents: reconcileEvents(
+      await resolveConfigurationProperty(['custom', 'reconcileSchedule']),
+    ),
+    alarms,
+    dashboardBody: dashboardBody({
+      namespace: (await environment('POWERTOOLS_METRICS_NAMESPACE')) ?? 'S3AzureReplicator',
+      service: (await environment('POWERTOOLS_SERVICE_NAME')) ?? 's3-azure-replicator',
+      alarms,
+    }),
   };
 }

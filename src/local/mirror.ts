@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { CreateBucketCommand, PutBucketNotificationConfigurationCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
@@ -13,7 +13,8 @@ import { createPlanHandler } from '../../handlers/plan.ts';
 import { loadConfig, validateConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
 import { Telemetry } from '../observe/telemetry.ts';
-import type { PipelineQueues } from '../ops/target.ts';
+import { setupS3 } from '../ops/setup-s3.ts';
+import { LOCAL_NOTIFICATION_ID_PREFIX, type PipelineQueues } from '../ops/target.ts';
 import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
 import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
 import { type RunningEmulators, startEmulators } from './emulators.ts';
@@ -199,22 +200,13 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       });
       await blobs.getContainerClient(rule.azure.container).createIfNotExists();
     }
-    for (const name of new Set(config.rules.map((rule) => rule.s3.bucket))) {
-      await s3.send(
-        new PutBucketNotificationConfigurationCommand({
-          Bucket: name,
-          NotificationConfiguration: {
-            QueueConfigurations: [
-              {
-                Id: 's3az-events',
-                QueueArn: eventsQueue.arn,
-                Events: ['s3:ObjectCreated:*', 's3:ObjectRemoved:*'],
-              },
-            ],
-          },
-        }),
-      );
-    }
+    // The buckets notify the events queue as `s3az setup s3` would set them up on AWS.
+    await setupS3({
+      rules: config.rules,
+      queueArn: eventsQueue.arn,
+      idPrefix: LOCAL_NOTIFICATION_ID_PREFIX,
+      clientFor: () => s3,
+    });
 
     const telemetry = new Telemetry(
       new Logger({ serviceName: 's3az-local', logLevel: 'SILENT' }),

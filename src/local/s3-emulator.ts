@@ -8,6 +8,7 @@ import {
   checksumOf,
   isWellFormedChecksum,
 } from './checksums.ts';
+import { listInS3Order } from './s3-list-order.ts';
 import {
   escapeXml,
   installS3Notifications,
@@ -1049,6 +1050,7 @@ function applyResponseOverrides(request: FastifyRequest, reply: FastifyReply): v
 export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<RunningS3Emulator> {
   const host = options.host ?? '127.0.0.1';
   const store = await createFauxqsS3Store();
+  listInS3Order(store);
   const app = buildApp({
     logger: false,
     host,

@@ -17,6 +17,15 @@ interface QueueTarget {
   events: string[];
   prefix: string;
   suffix: string;
+  /** The filter rules as given (S3 answers a configuration with the rules it was given). */
+  filterRules: Array<{ name: string; value: string }>;
+}
+
+/** A bucket's notification configuration: queue targets, and the rest kept as it was sent. */
+interface BucketNotifications {
+  queues: QueueTarget[];
+  /** Topic, Lambda (CloudFunction) and EventBridge configurations, as XML. */
+  others: string[];
 }
 
 export interface S3NotificationOptions {
@@ -45,20 +54,60 @@ export const escapeXml = (text: string) =>
       ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[char] ?? char,
   );
 
-function parseConfiguration(xml: string): QueueTarget[] {
-  return tag(xml, 'QueueConfiguration').map((block) => {
-    const rules = tag(block, 'FilterRule').map((rule) => ({
-      name: (tag(rule, 'Name')[0] ?? '').toLowerCase(),
-      value: tag(rule, 'Value')[0] ?? '',
-    }));
-    return {
-      id: tag(block, 'Id')[0] ?? randomUUID(),
-      queueArn: tag(block, 'Queue')[0] ?? '',
-      events: tag(block, 'Event'),
-      prefix: rules.find((rule) => rule.name === 'prefix')?.value ?? '',
-      suffix: rules.find((rule) => rule.name === 'suffix')?.value ?? '',
-    };
-  });
+function filterOf(block: string) {
+  const filterRules = tag(block, 'FilterRule').map((rule) => ({
+    name: tag(rule, 'Name')[0] ?? '',
+    value: tag(rule, 'Value')[0] ?? '',
+  }));
+  const value = (name: string) =>
+    filterRules.find((rule) => rule.name.toLowerCase() === name)?.value ?? '';
+  return {
+    filterRules,
+    prefix: value('prefix'),
+    suffix: value('suffix'),
+    events: tag(block, 'Event'),
+  };
+}
+
+function parseConfiguration(xml: string): BucketNotifications {
+  const queues = tag(xml, 'QueueConfiguration').map((block) => ({
+    id: tag(block, 'Id')[0] ?? randomUUID(),
+    queueArn: tag(block, 'Queue')[0] ?? '',
+    ...filterOf(block),
+  }));
+  const others = [
+    ...xml.matchAll(
+      /<(TopicConfiguration|CloudFunctionConfiguration)>[\s\S]*?<\/\1>|<EventBridgeConfiguration\s*\/>|<EventBridgeConfiguration>[\s\S]*?<\/EventBridgeConfiguration>/g,
+    ),
+  ].map((match) => match[0]);
+  return { queues, others };
+}
+
+/**
+ * Whether two configurations would both match one event, which S3 refuses: event types that
+ * can name the same event, prefixes of which one starts the other, suffixes likewise.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-filtering.html
+ */
+function ambiguous(configuration: BucketNotifications): boolean {
+  const filters = [
+    ...configuration.queues,
+    ...configuration.others
+      .filter((block) => !block.startsWith('<EventBridge'))
+      .map((block) => filterOf(block)),
+  ];
+  const sameEvent = (a: string, b: string) =>
+    a === b ||
+    (a.endsWith(':*') && b.startsWith(a.slice(0, -1))) ||
+    (b.endsWith(':*') && a.startsWith(b.slice(0, -1)));
+  return filters.some((a, i) =>
+    filters.some(
+      (b, j) =>
+        j > i &&
+        (a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix)) &&
+        (a.suffix.endsWith(b.suffix) || b.suffix.endsWith(a.suffix)) &&
+        a.events.some((event) => b.events.some((other) => sameEvent(event, other))),
+    ),
+  );
 }
 
 function eventMatches(patterns: string[], eventName: string): boolean {
@@ -117,7 +166,7 @@ const replyHeader = (reply: FastifyReply, name: string) => {
  * `observeSend` to the app's one onSend hook (it reads DeleteObjects results).
  */
 export function installS3Notifications(app: FastifyInstance, options: S3NotificationOptions) {
-  const targets = new Map<string, QueueTarget[]>();
+  const targets = new Map<string, BucketNotifications>();
   const queueUrls = new Map<string, Promise<string>>();
   let counter = 0;
   /**
@@ -173,7 +222,7 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     object: EventObject,
     seq: string = sequencer(),
   ) => {
-    for (const target of targets.get(bucket) ?? []) {
+    for (const target of targets.get(bucket)?.queues ?? []) {
       if (!eventMatches(target.events, eventName)) continue;
       if (!key.startsWith(target.prefix) || !key.endsWith(target.suffix)) continue;
       const record = {
@@ -250,9 +299,16 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
     if (!key && 'notification' in query) {
       if (request.method === 'PUT') {
         const configured = parseConfiguration(await readBody(request));
-        targets.set(bucket, configured);
+        if (ambiguous(configured)) {
+          return reply
+            .code(400)
+            .header('content-type', 'application/xml')
+            .send(
+              '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code><Message>Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes are overlapping for the same event type.</Message></Error>',
+            );
+        }
         // S3 confirms a new configuration with a test event to each target.
-        for (const target of configured) {
+        for (const target of configured.queues) {
           const url = await queueUrlOf(target.queueArn).catch(() => undefined);
           if (!url) {
             return reply
@@ -274,15 +330,22 @@ export function installS3Notifications(app: FastifyInstance, options: S3Notifica
             }),
           );
         }
+        targets.set(bucket, configured);
         return reply.code(200).send('');
       }
       if (request.method === 'GET') {
-        const body = (targets.get(bucket) ?? [])
-          .map(
-            (target) =>
-              `<QueueConfiguration><Id>${escapeXml(target.id)}</Id><Queue>${escapeXml(target.queueArn)}</Queue>${target.events.map((event) => `<Event>${escapeXml(event)}</Event>`).join('')}<Filter><S3Key><FilterRule><Name>Prefix</Name><Value>${escapeXml(target.prefix)}</Value></FilterRule><FilterRule><Name>Suffix</Name><Value>${escapeXml(target.suffix)}</Value></FilterRule></S3Key></Filter></QueueConfiguration>`,
-          )
-          .join('');
+        const configured = targets.get(bucket) ?? { queues: [], others: [] };
+        const filter = (rules: QueueTarget['filterRules']) =>
+          rules.length === 0
+            ? ''
+            : `<Filter><S3Key>${rules.map((rule) => `<FilterRule><Name>${escapeXml(rule.name)}</Name><Value>${escapeXml(rule.value)}</Value></FilterRule>`).join('')}</S3Key></Filter>`;
+        const body =
+          configured.queues
+            .map(
+              (target) =>
+                `<QueueConfiguration><Id>${escapeXml(target.id)}</Id><Queue>${escapeXml(target.queueArn)}</Queue>${target.events.map((event) => `<Event>${escapeXml(event)}</Event>`).join('')}${filter(target.filterRules)}</QueueConfiguration>`,
+            )
+            .join('') + configured.others.join('');
         return reply
           .code(200)
           .header('content-type', 'application/xml')

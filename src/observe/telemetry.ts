@@ -18,11 +18,17 @@ export type TaskReport =
       deadLettered: boolean;
     };
 
+/** The `direction` dimension of a copy, by the side it copied from. */
+export const DIRECTIONS: Record<CopyTask['sourceSide'], 's3-to-azure' | 'azure-to-s3'> = {
+  s3: 's3-to-azure',
+  azure: 'azure-to-s3',
+};
+
 /**
  * Logs and metrics of the pipeline in one place. Logs are Powertools JSON lines that carry the
  * event's correlation id from the notification through the task to the copy; metrics are EMF
- * (CloudWatch): objects and bytes replicated, replication latency from event time to commit,
- * skips by reason, failures by class. Counters are also kept in memory for `s3az local`.
+ * (CloudWatch): objects and bytes replicated (in total, and by direction), replication latency
+ * from event time to commit, skips by reason, failures by class. Counters are also kept in memory for `s3az local`.
  */
 export class Telemetry {
   readonly logger: Logger;
@@ -50,10 +56,16 @@ export class Telemetry {
     this.#counters.set(name, (this.#counters.get(name) ?? 0) + by);
   }
 
-  #dimensioned(metric: string, dimension: string, value: string, count = 1): void {
+  #dimensioned(
+    metric: string,
+    dimension: string,
+    value: string,
+    count = 1,
+    unit: (typeof MetricUnit)[keyof typeof MetricUnit] = MetricUnit.Count,
+  ): void {
     const single = this.metrics.singleMetric();
     single.addDimension(dimension, value);
-    single.addMetric(metric, MetricUnit.Count, count);
+    single.addMetric(metric, unit, count);
   }
 
   #emit(report: TaskReport): void {
@@ -77,6 +89,10 @@ export class Telemetry {
       this.metrics.addMetric('ObjectsReplicated', MetricUnit.Count, 1);
       this.metrics.addMetric('BytesReplicated', MetricUnit.Bytes, outcome.bytes);
       this.metrics.addMetric('ReplicationLatency', MetricUnit.Milliseconds, latencyMs);
+      // The same two metrics again, by direction (the totals above keep their dimensions).
+      const direction = DIRECTIONS[task.sourceSide];
+      this.#dimensioned('ObjectsReplicated', 'direction', direction);
+      this.#dimensioned('BytesReplicated', 'direction', direction, outcome.bytes, MetricUnit.Bytes);
       if (outcome.conflict) {
         this.#count('conflicts');
         this.metrics.addMetric('Conflicts', MetricUnit.Count, 1);

@@ -4,7 +4,7 @@ import {
   GetMetricDataCommand,
   type MetricDataQuery,
 } from '@aws-sdk/client-cloudwatch';
-import { awsClientSettings } from '../stores/clients.ts';
+import { awsClientSettings } from '../stores/aws-settings.ts';
 import { groupDeadLetters, queueCounts, scanDeadLetters } from './dead-letters.ts';
 import type { LocalState, OpsTarget, QueueName } from './target.ts';
 

@@ -6,7 +6,7 @@ import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { validateConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
-import { awsClientSettings, type Environment, makeSqsClient } from '../stores/clients.ts';
+import { awsClientSettings, type Environment, makeSqsClient } from '../stores/aws-settings.ts';
 
 /** The four queues of a deployed (or local) replicator. */
 export interface PipelineQueues {
@@ -28,6 +28,8 @@ export const DEAD_LETTER_QUEUES = [
 export interface OpsTarget {
   /** For messages: `stack s3-azure-replicator-dev (us-east-1)` or `the local mirror (port 4566)`. */
   name: string;
+  /** The CloudFormation stack's name; absent for the local mirror. */
+  stackName?: string;
   sqs: SQSClient;
   queues: PipelineQueues;
   /** The environment AWS clients of this target are built from (region, endpoint, keys). */
@@ -43,6 +45,9 @@ export interface TargetOptions {
   /** `true` (default port) or the S3/SQS port of a running `s3az local`. */
   local?: boolean | string;
 }
+
+/** The ids of the local mirror's bucket notifications start so (`s3az-<stack>-` on AWS). */
+export const LOCAL_NOTIFICATION_ID_PREFIX = 's3az-local-';
 
 /** serverless.yml's service name: the stack of a stage is `<service>-<stage>`. */
 export const SERVICE_NAME = 's3-azure-replicator';
@@ -121,33 +126,46 @@ async function localTarget(portText: string | true): Promise<OpsTarget> {
   return target;
 }
 
+/**
+ * The outputs of a CloudFormation stack, and how messages name it (`stack <name> (<region>)`).
+ * A stack that does not exist is a UsageError saying how to name it; `also` adds to that hint.
+ */
+export async function stackOutputs(
+  stackName: string,
+  env: Environment,
+  also = '',
+): Promise<{ name: string; outputs: Map<string, string> }> {
+  const settings = awsClientSettings(env, 'CLOUDFORMATION');
+  const name = `stack ${stackName} (${settings.region})`;
+  try {
+    const out = await new CloudFormationClient(settings).send(
+      new DescribeStacksCommand({ StackName: stackName }),
+    );
+    const outputs = new Map(
+      (out.Stacks?.[0]?.Outputs ?? []).map((output) => [
+        output.OutputKey ?? '',
+        output.OutputValue ?? '',
+      ]),
+    );
+    return { name, outputs };
+  } catch (error) {
+    const message = (error as Error).message ?? String(error);
+    if (/does not exist/i.test(message)) {
+      throw new UsageError(
+        `${name} does not exist; name it with --stack, or --stage and --region as deployed${also}`,
+      );
+    }
+    throw new UsageError(`${name}: ${message.split('\n')[0]}`, { cause: error });
+  }
+}
+
 async function stackTarget(options: TargetOptions, env: Environment): Promise<OpsTarget> {
   const stackName = options.stack ?? `${SERVICE_NAME}-${options.stage ?? 'dev'}`;
   const targetEnv: Environment = {
     ...env,
     ...(options.region !== undefined && { AWS_REGION: options.region }),
   };
-  const settings = awsClientSettings(targetEnv, 'CLOUDFORMATION');
-  const name = `stack ${stackName} (${settings.region})`;
-  const cloudformation = new CloudFormationClient(settings);
-  let outputs: Map<string, string>;
-  try {
-    const out = await cloudformation.send(new DescribeStacksCommand({ StackName: stackName }));
-    outputs = new Map(
-      (out.Stacks?.[0]?.Outputs ?? []).map((output) => [
-        output.OutputKey ?? '',
-        output.OutputValue ?? '',
-      ]),
-    );
-  } catch (error) {
-    const message = (error as Error).message ?? String(error);
-    if (/does not exist/i.test(message)) {
-      throw new UsageError(
-        `${name} does not exist; name it with --stack, or --stage and --region as deployed`,
-      );
-    }
-    throw new UsageError(`${name}: ${message.split('\n')[0]}`, { cause: error });
-  }
+  const { name, outputs } = await stackOutputs(stackName, targetEnv);
   const queues = {} as PipelineQueues;
   for (const [queue, output] of Object.entries(QUEUE_OUTPUTS) as [QueueName, string][]) {
     const url = outputs.get(output);
@@ -158,7 +176,13 @@ async function stackTarget(options: TargetOptions, env: Environment): Promise<Op
     }
     queues[queue] = url;
   }
-  const target: OpsTarget = { name, sqs: makeSqsClient(targetEnv), queues, env: targetEnv };
+  const target: OpsTarget = {
+    name,
+    stackName,
+    sqs: makeSqsClient(targetEnv),
+    queues,
+    env: targetEnv,
+  };
   await checkReachable(target);
   return target;
 }
@@ -194,4 +218,14 @@ async function checkReachable(target: OpsTarget): Promise<void> {
       cause: error,
     });
   }
+}
+
+/** The ARN of the target's events queue, where S3 notifications go. */
+export async function eventsQueueArn(target: OpsTarget): Promise<string> {
+  const out = await target.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: target.queues.events, AttributeNames: ['QueueArn'] }),
+  );
+  const arn = out.Attributes?.QueueArn;
+  if (!arn) throw new UsageError(`${target.name}: the events queue has no ARN`);
+  return arn;
 }

@@ -13,6 +13,15 @@ import {
   expandDirectory,
   parseDirectoryContinuation,
 } from './expand-directory.ts';
+import {
+  logDifferences,
+  parseReconcileContinuation,
+  RECONCILE_SLICE_IN_PLAN_SECONDS,
+  type ReconcileState,
+  reconcileContinuationMessage,
+  runReconcile,
+  summarize,
+} from './reconcile.ts';
 import { sendEach, sendToDeadLetter } from './sqs.ts';
 
 /** What the plan step needs, built once per cold start by the composition root. */
@@ -38,7 +47,8 @@ export interface PlanDependencies {
  * The plan step for one batch of the events queue: parse each message, route its events
  * through the rules (events no rule covers are counted and dropped), expand directory events
  * by listing, collapse tasks for the same key across the batch to the newest, and send one
- * task per object to the tasks queue. A message that can never parse goes to the events
+ * task per object to the tasks queue. A reconcile run's follow-up message goes on with the run
+ * (src/queue/reconcile.ts), which sends its own tasks. A message that can never parse goes to the events
  * dead-letter queue with its reason. Returns the records to retry: exactly those whose tasks
  * could not all be planned or stored, so the rest of the batch is not done twice.
  */
@@ -50,7 +60,8 @@ export async function planBatch(
   const { signal, stop } = options;
   const failed = new Set<string>();
   const newest = new Map<string, { task: CopyTask; records: Set<string> }>();
-  // Directories that go on in a follow-up message, sent once their tasks so far are stored.
+  // Directories and reconcile runs that go on in a follow-up message, sent once their tasks so
+  // far are stored.
   const followUps: Array<{ id: string; body: string }> = [];
   const counts = { events: 0, tasks: 0, unrouted: 0, ignored: [] as string[], deadLettered: 0 };
   const logger = dependencies.telemetry?.logger;
@@ -60,14 +71,19 @@ export async function planBatch(
     try {
       let parsed: ReturnType<typeof parseQueuedEvent>;
       let continuation: DirectoryContinuation | undefined;
+      let reconcile: ReconcileState | undefined;
       try {
-        continuation = parseDirectoryContinuation(record.body);
-        parsed = continuation
-          ? { events: [], ignored: [] }
-          : parseQueuedEvent(
-              record.body,
-              dependencies.ownS3Principals ? { ownS3Principals: dependencies.ownS3Principals } : {},
-            );
+        reconcile = parseReconcileContinuation(record.body);
+        continuation = reconcile ? undefined : parseDirectoryContinuation(record.body);
+        parsed =
+          continuation || reconcile
+            ? { events: [], ignored: [] }
+            : parseQueuedEvent(
+                record.body,
+                dependencies.ownS3Principals
+                  ? { ownS3Principals: dependencies.ownS3Principals }
+                  : {},
+              );
       } catch (error) {
         if (!(error instanceof EventParseError)) throw error;
         await sendToDeadLetter(
@@ -86,6 +102,31 @@ export async function planBatch(
           messageId: id,
           error: error.message,
         });
+        continue;
+      }
+      if (reconcile) {
+        // A reconcile run goes on here for a while, then in another message, so that the
+        // events of this batch do not wait for a whole listing.
+        const slice = AbortSignal.timeout(RECONCILE_SLICE_IN_PLAN_SECONDS * 1000);
+        const run = await runReconcile(
+          reconcile,
+          {
+            rules: dependencies.rules,
+            storesOf: (rule) => dependencies.storesOf(rule),
+            sqs: dependencies.sqs,
+            tasksQueueUrl: dependencies.tasksQueueUrl,
+          },
+          {
+            ...(signal && { signal }),
+            stop: stop ? AbortSignal.any([stop, slice]) : slice,
+            ...(logger && {
+              onDifference: logDifferences((message, fields) => logger.info(message, fields)),
+              onRuleDone: (result) => logger.info('reconcile: rule done', { ...result }),
+            }),
+          },
+        );
+        if (run.done) logger?.info('reconcile finished', { ...summarize(run.state) });
+        else followUps.push({ id, body: reconcileContinuationMessage(run.state) });
         continue;
       }
       counts.events += parsed.events.length;

@@ -1,6 +1,6 @@
 import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ReplicationRule } from '../config/schema.ts';
 import type { PullMemory } from '../copy/pull-memory.ts';
 import { runCopyTask, type TaskOutcome } from '../copy/run-task.ts';

@@ -23,6 +23,13 @@ export const PLAN_TIMEOUT_SECONDS = 300;
  */
 export const PLAN_STOP_MARGIN_SECONDS = 90;
 export const EVENTS_VISIBILITY_TIMEOUT_SECONDS = 6 * PLAN_TIMEOUT_SECONDS;
+/**
+ * The redrive function (invoked by hand) reads the dead-letter queues and sends back to the
+ * work queues; the reconcile function (on a schedule, or by hand) lists the rules' buckets and
+ * containers and sends tasks: list and send, like the plan step, and sized like it.
+ */
+export const REDRIVE_TIMEOUT_SECONDS = PLAN_TIMEOUT_SECONDS;
+export const RECONCILE_TIMEOUT_SECONDS = PLAN_TIMEOUT_SECONDS;
 /** API Gateway HTTP APIs wait at most 30 s for an integration. */
 export const WEBHOOK_TIMEOUT_SECONDS = 29;
 /** Records per copy invocation: copies of one batch run side by side and share its memory. */

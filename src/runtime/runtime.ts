@@ -1,11 +1,8 @@
 import { isAbsolute, resolve } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { STSClient } from '@aws-sdk/client-sts';
-import { assumedRoleCredentials, DEFAULT_ROLE_SESSION_NAME } from '../auth/aws-role.ts';
-import { blobServiceFor } from '../auth/azure-credential.ts';
+import { DEFAULT_ROLE_SESSION_NAME } from '../auth/aws-role.ts';
 import {
   type DeliveryAuth,
   RereadableSharedSecret,
@@ -17,14 +14,15 @@ import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
 import { Telemetry } from '../observe/telemetry.ts';
 import { MAX_RECEIVES, RETRY_BASE_SECONDS } from '../queue/timing.ts';
-import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
-import {
-  awsClientSettings,
-  type Environment,
-  makeS3Client,
-  makeSqsClient,
-} from '../stores/clients.ts';
-import { S3ObjectStore } from '../stores/s3.ts';
+import { awsClientSettings, type Environment, makeSqsClient } from '../stores/aws-settings.ts';
+import type { AzureBlobObjectStore } from '../stores/azure-blob.ts';
+import type { S3ObjectStore } from '../stores/s3.ts';
+
+// What a function may not need is loaded on first use, each in its own chunk of the bundle
+// (esbuild.config.mjs): the S3 and Azure SDKs with a rule's stores (rule-stores.ts; not in the
+// webhook or redrive, and in plan only for directories and reconcile runs), STS for a rule's
+// roleArn or workload identity, Secrets Manager for secrets it names, `@azure/identity` for the
+// Azure credentials that need it (see azure-service.ts).
 
 /** The queues of the pipeline, named by the environment variables that hold their URLs. */
 export const QUEUE_VARIABLES = {
@@ -154,24 +152,40 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
   }
   const sqs = options.sqs ?? makeSqsClient(env);
   const telemetry = options.telemetry ?? createTelemetry(env);
-  let sts: STSClient | undefined;
-  const stsClient = () => {
-    sts ??= new STSClient(awsClientSettings(env, 'STS'));
-    return sts;
-  };
-  let secretSource = options.secrets;
-  const secrets = (): SecretSource => {
-    secretSource ??= new SecretsManagerSource(
-      new SecretsManagerClient(awsClientSettings(env, 'SECRETS_MANAGER')),
-    );
+  let secretSource: Promise<SecretSource> | undefined =
+    options.secrets && Promise.resolve(options.secrets);
+  const secrets = (): Promise<SecretSource> => {
+    if (!secretSource) {
+      secretSource = import('@aws-sdk/client-secrets-manager').then(
+        ({ SecretsManagerClient }) =>
+          new SecretsManagerSource(
+            new SecretsManagerClient(awsClientSettings(env, 'SECRETS_MANAGER')),
+          ),
+      );
+      secretSource.catch(() => {
+        secretSource = undefined;
+      });
+    }
     return secretSource;
   };
   const lazySecrets: Required<SecretSource> = {
-    get: (arn) => secrets().get(arn),
-    refresh: (arn) => {
-      const source = secrets();
+    get: async (arn) => (await secrets()).get(arn),
+    refresh: async (arn) => {
+      const source = await secrets();
       return source.refresh ? source.refresh(arn) : source.get(arn);
     },
+  };
+  let storeBuilder: Promise<(rule: ReplicationRule) => Promise<RuleStores>> | undefined;
+  const ruleStores = () => {
+    if (!storeBuilder) {
+      storeBuilder = ruleStoresModule().then(({ ruleStoreBuilder }) =>
+        ruleStoreBuilder({ env, secrets: lazySecrets, roleSessionName }),
+      );
+      storeBuilder.catch(() => {
+        storeBuilder = undefined;
+      });
+    }
+    return storeBuilder;
   };
   const stores = new Map<string, Promise<RuleStores>>();
   const secretRereads = new Map<string, number>();
@@ -195,38 +209,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     storesOf(rule) {
       let built = stores.get(rule.name);
       if (!built) {
-        built = (async () => {
-          const s3Client = makeS3Client(env, {
-            ...(rule.s3.region !== undefined && { region: rule.s3.region }),
-            ...(rule.s3.roleArn !== undefined && {
-              credentials: assumedRoleCredentials(
-                stsClient(),
-                rule.s3.roleArn,
-                roleSessionName,
-                rule.s3.externalId,
-              ),
-            }),
-          });
-          const { service, secret } = await blobServiceFor(rule, {
-            env,
-            secrets: lazySecrets,
-            sts: stsClient,
-          });
-          return {
-            ...(secret !== undefined && { azureSecret: secret }),
-            s3: new S3ObjectStore(s3Client, rule.s3.bucket, {
-              ...(rule.s3.kmsKeyId !== undefined && { kmsKeyId: rule.s3.kmsKeyId }),
-            }),
-            // Every request through `service` now carries the replicator's client request id,
-            // so nothing but replica writes (and deletes of replicas) may use it.
-            azure: new AzureBlobObjectStore(service.getContainerClient(rule.azure.container), {
-              replicaWrites: true,
-              ...(rule.azure.encryptionScope !== undefined && {
-                encryptionScope: rule.azure.encryptionScope,
-              }),
-            }),
-          };
-        })();
+        built = ruleStores().then((build) => build(rule));
         // A failure (a secret not readable yet) is not kept: the next task tries again.
         built.catch(() => stores.delete(rule.name));
         stores.set(rule.name, built);
@@ -288,6 +271,32 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
       return auth;
     },
   };
+}
+
+type RuleStoresModule = typeof import('./rule-stores.ts');
+let ruleStoresLoaded: Promise<RuleStoresModule> | undefined;
+
+/**
+ * The module that builds rules' stores (and loads the S3 and Azure SDKs with it): imported on
+ * the first `storesOf`, unless the function provided it (`provideRuleStores`).
+ */
+function ruleStoresModule(): Promise<RuleStoresModule> {
+  if (!ruleStoresLoaded) {
+    ruleStoresLoaded = import('./rule-stores.ts');
+    ruleStoresLoaded.catch(() => {
+      ruleStoresLoaded = undefined;
+    });
+  }
+  return ruleStoresLoaded;
+}
+
+/**
+ * For a function that uses a rule's stores in every invocation (copy): it imports rule-stores.ts
+ * itself, so that the stores' SDKs load with the function (its init phase), and hands it to the
+ * runtime here, so that no invocation imports it again.
+ */
+export function provideRuleStores(module: RuleStoresModule): void {
+  ruleStoresLoaded = Promise.resolve(module);
 }
 
 /**

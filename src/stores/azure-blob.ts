@@ -10,6 +10,7 @@ import type {
   CallOptions,
   CommitOptions,
   GetOptions,
+  ListOptions,
   ListPage,
   ObjectBody,
   ObjectHead,
@@ -358,13 +359,14 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
     }
   }
 
-  async list(
-    prefix: string,
-    options: CallOptions & { continuationToken?: string; maxResults?: number } = {},
-  ): Promise<ListPage> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     try {
       const pages = this.#client
-        .listBlobsFlat({ ...(prefix && { prefix }), ...abortOf(options.signal) })
+        .listBlobsFlat({
+          ...(prefix && { prefix }),
+          ...(options.metadata && { includeMetadata: true }),
+          ...abortOf(options.signal),
+        })
         .byPage({
           ...(options.continuationToken !== undefined && {
             continuationToken: options.continuationToken,
@@ -381,6 +383,12 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
           ? blob.properties.etag
           : `"${blob.properties.etag}"`,
         lastModified: blob.properties.lastModified,
+        // As in `head`: Put Blob's MD5, or what the client committed a block list with.
+        ...(blob.properties.contentMD5 !== undefined &&
+          blob.properties.contentMD5.length === 16 && {
+            contentMd5: Buffer.from(blob.properties.contentMD5).toString('base64'),
+          }),
+        ...(options.metadata && { metadata: { ...(blob.metadata ?? {}) } }),
       }));
       return {
         items,

@@ -1,5 +1,4 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import type {
   AwsCredentialIdentityProvider,
   BuildMiddleware,
@@ -13,6 +12,7 @@ import {
 } from '@azure/storage-blob';
 import { UsageError } from '../errors.ts';
 import { SDK_ATTEMPTS } from '../queue/timing.ts';
+import { credentialsOf, type Environment } from './aws-settings.ts';
 
 /**
  * The composition root for store clients: each client is built once from the environment,
@@ -23,8 +23,11 @@ import { SDK_ATTEMPTS } from '../queue/timing.ts';
  * - Azure: `AZURE_STORAGE_CONNECTION_STRING`; or an account URL (`AZURE_STORAGE_ACCOUNT_URL`,
  *   or `AZURE_STORAGE_ACCOUNT` for `https://<account>.blob.core.windows.net`) with
  *   `AZURE_STORAGE_KEY`, `AZURE_STORAGE_SAS_TOKEN`, or else `DefaultAzureCredential`.
+ *
+ * Only the functions that use a store load this module (and the S3 and Azure SDKs with it);
+ * what every function needs (SQS, AWS settings) is in aws-settings.ts, re-exported here.
  */
-export type Environment = Record<string, string | undefined>;
+export { awsClientSettings, type Environment, makeSqsClient } from './aws-settings.ts';
 
 /**
  * Builds the S3 client from the standard AWS environment; a rule's region and role (assumed
@@ -60,39 +63,6 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next) => async
   }
   return next(args);
 };
-
-/** Builds the SQS client from the standard AWS environment (`AWS_ENDPOINT_URL_SQS` included). */
-export function makeSqsClient(env: Environment = process.env): SQSClient {
-  return new SQSClient(awsClientSettings(env, 'SQS'));
-}
-
-/**
- * AWS clients' settings from an environment that may not be `process.env`: its region, its
- * keys (else the SDK's own chain), and its endpoint for the service (`AWS_ENDPOINT_URL_<ID>`,
- * else `AWS_ENDPOINT_URL`).
- */
-export function awsClientSettings(env: Environment, serviceId: string) {
-  const endpoint = env[`AWS_ENDPOINT_URL_${serviceId}`] ?? env.AWS_ENDPOINT_URL;
-  return {
-    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
-    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
-    maxAttempts: SDK_ATTEMPTS,
-    ...credentialsOf(env),
-  };
-}
-
-function credentialsOf(env: Environment) {
-  // Environment keys come first, as in the SDK's own chain; otherwise the chain decides.
-  return env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-    ? {
-        credentials: {
-          accessKeyId: env.AWS_ACCESS_KEY_ID,
-          secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-          ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }),
-        },
-      }
-    : {};
-}
 
 export const pipelineOptions: StoragePipelineOptions = {
   retryOptions: { maxTries: SDK_ATTEMPTS },

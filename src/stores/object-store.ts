@@ -37,6 +37,20 @@ export interface ListedObject {
   size: number;
   etag: string;
   lastModified: Date;
+  /** Base64 MD5 of the content, where the listing carries one the store vouches for (Azure). */
+  contentMd5?: string;
+  /**
+   * User metadata with the store's native names, when `ListOptions.metadata` asked for it and
+   * the listing carries it (Azure: `include=metadata`). S3 listings carry none: absent there.
+   */
+  metadata?: Record<string, string>;
+}
+
+export interface ListOptions extends CallOptions {
+  continuationToken?: string;
+  maxResults?: number;
+  /** Ask for each object's user metadata where the store's listing can carry it. */
+  metadata?: boolean;
 }
 
 /** One page of a listing. */
@@ -168,10 +182,7 @@ export interface ObjectStore {
 
   /** Deletes the object; a missing object is not an error. */
   delete(key: string, options?: CallOptions & { condition?: WriteCondition }): Promise<void>;
-  list(
-    prefix: string,
-    options?: CallOptions & { continuationToken?: string; maxResults?: number },
-  ): Promise<ListPage>;
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
   /** Confirms the bucket or container exists and is reachable with these credentials. */
   checkContainer(options?: CallOptions): Promise<void>;
 }

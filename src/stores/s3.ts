@@ -21,6 +21,7 @@ import type {
   CallOptions,
   CommitOptions,
   GetOptions,
+  ListOptions,
   ListPage,
   ObjectBody,
   ObjectHead,
@@ -374,10 +375,8 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     }
   }
 
-  async list(
-    prefix: string,
-    options: CallOptions & { continuationToken?: string; maxResults?: number } = {},
-  ): Promise<ListPage> {
+  /** ListObjectsV2 carries no user metadata: `options.metadata` changes nothing here. */
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     try {
       const out = await this.#client.send(
         new ListObjectsV2Command({

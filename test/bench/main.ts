@@ -1,3 +1,4 @@
+import { runFunctions } from './functions.ts';
 import { runLatency } from './latency.ts';
 import { type BenchMode, runWithCleanup } from './lifecycle.ts';
 import { runThroughput } from './throughput.ts';
@@ -9,6 +10,7 @@ import { runThroughput } from './throughput.ts';
 const MODES: Record<string, BenchMode> = {
   throughput: runThroughput,
   latency: runLatency,
+  functions: runFunctions,
 };
 
 // The pinned AWS SDK supports Node 20; its notice about future releases is noise here.

@@ -1,24 +1,15 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports.ts';
 
 const BIN = new URL('../../src/cli/s3az.js', import.meta.url).pathname;
 const ROOT = new URL('../..', import.meta.url).pathname;
 const USER_ENV = { PATH: process.env.PATH, HOME: process.env.HOME };
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Runs `s3az <args>` as a user would from another terminal. */
 async function s3az(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -171,7 +162,13 @@ describe('CLI: s3az dlq and s3az redrive on the local mirror', () => {
   });
 
   it('answers every operations command with --help, and one line and a non-zero exit on a wrong target', async () => {
-    for (const command of [['dlq', 'list'], ['dlq', 'show'], ['redrive'], ['status']]) {
+    for (const command of [
+      ['dlq', 'list'],
+      ['dlq', 'show'],
+      ['redrive'],
+      ['status'],
+      ['setup', 's3'],
+    ]) {
       const help = await s3az([...command, '--help']);
       expect(help.code).toBe(0);
       expect(help.stdout).toContain('--local');
@@ -187,6 +184,11 @@ describe('CLI: s3az dlq and s3az redrive on the local mirror', () => {
       code: 2,
       stderr: 's3az: --queue: "nope" is not "events" or "tasks"\n',
     });
+    const setup = await s3az(['setup', 's3', '--local', String(port), '--json']);
+    // The mirror set its bucket up as `setup s3` would: a second run changes nothing.
+    expect(JSON.parse(setup.stdout).buckets).toEqual([
+      expect.objectContaining({ bucket: 'ops-bucket', changes: false }),
+    ]);
     const unknown = await s3az(['dlq', 'show', 'no-such-id', '--local', String(port)]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^s3az: no dead letter with id no-such-id in the local mirror/);

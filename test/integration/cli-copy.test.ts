@@ -176,7 +176,7 @@ describe('Command: s3az copy', () => {
         ),
       }),
     );
-    expectOneLineError(run, /access denied/);
+    expectOneLineError(run, /the Azure credential was refused \(AuthenticationFailed\)/);
     expect(run.stderr).not.toContain(wrongKey);
   });
 

@@ -147,6 +147,43 @@ async function multipartPut(
 }
 
 describe('Class: S3 emulator', () => {
+  describe('listing order', () => {
+    it('lists keys in UTF-8 binary order, page after page, as S3 does', async () => {
+      // Prepare: keys that locale order and byte order sort differently.
+      const keys = [
+        'order/a',
+        'order/B',
+        'order/a-b',
+        'order/a/x',
+        'order/a_b',
+        'order/Z',
+        'order/é',
+        'order/aa',
+      ];
+      for (const key of keys)
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'x' }));
+      // Act: two keys a page.
+      const listed: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await s3.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: 'order/',
+            MaxKeys: 2,
+            ContinuationToken: token,
+          }),
+        );
+        listed.push(...(page.Contents ?? []).map((object) => object.Key ?? ''));
+        token = page.NextContinuationToken;
+      } while (token);
+      // Assess
+      const byBytes = [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      expect(listed).toEqual(byBytes);
+      expect(byBytes.slice(0, 3)).toEqual(['order/B', 'order/Z', 'order/a']);
+    });
+  });
+
   describe('conditional writes', () => {
     it('refuses If-None-Match: * on an existing key with 412 PreconditionFailed and keeps the object', async () => {
       // Prepare

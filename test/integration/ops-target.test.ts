@@ -1,50 +1,20 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { CreateQueueCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { resolveTarget } from '../../src/ops/target.ts';
+import { startCloudFormationStandIn } from '../support/cloudformation.ts';
 import { emulatorEnv, emulatorVariables, makeSqsClient, uniqueName } from '../support/emulators.ts';
-import { readAll } from '../support/streams.ts';
 
-/**
- * CloudFormation has no emulator here: a stand-in at the SDK boundary that answers
- * DescribeStacks in the service's query protocol, as the SDK calls it.
- */
-let server: Server;
-let endpoint: string;
 const stacks = new Map<string, Record<string, string>>();
-const asked: string[] = [];
+let standIn: Awaited<ReturnType<typeof startCloudFormationStandIn>>;
+let endpoint: string;
 
 beforeAll(async () => {
-  server = createServer(async (request, response) => {
-    const form = new URLSearchParams((await readAll(request)).toString('utf8'));
-    const name = form.get('StackName') ?? '';
-    asked.push(`${form.get('Action')} ${name}`);
-    response.setHeader('content-type', 'text/xml');
-    const outputs = stacks.get(name);
-    if (!outputs) {
-      response.statusCode = 400;
-      response.end(
-        `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${name} does not exist</Message></Error><RequestId>1</RequestId></ErrorResponse>`,
-      );
-      return;
-    }
-    const members = Object.entries(outputs)
-      .map(
-        ([key, value]) =>
-          `<member><OutputKey>${key}</OutputKey><OutputValue>${value}</OutputValue></member>`,
-      )
-      .join('');
-    response.end(
-      `<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>${name}</StackName><StackStatus>UPDATE_COMPLETE</StackStatus><CreationTime>2026-11-01T00:00:00Z</CreationTime><Outputs>${members}</Outputs></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeStacksResponse>`,
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  standIn = await startCloudFormationStandIn(stacks);
+  endpoint = standIn.url;
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => standIn.close());
 
 const env = () => ({
   ...emulatorVariables(),
@@ -81,7 +51,7 @@ describe('Function: resolveTarget (a deployed stack)', () => {
       tasksDeadLetter: outputs.TasksDeadLetterQueueUrl,
     });
     expect(byName.queues.tasks).toBe(outputs.TasksQueueUrl);
-    expect(asked).toContain('DescribeStacks my-mirror');
+    expect(standIn.asked).toContain('DescribeStacks my-mirror');
   });
 
   it('names a wrong stack, a stack without the outputs, and a queue it cannot reach', async () => {

@@ -245,6 +245,29 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
     expect(pages).toBe(3);
   });
 
+  it('lists what HEAD says, and the metadata where the listing carries it', async () => {
+    const body = Buffer.from('listed with metadata');
+    const put = await store.put('meta/one', body, {
+      ...write,
+      metadata: { color: 'blue', s3az_origin: 's3' },
+      md5: md5(body),
+    });
+    const head = await store.head('meta/one');
+    const plain = (await store.list('meta/')).items[0];
+    const [item] = (await store.list('meta/', { metadata: true })).items;
+    expect(item).toMatchObject({ key: 'meta/one', size: body.length, etag: put.etag });
+    // HEAD's Last-Modified is whole seconds; a listing may have milliseconds (the emulator).
+    const second = (date: Date | undefined) => Math.floor((date?.getTime() ?? 0) / 1000);
+    expect(second(item?.lastModified)).toBe(second(head?.lastModified));
+    expect(plain?.metadata).toBeUndefined();
+    // S3's ListObjectsV2 carries no user metadata; Azure's List Blobs does (include=metadata),
+    // with the Content-MD5 that HEAD shows.
+    if (store.side === 'azure') {
+      expect(item?.metadata).toEqual(head?.metadata);
+      expect(item?.contentMd5).toBe(head?.contentMd5);
+    } else expect(item?.metadata).toBeUndefined();
+  });
+
   it('says a missing bucket or container does not exist', async () => {
     await expect(factory.missing().checkContainer()).rejects.toThrow(/does not exist/);
     await expect(factory.missing().checkContainer()).rejects.toBeInstanceOf(NotFoundError);

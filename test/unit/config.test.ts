@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError, loadConfig, validateConfig } from '../../src/config/load.ts';
 import { configSchema } from '../../src/config/schema.ts';
 

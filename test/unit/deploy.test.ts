@@ -4,112 +4,21 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import serverlessVariables, {
+  alarmSettings,
+  dashboardBody,
   eventsQueuePolicy,
+  FUNCTIONS,
   iamStatements,
+  reconcileEvents,
+  timingVariables,
 } from '../../src/deploy/serverless-vars.ts';
+import { PLAN_TIMEOUT_SECONDS } from '../../src/queue/timing.ts';
+import { allows, type Statement } from '../support/iam.ts';
 
 const base = {
   s3: { bucket: 'bucket-a', prefix: 'in/' },
   azure: { accountUrl: 'https://acct.blob.core.windows.net', container: 'data' },
 };
-
-/*
- * A small IAM evaluator, enough for the statements generated here: Allow/Deny, Action and
- * Resource with `*` and `?` wildcards, and the condition operators the generator uses (with
- * `IfExists` and the `ForAnyValue:`/`ForAllValues:` qualifiers). Any other operator throws, so
- * a new condition is never waved through. CloudFormation's pseudo parameters are given the
- * values of a stack in account 111122223333, eu-west-1.
- */
-type Statement = Record<string, unknown>;
-type RequestContext = {
-  action: string;
-  resource: string;
-  keys?: Record<string, string | string[]>;
-};
-
-const stack: Record<string, string> = {
-  'AWS::AccountId': '111122223333',
-  'AWS::Region': 'eu-west-1',
-  'AWS::Partition': 'aws',
-};
-
-function resolve(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(resolve);
-  if (typeof value !== 'object' || value === null) return value;
-  const object = value as Record<string, unknown>;
-  if (typeof object.Ref === 'string') {
-    const pseudo = stack[object.Ref];
-    if (pseudo === undefined) throw new Error(`unknown Ref ${object.Ref}`);
-    return pseudo;
-  }
-  if (Array.isArray(object['Fn::Join'])) {
-    const [separator, parts] = object['Fn::Join'] as [string, unknown[]];
-    return (resolve(parts) as string[]).join(separator);
-  }
-  if (Array.isArray(object['Fn::GetAtt'])) {
-    const [name] = object['Fn::GetAtt'] as [string];
-    return `arn:aws:sqs:eu-west-1:111122223333:${name}`;
-  }
-  return Object.fromEntries(Object.entries(object).map(([key, entry]) => [key, resolve(entry)]));
-}
-
-function list(value: unknown): string[] {
-  return (Array.isArray(value) ? value : [value]).map(String);
-}
-
-function like(pattern: string, value: string): boolean {
-  const source = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${source}$`).test(value);
-}
-
-function conditionHolds(condition: unknown, keys: Record<string, string | string[]>): boolean {
-  if (condition === undefined) return true;
-  return Object.entries(condition as Record<string, Record<string, unknown>>).every(
-    ([operator, entries]) => {
-      const match =
-        /^(?:(ForAnyValue|ForAllValues):)?(StringEquals|StringLike|ArnLike|ArnEquals)(IfExists)?$/.exec(
-          operator,
-        );
-      if (!match) throw new Error(`the test evaluator does not know ${operator}`);
-      const [, qualifier, base, ifExists] = match;
-      const compare = (expected: string, actual: string) =>
-        base === 'StringEquals' || base === 'ArnEquals'
-          ? expected === actual
-          : like(expected, actual);
-      return Object.entries(entries).every(([key, expected]) => {
-        const actual = keys[key];
-        if (actual === undefined) return ifExists !== undefined || qualifier === 'ForAllValues';
-        const values = list(actual);
-        const matches = (value: string) => list(expected).some((item) => compare(item, value));
-        if (qualifier === 'ForAllValues') return values.every(matches);
-        if (qualifier === 'ForAnyValue') return values.some(matches);
-        if (values.length !== 1) throw new Error(`${key} is multivalued: it needs a set operator`);
-        return matches(values[0] as string);
-      });
-    },
-  );
-}
-
-function applies(statement: Statement, request: RequestContext): boolean {
-  return (
-    list(statement.Action).some((action) => like(action, request.action)) &&
-    list(statement.Resource).some((resource) => like(resource, request.resource)) &&
-    conditionHolds(statement.Condition, request.keys ?? {})
-  );
-}
-
-/** Whether the statements allow the request: some Allow applies and no Deny does. */
-function allows(statements: Statement[], request: RequestContext): boolean {
-  const resolved = resolve(statements) as Statement[];
-  const applying = resolved.filter((statement) => applies(statement, request));
-  return (
-    applying.some((statement) => statement.Effect === 'Allow') &&
-    !applying.some((statement) => statement.Effect === 'Deny')
-  );
-}
 
 describe('Function: iamStatements', () => {
   it("grants object actions only under each rule's bucket and prefix", () => {
@@ -148,6 +57,42 @@ describe('Function: iamStatements', () => {
     expect(actions).toContain('kms:GenerateDataKey');
     expect(actions).not.toContain('s3:GetObject');
     expect(JSON.stringify(statements)).toContain('arn:aws:secretsmanager:us-east-1:2:secret:h');
+  });
+
+  it('lets the functions request only the web identity token Azure takes (audience, lifetime, algorithm)', () => {
+    const statements = iamStatements(
+      validateConfig({
+        rules: [
+          {
+            name: 'a',
+            ...base,
+            azure: {
+              ...base.azure,
+              credential: { workloadIdentity: { tenantId: 't', clientId: 'c' } },
+            },
+          },
+        ],
+      }),
+    );
+    const token = (keys: Record<string, string | string[]>) =>
+      allows(statements, { action: 'sts:GetWebIdentityToken', resource: '*', keys });
+    const asRequested = {
+      'sts:IdentityTokenAudience': ['api://AzureADTokenExchange'],
+      'sts:DurationSeconds': '300',
+      'sts:SigningAlgorithm': 'RS256',
+    };
+    expect(token(asRequested)).toBe(true);
+    expect(
+      token({ ...asRequested, 'sts:IdentityTokenAudience': ['https://api.example.com'] }),
+    ).toBe(false);
+    expect(
+      token({
+        ...asRequested,
+        'sts:IdentityTokenAudience': ['api://AzureADTokenExchange', 'other'],
+      }),
+    ).toBe(false);
+    expect(token({ ...asRequested, 'sts:DurationSeconds': '3600' })).toBe(false);
+    expect(token({ ...asRequested, 'sts:SigningAlgorithm': 'ES384' })).toBe(false);
   });
 });
 
@@ -318,6 +263,220 @@ describe('Function: iamStatements (evaluated)', () => {
   });
 });
 
+describe('Function: iamStatements (evaluated), the redrive function', () => {
+  const statements = iamStatements(validateConfig({ rules: [{ name: 'a', ...base }] }));
+  const queue = (name: string) => `arn:aws:sqs:eu-west-1:111122223333:${name}`;
+  const may = (action: string, name: string) =>
+    allows(statements, { action, resource: queue(name) });
+  const deadLetterQueues = ['EventsDeadLetterQueue', 'TasksDeadLetterQueue'];
+  const workQueues = ['EventsQueue', 'TasksQueue'];
+
+  it('reads, holds and deletes dead letters, and sends them back to the work queues', () => {
+    for (const name of deadLetterQueues) {
+      for (const action of [
+        'sqs:ReceiveMessage',
+        'sqs:DeleteMessage',
+        'sqs:ChangeMessageVisibility',
+        'sqs:GetQueueAttributes',
+      ]) {
+        expect(may(action, name), `${action} on ${name}`).toBe(true);
+      }
+    }
+    for (const name of workQueues) expect(may('sqs:SendMessage', name), name).toBe(true);
+  });
+
+  it('grants nothing more on the queues, and nothing on any other queue', () => {
+    // Receive and delete on the work queues come from the framework, for the event sources.
+    for (const name of workQueues) {
+      expect(may('sqs:ReceiveMessage', name)).toBe(false);
+      expect(may('sqs:DeleteMessage', name)).toBe(false);
+    }
+    for (const name of [...deadLetterQueues, ...workQueues]) {
+      for (const action of [
+        'sqs:PurgeQueue',
+        'sqs:DeleteQueue',
+        'sqs:SetQueueAttributes',
+        'sqs:StartMessageMoveTask',
+        'sqs:AddPermission',
+        'sqs:TagQueue',
+      ]) {
+        expect(may(action, name), `${action} on ${name}`).toBe(false);
+      }
+    }
+    for (const action of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:SendMessage']) {
+      expect(may(action, 'SomeOtherQueue')).toBe(false);
+      expect(
+        allows(statements, {
+          action,
+          resource: 'arn:aws:sqs:eu-west-1:999999999999:EventsDeadLetterQueue',
+        }),
+      ).toBe(false);
+    }
+    expect(may('sqs:ListQueues', '*')).toBe(false);
+  });
+});
+
+describe('Function: reconcileEvents', () => {
+  it('has no schedule without the parameter', () => {
+    expect(reconcileEvents('')).toEqual([]);
+    expect(reconcileEvents('  ')).toEqual([]);
+    expect(reconcileEvents(undefined)).toEqual([]);
+  });
+
+  it.each(['rate(6 hours)', 'rate(1 day)', 'rate(30 minutes)', 'cron(0 3 * * ? *)'])(
+    'schedules %s',
+    (expression) => {
+      expect(reconcileEvents(` ${expression} `)).toEqual([
+        { schedule: expect.objectContaining({ rate: [expression], input: {} }) },
+      ]);
+    },
+  );
+
+  it.each(['6 hours', 'rate(1 hours)', 'rate(6 hour)', 'cron(0 3 * * ?)', 'every day'])(
+    'refuses %s, naming the parameter',
+    (expression) => {
+      expect(() => reconcileEvents(expression)).toThrow(/reconcileSchedule.*schedule expression/);
+    },
+  );
+});
+
+describe('Function: alarmSettings', () => {
+  it('notifies the SNS topic given, or no one', () => {
+    const topic = 'arn:aws:sns:eu-west-1:111122223333:ops-alerts';
+    expect(alarmSettings({ topicArn: '', eventsAgeSeconds: 900, tasksAgeSeconds: 3600 })).toEqual({
+      actions: [],
+      eventsAgeSeconds: 900,
+      tasksAgeSeconds: 3600,
+    });
+    expect(
+      alarmSettings({ topicArn: topic, eventsAgeSeconds: '600', tasksAgeSeconds: '7200' }),
+    ).toEqual({ actions: [topic], eventsAgeSeconds: 600, tasksAgeSeconds: 7200 });
+  });
+
+  it('refuses what is not a topic ARN or a number of seconds, naming the parameter', () => {
+    const ok = { eventsAgeSeconds: 900, tasksAgeSeconds: 3600 };
+    expect(() =>
+      alarmSettings({ ...ok, topicArn: 'arn:aws:sqs:eu-west-1:111122223333:queue' }),
+    ).toThrow(/alarmTopicArn/);
+    expect(() => alarmSettings({ ...ok, topicArn: 'ops-alerts' })).toThrow(/alarmTopicArn/);
+    for (const bad of ['', 'soon', '-5', '0']) {
+      expect(() => alarmSettings({ ...ok, eventsAgeSeconds: bad })).toThrow(
+        /eventsAgeAlarmSeconds/,
+      );
+      expect(() => alarmSettings({ ...ok, tasksAgeSeconds: bad })).toThrow(/tasksAgeAlarmSeconds/);
+    }
+  });
+});
+
+describe('Function: timingVariables', () => {
+  it('sizes the redrive and reconcile functions like the plan step', () => {
+    expect(timingVariables()).toMatchObject({
+      redriveTimeout: PLAN_TIMEOUT_SECONDS,
+      reconcileTimeout: PLAN_TIMEOUT_SECONDS,
+    });
+  });
+});
+
+describe('Function: dashboardBody', () => {
+  /** The body as CloudFormation would join it, for a stack whose names are known. */
+  function joined(body: ReturnType<typeof dashboardBody>) {
+    const [separator, parts] = body['Fn::Join'];
+    const text = parts
+      .map((part) => {
+        if (typeof part === 'string') return part;
+        const ref = (part as { Ref?: string }).Ref;
+        if (ref === 'AWS::Region') return 'eu-west-1';
+        if (ref) return `fn-${ref}`;
+        const [name, attribute] = (part as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
+        expect(attribute).toBe('QueueName');
+        return `queue-${name}`;
+      })
+      .join(separator);
+    return JSON.parse(text) as {
+      widgets: {
+        type: string;
+        properties: { title: string; region: string; metrics: unknown[][] };
+      }[];
+    };
+  }
+  const body = joined(
+    dashboardBody({
+      namespace: 'S3AzureReplicator',
+      service: 's3-azure-replicator',
+      alarms: { eventsAgeSeconds: 900, tasksAgeSeconds: 3600 },
+    }),
+  );
+  const widget = (title: RegExp) => {
+    const found = body.widgets.find((candidate) => title.test(candidate.properties.title));
+    if (!found) throw new Error(`no widget ${title}`);
+    return found.properties;
+  };
+
+  it('is valid JSON once joined, every widget in the Region of the stack', () => {
+    expect(body.widgets.length).toBeGreaterThanOrEqual(9);
+    for (const { properties } of body.widgets) expect(properties.region).toBe('eu-west-1');
+  });
+
+  it('shows latency p50 and p99, objects and bytes per direction, skips and failures', () => {
+    expect(widget(/latency/).metrics).toEqual([
+      [
+        'S3AzureReplicator',
+        'ReplicationLatency',
+        'service',
+        's3-azure-replicator',
+        { stat: 'p50', label: 'p50' },
+      ],
+      [
+        'S3AzureReplicator',
+        'ReplicationLatency',
+        'service',
+        's3-azure-replicator',
+        { stat: 'p99', label: 'p99' },
+      ],
+    ]);
+    for (const metric of ['ObjectsReplicated', 'BytesReplicated']) {
+      const directions = body.widgets
+        .flatMap((candidate) => candidate.properties.metrics)
+        .filter((line) => line[1] === metric && line.includes('direction'))
+        .map((line) => line[line.indexOf('direction') + 1]);
+      expect(directions.sort()).toEqual(['azure-to-s3', 's3-to-azure']);
+    }
+    expect(JSON.stringify(widget(/Skipped by reason/).metrics)).toContain(
+      `SEARCH('{S3AzureReplicator,reason,service} MetricName=\\"Skipped\\"`,
+    );
+    expect(JSON.stringify(widget(/Failures by class/).metrics)).toContain(
+      '{S3AzureReplicator,class,service} MetricName=',
+    );
+  });
+
+  it('shows the work queues visible and in flight, their age, and the dead letters', () => {
+    const depth = JSON.stringify(widget(/visible and in flight/).metrics);
+    for (const queue of ['queue-EventsQueue', 'queue-TasksQueue']) {
+      expect(depth).toContain(`"ApproximateNumberOfMessagesVisible","QueueName","${queue}"`);
+      expect(depth).toContain(`"ApproximateNumberOfMessagesNotVisible","QueueName","${queue}"`);
+    }
+    expect(JSON.stringify(widget(/age of the oldest/))).toMatch(/"value":900[\s\S]*"value":3600/);
+    const deadLetters = JSON.stringify(widget(/Dead letters/).metrics);
+    expect(deadLetters).toContain('queue-EventsDeadLetterQueue');
+    expect(deadLetters).toContain('queue-TasksDeadLetterQueue');
+  });
+
+  it("shows every function's errors and throttles", () => {
+    for (const [title, metric] of [
+      [/errors/, 'Errors'],
+      [/throttles/, 'Throttles'],
+    ] as const) {
+      const names = widget(title).metrics.map((line) => [line[1], line[3]]);
+      expect(names).toEqual(
+        FUNCTIONS.map((name) => [
+          metric,
+          `fn-${name.charAt(0).toUpperCase()}${name.slice(1)}LambdaFunction`,
+        ]),
+      );
+    }
+  });
+});
+
 describe('Function: eventsQueuePolicy (evaluated)', () => {
   const send = (policy: Statement, bucket: string, account: string | undefined) =>
     allows(policy.Statement as Statement[], {
@@ -372,7 +531,18 @@ describe('Function: serverlessVariables', () => {
     const dir = await mkdtemp(join(tmpdir(), 's3az-vars-'));
     const file = join(dir, 'replication.yml');
     await writeFile(file, yaml);
-    return serverlessVariables({ resolveConfigurationProperty: async () => file });
+    // serverless.yml's custom section, with the parameters' defaults.
+    const custom: Record<string, unknown> = {
+      configFile: file,
+      reconcileSchedule: '',
+      alarms: { topicArn: '', eventsAgeSeconds: 900, tasksAgeSeconds: 3600 },
+    };
+    return serverlessVariables({
+      resolveConfigurationProperty: async ([section, ...path]) =>
+        section === 'custom'
+          ? path.reduce<unknown>((value, key) => (value as Record<string, unknown>)?.[key], custom)
+          : undefined,
+    });
   }
   const rule =
     'rules:\n  - name: data\n    s3: { bucket: bucket-1 }\n    azure: { accountUrl: https://a.blob.core.windows.net, container: data }\n';
@@ -388,6 +558,10 @@ describe('Function: serverlessVariables', () => {
       `${rule}eventGrid:\n  auth: { mode: shared-secret, secretArn: "arn:aws:secretsmanager:eu-west-1:1:secret:w" }\n`,
     );
     expect(variables.iamStatements.length).toBeGreaterThan(0);
+    // No parameters: no reconcile schedule, alarms without actions.
+    expect(variables.reconcileEvents).toEqual([]);
+    expect(variables.alarms).toEqual({ actions: [], eventsAgeSeconds: 900, tasksAgeSeconds: 3600 });
+    expect(variables.dashboardBody).toHaveProperty('Fn::Join');
   });
 });
 
