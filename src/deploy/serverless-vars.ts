@@ -332,8 +332,6 @@ export function timingVariables(): Record<string, number> {
     tasksVisibilityTimeout: timing.TASKS_VISIBILITY_TIMEOUT_SECONDS,
     eventsVisibilityTimeout: timing.EVENTS_VISIBILITY_TIMEOUT_SECONDS,
     maxReceives: timing.MAX_RECEIVES,
-    copyBatchSize: timing.COPY_BATCH_SIZE,
-    planBatchSize: timing.PLAN_BATCH_SIZE,
     deadLetterRetention: timing.DEAD_LETTER_RETENTION_SECONDS,
   };
 }
@@ -366,6 +364,81 @@ export function reconcileEvents(schedule: unknown): Record<string, unknown>[] {
       },
     },
   ];
+}
+
+/** What a stage may tune (serverless.yml's `custom.tuning`, from `--param`s), checked. */
+export interface Tuning {
+  webhookMemory: number;
+  planMemory: number;
+  copyMemory: number;
+  planConcurrency: number;
+  copyConcurrency: number;
+  planBatchSize: number;
+  copyBatchSize: number;
+  logRetentionDays: number;
+}
+
+/** The defaults: what the local mirror runs with, and a stage without `--param`s. */
+export const DEFAULT_TUNING: Tuning = {
+  webhookMemory: 512,
+  planMemory: 1024,
+  copyMemory: 2048,
+  planConcurrency: 10,
+  copyConcurrency: 10,
+  planBatchSize: timing.PLAN_BATCH_SIZE,
+  copyBatchSize: timing.COPY_BATCH_SIZE,
+  logRetentionDays: 30,
+};
+
+// The values CloudWatch Logs takes for a log group's retention.
+// https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html
+const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+  3653,
+];
+
+function wholeNumber(value: unknown, parameter: string, min: number, max: number, why: string) {
+  const number = Number(value);
+  if (String(value).trim() === '' || !Number.isInteger(number) || number < min || number > max) {
+    throw new ConfigError(
+      `${parameter}: "${String(value)}" is not a whole number from ${min} to ${max} (${why})`,
+    );
+  }
+  return number;
+}
+
+/**
+ * The tuning parameters, checked against what Lambda and CloudWatch take: memory 128-10,240 MB;
+ * an SQS event source's maximum concurrency 2-1,000; a batch of at most 10 records, the most
+ * an event source takes without a batching window; a log retention CloudWatch knows.
+ * https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+ * https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html
+ */
+export function tuning(input: Partial<Record<keyof Tuning, unknown>>): Tuning {
+  const value = (name: keyof Tuning) =>
+    input[name] === undefined || input[name] === null ? DEFAULT_TUNING[name] : input[name];
+  const memory = (name: keyof Tuning) =>
+    wholeNumber(value(name), name, 128, 10_240, 'Lambda memory in MB');
+  const concurrency = (name: keyof Tuning) =>
+    wholeNumber(value(name), name, 2, 1000, "an SQS event source's maximum concurrency");
+  const batch = (name: keyof Tuning) =>
+    wholeNumber(value(name), name, 1, 10, 'records per invocation without a batching window');
+  const retention = Number(value('logRetentionDays'));
+  if (!LOG_RETENTION_DAYS.includes(retention)) {
+    throw new ConfigError(
+      `logRetentionDays: "${String(value('logRetentionDays'))}" is not one of CloudWatch's retention periods (${LOG_RETENTION_DAYS.join(', ')})`,
+    );
+  }
+  return {
+    webhookMemory: memory('webhookMemory'),
+    planMemory: memory('planMemory'),
+    copyMemory: memory('copyMemory'),
+    planConcurrency: concurrency('planConcurrency'),
+    copyConcurrency: concurrency('copyConcurrency'),
+    planBatchSize: batch('planBatchSize'),
+    copyBatchSize: batch('copyBatchSize'),
+    logRetentionDays: retention,
+  };
 }
 
 /** The alarms' settings (serverless.yml's `custom.alarms`, from `--param`s), checked. */
@@ -593,6 +666,10 @@ export default async function serverlessVariables({
     eventsAgeSeconds: await resolveConfigurationProperty(['custom', 'alarms', 'eventsAgeSeconds']),
     tasksAgeSeconds: await resolveConfigurationProperty(['custom', 'alarms', 'tasksAgeSeconds']),
   });
+  const tuned: Partial<Record<keyof Tuning, unknown>> = {};
+  for (const name of Object.keys(DEFAULT_TUNING) as (keyof Tuning)[]) {
+    tuned[name] = await resolveConfigurationProperty(['custom', 'tuning', name]);
+  }
   const environment = (name: string) =>
     resolveConfigurationProperty(['provider', 'environment', name]).then((value) =>
       typeof value === 'string' ? value : undefined,
@@ -601,6 +678,7 @@ export default async function serverlessVariables({
     iamStatements: iamStatements(config),
     eventsQueuePolicy: eventsQueuePolicy(config),
     timing: timingVariables(),
+    tuning: tuning(tuned),
     reconcileEvents: reconcileEvents(
       await resolveConfigurationProperty(['custom', 'reconcileSchedule']),
     ),

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { timingVariables } from '../deploy/serverless-vars.ts';
+import { DEFAULT_TUNING, timingVariables } from '../deploy/serverless-vars.ts';
 
 /**
  * The deployment's wiring, read from serverless.yml so that the local mirror runs the same
@@ -52,20 +52,25 @@ export function serverlessYmlPath(): string {
 
 type Node = unknown;
 
-function resolve(value: Node, timing: Record<string, number>): Node {
+/** The generated numbers serverless.yml refers to: timing, and the tuning defaults. */
+type Generated = Record<'timing' | 'tuning', Record<string, number>>;
+
+function resolve(value: Node, generated: Generated): Node {
   if (typeof value === 'string') {
-    const whole = /^\$\{self:custom\.generated\.timing\.(\w+)\}$/.exec(value);
-    if (whole?.[1] !== undefined) {
-      const number = timing[whole[1]];
-      if (number === undefined) throw new Error(`serverless.yml: no timing value "${whole[1]}"`);
+    const whole = /^\$\{self:custom\.generated\.(timing|tuning)\.(\w+)\}$/.exec(value);
+    if (whole?.[1] !== undefined && whole[2] !== undefined) {
+      const number = generated[whole[1] as keyof Generated][whole[2]];
+      if (number === undefined) {
+        throw new Error(`serverless.yml: no ${whole[1]} value "${whole[2]}"`);
+      }
       return number;
     }
     return value;
   }
-  if (Array.isArray(value)) return value.map((item) => resolve(item, timing));
+  if (Array.isArray(value)) return value.map((item) => resolve(item, generated));
   if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, resolve(item, timing)]),
+      Object.entries(value).map(([key, item]) => [key, resolve(item, generated)]),
     );
   }
   return value;
@@ -83,7 +88,12 @@ function getAttLogicalId(value: Node): string | undefined {
 
 /** Reads and resolves the wiring of serverless.yml. */
 export async function readServerlessWiring(path = serverlessYmlPath()): Promise<ServerlessWiring> {
-  const document = record(resolve(parse(await readFile(path, 'utf8')), timingVariables()));
+  // Locally the stage's defaults: no --param reaches the mirror.
+  const generated: Generated = {
+    timing: timingVariables(),
+    tuning: { ...DEFAULT_TUNING },
+  };
+  const document = record(resolve(parse(await readFile(path, 'utf8')), generated));
   const provider = record(document.provider);
   const functions: FunctionWiring[] = Object.entries(record(document.functions)).map(
     ([name, value]) => {

@@ -72,6 +72,14 @@ const withParameters = [
   'reconcileSchedule=rate(6 hours)',
   `alarmTopicArn=${topicArn}`,
   'tasksAgeAlarmSeconds=7200',
+  'copyMemory=3008',
+  'planMemory=512',
+  'webhookMemory=256',
+  'copyConcurrency=25',
+  'planConcurrency=5',
+  'copyBatchSize=2',
+  'planBatchSize=7',
+  'logRetentionDays=14',
 ];
 
 const ofType = (template: Template, type: string) =>
@@ -326,6 +334,41 @@ describe('File: serverless.yml', () => {
     expect(ages.get('TasksQueue')?.Threshold).toBe(7200);
   });
 
+  it("takes a stage's memory, concurrency, batch sizes and log retention as parameters", async () => {
+    const settings = (template: Template) => {
+      const fn = (name: string) => template.Resources[`${name}LambdaFunction`]?.Properties ?? {};
+      const mapping = (queue: string) =>
+        ofType(template, 'AWS::Lambda::EventSourceMapping').find(([, resource]) =>
+          JSON.stringify(resource.Properties.EventSourceArn).includes(`"${queue}"`),
+        )?.[1].Properties ?? {};
+      const groups = ofType(template, 'AWS::Logs::LogGroup').map(
+        ([, group]) => group.Properties.RetentionInDays,
+      );
+      return {
+        memory: [fn('Eventgrid').MemorySize, fn('Plan').MemorySize, fn('Copy').MemorySize],
+        plan: [mapping('EventsQueue').BatchSize, mapping('EventsQueue').ScalingConfig],
+        copy: [mapping('TasksQueue').BatchSize, mapping('TasksQueue').ScalingConfig],
+        retention: [...new Set(groups)],
+      };
+    };
+    expect(settings((await templateWith()).template)).toEqual({
+      memory: [512, 1024, 2048],
+      plan: [10, { MaximumConcurrency: 10 }],
+      copy: [4, { MaximumConcurrency: 10 }],
+      retention: [30],
+    });
+    expect(settings((await templateWith(withParameters)).template)).toEqual({
+      memory: [256, 512, 3008],
+      plan: [7, { MaximumConcurrency: 5 }],
+      copy: [2, { MaximumConcurrency: 25 }],
+      retention: [14],
+    });
+    const { result } = await packageWith(fixture, ['copyBatchSize=11']);
+    expect(`${result.stdout}${'stderr' in result ? result.stderr : ''}`).toMatch(
+      /copyBatchSize: "11" is not a whole number from 1 to 10/,
+    );
+  });
+
   it('refuses an alarm topic or threshold that cannot be one, naming the parameter', async () => {
     const { result } = await packageWith(fixture, [
       'alarmTopicArn=arn:aws:sqs:us-east-1:123456789012:not-a-topic',
@@ -377,6 +420,7 @@ describe('File: serverless.yml', () => {
       EventsDeadLetterQueueUrl: { Value: { Ref: 'EventsDeadLetterQueue' } },
       TasksQueueUrl: { Value: { Ref: 'TasksQueue' } },
       TasksDeadLetterQueueUrl: { Value: { Ref: 'TasksDeadLetterQueue' } },
+      LambdaRoleArn: { Value: { 'Fn::GetAtt': ['IamRoleLambdaExecution', 'Arn'] } },
     });
   });
 

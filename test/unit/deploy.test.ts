@@ -1,16 +1,19 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { validateConfig } from '../../src/config/load.ts';
 import serverlessVariables, {
   alarmSettings,
+  DEFAULT_TUNING,
   dashboardBody,
   eventsQueuePolicy,
   FUNCTIONS,
   iamStatements,
   reconcileEvents,
   timingVariables,
+  tuning,
 } from '../../src/deploy/serverless-vars.ts';
 import { PLAN_TIMEOUT_SECONDS } from '../../src/queue/timing.ts';
 import { allows, type Statement } from '../support/iam.ts';
@@ -572,5 +575,29 @@ describe('Function: eventsQueuePolicy', () => {
     );
     expect(policy).toContain('s3.amazonaws.com');
     expect(policy).toContain('"arn:aws:s3:::bucket-a"');
+  });
+});
+
+describe('Constant: DEFAULT_TUNING', () => {
+  it("is what serverless.yml's parameters default to (the local mirror runs with it)", async () => {
+    const document = parse(
+      await readFile(new URL('../../serverless.yml', import.meta.url), 'utf8'),
+    ) as {
+      params: { default: Record<string, unknown> };
+    };
+    for (const [name, value] of Object.entries(DEFAULT_TUNING)) {
+      expect(document.params.default[name], name).toBe(value);
+    }
+  });
+
+  it('names a parameter Lambda or CloudWatch would refuse', () => {
+    expect(() => tuning({ copyMemory: 64 })).toThrow(
+      /copyMemory: "64" is not a whole number from 128 to 10240/,
+    );
+    expect(() => tuning({ planConcurrency: 1 })).toThrow(/planConcurrency: "1"/);
+    expect(() => tuning({ logRetentionDays: 10 })).toThrow(
+      /logRetentionDays: "10" is not one of CloudWatch/,
+    );
+    expect(tuning({ copyMemory: '3008' }).copyMemory).toBe(3008);
   });
 });
