@@ -66,6 +66,38 @@ export interface CopyObjectRequest {
    * catch a source that changes after it.
    */
   sourceHead?: ObjectHead;
+  /**
+   * Where an earlier run of this copy stopped (its `CopyStoppedError.checkpoint`). When the
+   * source is still that version, the copy goes on in the same staged upload, sending only the
+   * parts not verified there; otherwise the staged parts are abandoned and the copy starts over.
+   */
+  resume?: CopyCheckpoint;
+  /**
+   * When the signal stops a staged copy, keep what is staged (an S3 multipart upload is not
+   * aborted) and throw `CopyStoppedError` with the checkpoint for a later run. Default: abort.
+   */
+  keepStagedOnStop?: boolean;
+}
+
+/** One part a stopped copy staged, with the checksum it was sent with, where the store keeps one. */
+export interface CheckpointPart {
+  partNumber: number;
+  /** S3 CRC32, base64; absent on Azure (its block list reports no checksum to compare). */
+  checksum?: string;
+}
+
+/** What a copy stopped by its signal left staged: everything the next run needs to go on. */
+export interface CopyCheckpoint {
+  /** The S3 upload id, or the Azure staging id that names the blocks. */
+  uploadId: string;
+  /** The preferred part size the plan was made from (same size, same plan). */
+  partSize: number;
+  /** The source version the staged parts hold. */
+  sourceEtag: string;
+  sourceVersionId?: string;
+  sourceSize: number;
+  /** The parts staged, as sent. */
+  parts: CheckpointPart[];
 }
 
 export interface CopyObjectResult {
@@ -93,6 +125,43 @@ export class SourceChangedError extends RetryableError {
   }
 }
 
+/**
+ * The copy's signal stopped it before the commit. With `keepStagedOnStop`, `checkpoint` says
+ * what stays staged for a later run (absent when the copy stopped before it staged anything).
+ */
+export class CopyStoppedError extends RetryableError {
+  readonly checkpoint: CopyCheckpoint | undefined;
+  /** Parts this run staged (0: the run made no progress). */
+  readonly partsSent: number;
+
+  constructor(
+    message: string,
+    checkpoint: CopyCheckpoint | undefined,
+    partsSent: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'CopyStoppedError';
+    this.checkpoint = checkpoint;
+    this.partsSent = partsSent;
+  }
+}
+
+/**
+ * Gives up what a stopped copy staged: aborts its S3 multipart upload (which costs storage until
+ * then); Azure discards uncommitted blocks by itself. A failure here only leaves the upload for
+ * the bucket's lifecycle rule, so it is not thrown.
+ */
+export async function abandonCheckpoint(
+  destination: ObjectStore,
+  destinationKey: string,
+  checkpoint: CopyCheckpoint,
+): Promise<void> {
+  await destination
+    .abortStaged({ key: destinationKey, uploadId: checkpoint.uploadId })
+    .catch(() => undefined);
+}
+
 // A server-side pull holds no bytes here, so it can keep more ranges in flight for free.
 const PULL_CONCURRENCY_FACTOR = 2;
 const defaultPullMemory = new PullMemory();
@@ -111,14 +180,25 @@ export async function copyObject(request: CopyObjectRequest): Promise<CopyObject
   let condition = request.condition;
   let restarts = 0;
   let known = request.sourceHead;
+  let resume = request.resume;
   for (;;) {
     const head = known ?? (await source.head(sourceKey, withSignal(request.signal)));
     known = undefined;
+    if (!head && resume) await abandonCheckpoint(destination, destinationKey, resume);
     if (!head)
       throw new NotFoundError(`${source.describe(sourceKey)}: source object does not exist`);
+    const resumed = resume && holdsVersion(resume, head) ? resume : undefined;
+    if (resume && !resumed) {
+      // Never stitch two versions together: what is staged holds the old one.
+      await abandonCheckpoint(destination, destinationKey, resume);
+      request.log?.(
+        `${source.describe(sourceKey)} changed since the copy stopped; starting over on the new version`,
+      );
+    }
+    resume = undefined;
     condition ??= await currentCondition(destination, destinationKey, request.signal);
     try {
-      const result = await copyVersion(request, head, condition);
+      const result = await copyVersion(request, head, condition, resumed);
       return { ...result, restarts };
     } catch (error) {
       if (!(error instanceof SourceChangedError)) throw error;
@@ -144,6 +224,14 @@ async function currentCondition(
   return head ? { kind: 'match', etag: head.etag } : { kind: 'absent' };
 }
 
+function holdsVersion(checkpoint: CopyCheckpoint, head: ObjectHead): boolean {
+  return (
+    checkpoint.sourceEtag === head.etag &&
+    checkpoint.sourceSize === head.size &&
+    checkpoint.sourceVersionId === head.versionId
+  );
+}
+
 function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
   return signal ? { signal } : {};
 }
@@ -154,6 +242,7 @@ async function copyVersion(
   request: CopyObjectRequest,
   head: ObjectHead,
   condition: WriteCondition,
+  resume: CopyCheckpoint | undefined,
 ): Promise<VersionResult> {
   const { source, destination } = request;
   const metadata = buildNativeMetadata(
@@ -184,7 +273,12 @@ async function copyVersion(
     condition,
     ...withSignal(request.signal),
   };
-  const plan = planRanges(head.size, { partSize: request.partSize, limits: destination.limits });
+  // A resumed copy keeps the plan its staged parts were cut by, whatever the rule says now.
+  const plan = planRanges(head.size, {
+    partSize: resume?.partSize ?? request.partSize,
+    limits: destination.limits,
+  });
+  const preferredPartSize = resume?.partSize ?? request.partSize;
   const ranges = plan.mode === 'single' ? [] : plan.parts;
   const memory = request.pullMemory ?? defaultPullMemory;
   const base = {
@@ -203,7 +297,10 @@ async function copyVersion(
     !memory.isDisabled(source, destination)
   ) {
     try {
-      const destinationEtag = await pullCopy(request, head, write, ranges);
+      const destinationEtag = await pullCopy(request, head, write, ranges, {
+        resume,
+        preferredPartSize,
+      });
       return { ...base, destinationEtag, transfer: 'pull' };
     } catch (error) {
       // A source that changed under the pull explains any failure of it: start over.
@@ -220,7 +317,10 @@ async function copyVersion(
       }
     }
   }
-  const destinationEtag = await streamCopy(request, head, write, ranges);
+  const destinationEtag = await streamCopy(request, head, write, ranges, {
+    resume,
+    preferredPartSize,
+  });
   return { ...base, destinationEtag, transfer: 'stream' };
 }
 
@@ -276,11 +376,19 @@ function atCommit(destination: ObjectStore, write: WriteOptions, md5?: Buffer): 
   };
 }
 
+/** How a staged copy opens its upload: in the upload of an earlier run, or in a new one. */
+interface Staging {
+  resume: CopyCheckpoint | undefined;
+  /** The part size the plan was made from, recorded in a checkpoint. */
+  preferredPartSize: number;
+}
+
 async function pullCopy(
   request: CopyObjectRequest,
   head: ObjectHead,
   write: WriteOptions,
   parts: PlannedPart[],
+  staging: Staging,
 ): Promise<string> {
   const { source, destination } = request;
   if (!isPresigner(source) || !isPullFromUrl(destination)) {
@@ -311,34 +419,37 @@ async function pullCopy(
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
-  const partSize = parts[0]?.size ?? head.size;
-  const upload = await destination.beginStaged(
-    request.destinationKey,
-    write,
-    stagingIdFor(head, request.destinationKey, partSize),
-  );
-  const staged = await stagedParts(destination, upload, parts, request);
+  const { upload, staged } = await openStaged(request, head, write, parts, staging);
   const missing = parts.filter((part) => !staged.has(part.partNumber));
   let done = sumSizes(staged);
-  await runPool(
-    missing,
-    request.concurrency * PULL_CONCURRENCY_FACTOR,
-    async (part, signal) => {
-      const result = await withPartRetries(() =>
-        destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),
-      );
-      staged.set(part.partNumber, result);
-      done += part.size;
-      request.onProgress?.(done, head.size);
-    },
-    request.signal,
-  );
-  await assertSourceUnchanged(request, head);
-  const result = await destination.commitStaged(upload, [...staged.values()], {
-    ...atCommit(destination, write),
-    expectedSize: head.size,
-  });
-  return result.etag;
+  let sent = 0;
+  try {
+    await runPool(
+      missing,
+      request.concurrency * PULL_CONCURRENCY_FACTOR,
+      async (part, signal) => {
+        const result = await withPartRetries(() =>
+          destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),
+        );
+        staged.set(part.partNumber, result);
+        sent += 1;
+        done += part.size;
+        request.onProgress?.(done, head.size);
+      },
+      request.signal,
+    );
+    await assertSourceUnchanged(request, head);
+    const result = await destination.commitStaged(upload, [...staged.values()], {
+      ...atCommit(destination, write),
+      expectedSize: head.size,
+    });
+    return result.etag;
+  } catch (error) {
+    if (request.signal?.aborted && request.keepStagedOnStop) {
+      throw stoppedAt(request, head, upload, staging, parts, staged, sent, error);
+    }
+    throw error;
+  }
 }
 
 async function streamCopy(
@@ -346,6 +457,7 @@ async function streamCopy(
   head: ObjectHead,
   write: WriteOptions,
   parts: PlannedPart[],
+  staging: Staging,
 ): Promise<string> {
   const { destination } = request;
   if (parts.length === 0) {
@@ -367,13 +479,9 @@ async function streamCopy(
     return result.etag;
   }
   const partSize = parts[0]?.size ?? head.size;
-  const upload = await destination.beginStaged(
-    request.destinationKey,
-    write,
-    stagingIdFor(head, request.destinationKey, partSize),
-  );
+  const { upload, staged } = await openStaged(request, head, write, parts, staging);
+  let sent = 0;
   try {
-    const staged = await stagedParts(destination, upload, parts, request);
     const missing = parts.filter((part) => !staged.has(part.partNumber));
     let done = sumSizes(staged);
     const buffers = new BufferPool(request.concurrency, partSize);
@@ -387,6 +495,7 @@ async function streamCopy(
           return destination.stagePart(upload, part.partNumber, body, { signal });
         }).finally(() => buffers.release(buffer));
         staged.set(part.partNumber, result);
+        sent += 1;
         done += part.size;
         request.onProgress?.(done, head.size);
       },
@@ -398,25 +507,117 @@ async function streamCopy(
     });
     return result.etag;
   } catch (error) {
+    if (request.signal?.aborted && request.keepStagedOnStop) {
+      throw stoppedAt(request, head, upload, staging, parts, staged, sent, error);
+    }
     // An S3 multipart upload that will not be committed costs storage until it is aborted.
     await destination.abortStaged(upload).catch(() => undefined);
     throw error;
   }
 }
 
-/** Parts already staged under this upload with the planned size (a resumed copy skips them). */
+/**
+ * The staged upload of this copy with what is already staged in it: the upload an earlier run
+ * left (`staging.resume`) while it still exists, else a new one (on Azure the same blocks:
+ * they are named from the source version and the part plan).
+ */
+async function openStaged(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  write: WriteOptions,
+  parts: PlannedPart[],
+  staging: Staging,
+): Promise<{ upload: StagedUpload; staged: Map<number, StagedPart> }> {
+  const { destination } = request;
+  const { resume } = staging;
+  if (resume) {
+    const upload = { key: request.destinationKey, uploadId: resume.uploadId };
+    try {
+      return { upload, staged: await stagedParts(destination, upload, parts, request, resume) };
+    } catch (error) {
+      // The upload is gone (aborted, or removed by a lifecycle rule): start a new one.
+      if (!(error instanceof NotFoundError)) throw error;
+      request.log?.(
+        `${destination.describe(request.destinationKey)}: the staged upload of the stopped copy is gone; starting over`,
+      );
+    }
+  }
+  const partSize = parts[0]?.size ?? head.size;
+  const upload = await destination.beginStaged(
+    request.destinationKey,
+    write,
+    stagingIdFor(head, request.destinationKey, partSize),
+  );
+  try {
+    return { upload, staged: await stagedParts(destination, upload, parts, request, undefined) };
+  } catch (error) {
+    await destination.abortStaged(upload).catch(() => undefined);
+    throw error;
+  }
+}
+
+function stoppedAt(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  upload: StagedUpload,
+  staging: Staging,
+  parts: PlannedPart[],
+  staged: Map<number, StagedPart>,
+  sent: number,
+  cause: unknown,
+): CopyStoppedError {
+  const checkpoint: CopyCheckpoint = {
+    uploadId: upload.uploadId,
+    partSize: staging.preferredPartSize,
+    sourceEtag: head.etag,
+    ...(head.versionId !== undefined && { sourceVersionId: head.versionId }),
+    sourceSize: head.size,
+    parts: [...staged.values()]
+      .sort((a, b) => a.partNumber - b.partNumber)
+      .map((part) => ({
+        partNumber: part.partNumber,
+        ...(part.checksum !== undefined && { checksum: part.checksum }),
+      })),
+  };
+  return new CopyStoppedError(
+    `${request.source.describe(request.sourceKey)}: stopped with ${staged.size} of ${parts.length} parts staged (${sent} in this run)`,
+    checkpoint,
+    sent,
+    { cause },
+  );
+}
+
+/**
+ * Parts already staged under this upload that match the plan: the planned size, and where the
+ * store reports a checksum (S3), the checksum the part was sent with as the checkpoint recorded
+ * it. Any other part is sent again (it replaces the listed one).
+ */
 async function stagedParts(
   destination: ObjectStore,
   upload: StagedUpload,
   parts: PlannedPart[],
   request: CopyObjectRequest,
+  resume: CopyCheckpoint | undefined,
 ): Promise<Map<number, StagedPart>> {
   const planned = new Map(parts.map((part) => [part.partNumber, part.size]));
+  const sentWith = new Map(resume?.parts.map((part) => [part.partNumber, part.checksum]));
   const existing = await destination.listStaged(upload, withSignal(request.signal));
   return new Map(
     existing
-      .filter((part) => planned.get(part.partNumber) === part.size)
+      .filter(
+        (part) =>
+          planned.get(part.partNumber) === part.size &&
+          // Azure reports no checksum: its block ids name the source version and the plan.
+          (part.checksum === undefined ||
+            sameChecksum(part.checksum, sentWith.get(part.partNumber))),
+      )
       .map((part) => [part.partNumber, part]),
+  );
+}
+
+function sameChecksum(listed: string, recorded: string | undefined): boolean {
+  return (
+    recorded !== undefined && Buffer.from(listed, 'base64').equals(Buffer.from(recorded, 'base64'))
   );
 }
 

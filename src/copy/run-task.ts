@@ -4,7 +4,12 @@ import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
 import type { ObjectHead, ObjectStore } from '../stores/object-store.ts';
-import { copyObject, SourceChangedError } from './copy-object.ts';
+import {
+  abandonCheckpoint,
+  type CopyCheckpoint,
+  copyObject,
+  SourceChangedError,
+} from './copy-object.ts';
 import type { PullMemory } from './pull-memory.ts';
 
 /** What one task did. */
@@ -26,6 +31,10 @@ export interface TaskContext {
   pullMemory?: PullMemory;
   signal?: AbortSignal;
   log?: (message: string) => void;
+  /** Where an earlier run of this task stopped; see `CopyObjectRequest.resume`. */
+  resume?: CopyCheckpoint;
+  /** See `CopyObjectRequest.keepStagedOnStop`. */
+  keepStagedOnStop?: boolean;
 }
 
 // Each lost race means another writer got there between our read and our commit; three in a
@@ -63,6 +72,8 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
   const call = context.signal ? { signal: context.signal } : {};
   let sourceHead: ObjectHead | undefined;
   let limit = MAX_DECISIONS;
+  // Only the first copy can go on from the earlier run: a failed one gave its upload up.
+  let resume = context.resume;
   for (let decisions = 1; decisions <= limit; decisions++) {
     // After a create that found the destination there, the source just read is still the
     // one to copy.
@@ -87,6 +98,13 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
       source: sourceHead,
       destination: destinationHead,
     });
+    if (resume && decision.action !== 'copy') {
+      // Nothing will commit what the earlier run staged.
+      await abandonCheckpoint(destination, task.destinationKey, resume);
+      resume = undefined;
+    }
+    const resumeNow = resume;
+    resume = undefined;
     try {
       if (decision.action === 'skip') {
         return { action: 'skipped', reason: decision.reason, detail: decision.detail, decisions };
@@ -121,6 +139,8 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         ...(context.pullMemory && { pullMemory: context.pullMemory }),
         ...(context.signal && { signal: context.signal }),
         ...(context.log && { log: context.log }),
+        ...(resumeNow && { resume: resumeNow }),
+        ...(context.keepStagedOnStop && { keepStagedOnStop: true }),
       });
       return {
         action: 'copied',

@@ -19,7 +19,7 @@ export interface DeadLetter {
   body: string;
   /**
    * Why it is here: what the replicator said (`permanent`, `not-found`, `retries-exhausted`,
-   * `malformed-event`, …), or `receive-limit` for a message SQS moved after its receives ran
+   * `malformed-event`, `no-progress`, `too-many-continuations`, …), or `receive-limit` for a message SQS moved after its receives ran
    * out without an answer (the invocation crashed or timed out).
    */
   reason: string;

@@ -52,6 +52,24 @@ export interface RedriveResult {
   stopped: boolean;
 }
 
+/**
+ * A dead letter's body as it goes back: a copy that was dead-lettered while it continued
+ * (`no-progress`, `too-many-continuations`) keeps its staged parts, and its continuations
+ * start counting afresh, as its receives do.
+ */
+export function redrivenBody(body: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return body;
+  }
+  if (typeof value !== 'object' || value === null || !('continuation' in value)) return body;
+  const { continuation } = value as { continuation: unknown };
+  if (typeof continuation !== 'object' || continuation === null) return body;
+  return JSON.stringify({ ...value, continuation: { ...continuation, count: 1 } });
+}
+
 /** Whether a dead letter passes every filter given. */
 export function matchesFilter(letter: DeadLetter, filter: RedriveFilter, now: number): boolean {
   const age = now - letter.deadLetteredAt.getTime();
@@ -83,7 +101,8 @@ export function parseDuration(text: string, option: string): number {
  * before it is deleted from the dead-letter queue, so a crash between the two leaves it in
  * both: re-driven twice at worst, which the copy step makes harmless (a task whose destination
  * is up to date is skipped), and never lost. A message sent back is a new message: its
- * receive count, and so its retries, start afresh. What is not moved is shown again at once.
+ * receive count, and so its retries, start afresh, and so does a continued copy's count of
+ * continuations (see `redrivenBody`). What is not moved is shown again at once.
  */
 export async function redrive(
   target: OpsTarget,
@@ -135,7 +154,7 @@ export async function redrive(
           : target.queues.tasks;
       try {
         await target.sqs.send(
-          new SendMessageCommand({ QueueUrl: destination, MessageBody: letter.body }),
+          new SendMessageCommand({ QueueUrl: destination, MessageBody: redrivenBody(letter.body) }),
         );
       } catch (error) {
         result.failed.push({ id: letter.id, error: (error as Error).message });

@@ -2,6 +2,7 @@ import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-
 import type { SQSRecord } from 'aws-lambda';
 import * as z from 'zod';
 import type { ReplicationRule } from '../config/schema.ts';
+import { type CopyCheckpoint, CopyStoppedError } from '../copy/copy-object.ts';
 import type { PullMemory } from '../copy/pull-memory.ts';
 import { runCopyTask, type TaskOutcome } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
@@ -14,7 +15,22 @@ import {
 import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
 import { sendAll, sendToDeadLetter } from './sqs.ts';
-import { MAX_RECEIVES, retryDelaySeconds } from './timing.ts';
+import { MAX_CONTINUATIONS, MAX_RECEIVES, retryDelaySeconds } from './timing.ts';
+
+const continuationSchema = z.strictObject({
+  count: z.number().int().min(1),
+  upload: z
+    .strictObject({
+      id: z.string().min(1),
+      partSize: z.number().int().positive(),
+      sourceEtag: z.string().min(1),
+      sourceVersionId: z.string().min(1).optional(),
+      sourceSize: z.number().int().nonnegative(),
+      partsDone: z.number().int().nonnegative(),
+      checksums: z.base64(),
+    })
+    .optional(),
+});
 
 const copyTaskSchema = z.strictObject({
   rule: z.string().min(1),
@@ -29,10 +45,30 @@ const copyTaskSchema = z.strictObject({
   correlationId: z.string(),
   writtenBy: z.literal('user').optional(),
   etag: z.string().min(1).optional(),
+  continuation: continuationSchema.optional(),
 });
+
+/** How far a task stopped by its time budget got: carried by the message that continues it. */
+export interface Continuation {
+  /** Times the task has been continued, this message included. */
+  count: number;
+  /** What the stopped copy left staged, when it staged anything. */
+  checkpoint?: CopyCheckpoint;
+}
+
+/** A task message: the task, and where it stopped when it is a continuation. */
+export interface TaskMessage {
+  task: CopyTask;
+  continuation?: Continuation;
+}
 
 /** Parses a task message body; anything else is permanent (it will never parse). */
 export function parseCopyTask(body: string): CopyTask {
+  return parseTaskMessage(body).task;
+}
+
+/** Parses a task message body with its continuation; anything else is permanent. */
+export function parseTaskMessage(body: string): TaskMessage {
   let value: unknown;
   try {
     value = JSON.parse(body);
@@ -46,13 +82,77 @@ export function parseCopyTask(body: string): CopyTask {
       `the task message is not a copy task: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
-  const { sequencer, writtenBy, etag, ...rest } = result.data;
-  return {
+  const { sequencer, writtenBy, etag, continuation, ...rest } = result.data;
+  const task: CopyTask = {
     ...rest,
     ...(sequencer !== undefined && { sequencer }),
     ...(writtenBy !== undefined && { writtenBy }),
     ...(etag !== undefined && { etag }),
   };
+  if (!continuation) return { task };
+  const { upload } = continuation;
+  return {
+    task,
+    continuation: {
+      count: continuation.count,
+      ...(upload && {
+        checkpoint: {
+          uploadId: upload.id,
+          partSize: upload.partSize,
+          sourceEtag: upload.sourceEtag,
+          ...(upload.sourceVersionId !== undefined && { sourceVersionId: upload.sourceVersionId }),
+          sourceSize: upload.sourceSize,
+          parts: unpackChecksums(upload.checksums),
+        },
+      }),
+    },
+  };
+}
+
+/**
+ * The message body that continues `body` from `continuation`. Checksums are packed, 8 bytes a
+ * part (part number, CRC32; big-endian) in base64, so that S3's 10,000 parts take about 107 KB
+ * of the 256 KiB an SQS message can hold. Parts without one (Azure blocks) are only counted.
+ */
+export function continuationBody(body: string, continuation: Continuation): string {
+  const { checkpoint } = continuation;
+  const withChecksum = checkpoint?.parts.filter((part) => part.checksum !== undefined) ?? [];
+  const packed = Buffer.alloc(8 * withChecksum.length);
+  withChecksum.forEach((part, index) => {
+    packed.writeUInt32BE(part.partNumber, 8 * index);
+    Buffer.from(part.checksum ?? '', 'base64').copy(packed, 8 * index + 4, 0, 4);
+  });
+  return JSON.stringify({
+    ...(JSON.parse(body) as Record<string, unknown>),
+    continuation: {
+      count: continuation.count,
+      ...(checkpoint && {
+        upload: {
+          id: checkpoint.uploadId,
+          partSize: checkpoint.partSize,
+          sourceEtag: checkpoint.sourceEtag,
+          ...(checkpoint.sourceVersionId !== undefined && {
+            sourceVersionId: checkpoint.sourceVersionId,
+          }),
+          sourceSize: checkpoint.sourceSize,
+          partsDone: checkpoint.parts.length,
+          checksums: packed.toString('base64'),
+        },
+      }),
+    },
+  });
+}
+
+function unpackChecksums(packed: string): CopyCheckpoint['parts'] {
+  const bytes = Buffer.from(packed, 'base64');
+  const parts: CopyCheckpoint['parts'] = [];
+  for (let offset = 0; offset + 8 <= bytes.length; offset += 8) {
+    parts.push({
+      partNumber: bytes.readUInt32BE(offset),
+      checksum: bytes.subarray(offset + 4, offset + 8).toString('base64'),
+    });
+  }
+  return parts;
 }
 
 /** The two stores of a task, and how to renew their credential. */
@@ -85,6 +185,8 @@ export interface TaskRecordDependencies {
    * redrive policy is only the backstop for invocations that crash or time out.
    */
   maxReceives?: number;
+  /** Most continuations of one task (default MAX_CONTINUATIONS); see `processTaskRecord`. */
+  maxContinuations?: number;
 }
 
 /** The reason a copy's signal fires when its invocation nears the end of its time budget. */
@@ -99,8 +201,11 @@ export class TimeBudgetExceededError extends RetryableError {
  * Processes one SQS record of the tasks queue. Resolves when the task is done or its outcome
  * decided (skip with a reason), and also when a permanent failure has been moved to the
  * dead-letter queue with its reason. A copy stopped by the time budget (`signal` aborted with
- * a TimeBudgetExceededError) is sent to the queue again, where the next run goes on from the
- * staged parts. Any other failure delays the message's next receive (exponential in the
+ * a TimeBudgetExceededError) is sent to the queue again with a `continuation` (its count, and
+ * the staged upload with the checksums of its parts), where the next run goes on from the
+ * staged parts. A continuation that staged no new part (`no-progress`), or a stop that would
+ * exceed `maxContinuations` (`too-many-continuations`), goes to the dead-letter queue instead,
+ * its staged parts kept in the body for a redrive to go on from. Any other failure delays the message's next receive (exponential in the
  * receive count) and rethrows, so the record is reported as a batch item failure and retried
  * alone; after the queue's maxReceiveCount SQS dead-letters it.
  */
@@ -112,9 +217,13 @@ export async function processTaskRecord(
   const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
   const telemetry = dependencies.telemetry;
   let task: CopyTask | undefined;
+  let continuation: Continuation | undefined;
   try {
-    const parsed = parseCopyTask(record.body);
+    const message = parseTaskMessage(record.body);
+    const parsed = message.task;
     task = parsed;
+    continuation = message.continuation;
+    const resume = continuation?.checkpoint;
     const rule = dependencies.rules.find((candidate) => candidate.name === parsed.rule);
     if (!rule)
       throw new PermanentError(
@@ -127,6 +236,8 @@ export async function processTaskRecord(
         destination: stores.destination,
         ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
         ...(signal && { signal }),
+        ...(resume && { resume }),
+        keepStagedOnStop: true,
         ...(telemetry && {
           log: (message: string) =>
             telemetry.logger.info(message, { correlationId: parsed.correlationId }),
@@ -150,9 +261,7 @@ export async function processTaskRecord(
     return outcome;
   } catch (raw) {
     if (task && signal?.aborted && signal.reason instanceof TimeBudgetExceededError) {
-      await sendAll(dependencies.sqs, dependencies.queueUrl, [{ body: record.body }]);
-      telemetry?.taskContinued(task);
-      return 'continued';
+      return continueTask(record, dependencies, task, continuation, raw, receiveCount);
     }
     const error = asReplicatorError(raw);
     // Errors no retry fixes go to the dead-letter queue at once; others on the last receive.
@@ -184,4 +293,61 @@ export async function processTaskRecord(
     telemetry?.taskFailed(task, error.kind, error.message, false, receiveCount);
     throw error;
   }
+}
+
+/**
+ * Sends a task stopped by its time budget to the queue again, from where it stopped; or to the
+ * dead-letter queue when it is stuck. A stop before the copy staged anything keeps the
+ * checkpoint the message came with.
+ */
+async function continueTask(
+  record: SQSRecord,
+  dependencies: TaskRecordDependencies,
+  task: CopyTask,
+  continuation: Continuation | undefined,
+  raw: unknown,
+  receiveCount: number,
+): Promise<'continued' | 'dead-lettered'> {
+  const stopped = stoppedIn(raw);
+  const checkpoint = stopped?.checkpoint ?? continuation?.checkpoint;
+  const next: Continuation = {
+    count: (continuation?.count ?? 0) + 1,
+    ...(checkpoint && { checkpoint }),
+  };
+  const body = continuationBody(record.body, next);
+  const limit = dependencies.maxContinuations ?? MAX_CONTINUATIONS;
+  const staged = `${checkpoint?.parts.length ?? 0} parts staged`;
+  // The first run may have been started late in its invocation; a continuation had a whole one.
+  const stuck =
+    continuation && (stopped?.partsSent ?? 0) === 0
+      ? {
+          reason: 'no-progress',
+          error: `continuation ${continuation.count} staged no new part in a whole invocation (${staged})`,
+        }
+      : next.count > limit
+        ? {
+            reason: 'too-many-continuations',
+            error: `the copy reached its time budget ${next.count} times, more than the ${limit} continuations allowed (${staged})`,
+          }
+        : undefined;
+  if (stuck) {
+    await sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, body, {
+      ...stuck,
+      receiveCount,
+      sourceQueue: dependencies.queueUrl,
+    });
+    dependencies.telemetry?.taskFailed(task, 'retryable', stuck.error, true, receiveCount);
+    return 'dead-lettered';
+  }
+  await sendAll(dependencies.sqs, dependencies.queueUrl, [{ body }]);
+  dependencies.telemetry?.taskContinued(task);
+  return 'continued';
+}
+
+function stoppedIn(error: unknown): CopyStoppedError | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; depth++) {
+    if (cause instanceof CopyStoppedError) return cause;
+    cause = cause.cause;
+  }
+  return undefined;
 }

@@ -42,6 +42,14 @@ export const TASKS_VISIBILITY_TIMEOUT_SECONDS = 6 * COPY_TIMEOUT_SECONDS;
 export const SDK_ATTEMPTS = 3;
 export const PART_ATTEMPTS = 3;
 export const MAX_RECEIVES = 8;
+/**
+ * Most times one copy is continued in a new invocation (each stop re-sends its message with
+ * the count) before it goes to the dead-letter queue as `too-many-continuations`. 600 runs of
+ * COPY_TIMEOUT_SECONDS - COPY_STOP_MARGIN_SECONDS (840 s) copy for about 5.8 days: within the
+ * week Azure keeps uncommitted blocks, and enough for a 5 TiB object (S3's largest) at about
+ * 11 MiB/s (5 TiB / 600 runs = 8.7 GiB a run). A copy slower than that is not going to finish.
+ */
+export const MAX_CONTINUATIONS = 600;
 export const RETRY_BASE_SECONDS = 30;
 // SQS allows a visibility timeout of at most 12 hours; an hour keeps a stuck key moving.
 export const RETRY_CAP_SECONDS = 3600;

@@ -4,10 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { copyObject } from '../../src/copy/copy-object.ts';
+import { type CopyCheckpoint, CopyStoppedError, copyObject } from '../../src/copy/copy-object.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
 import {
+  NotFoundError,
   PreconditionFailedError,
   PullUnsupportedError,
   RetryableError,
@@ -421,6 +422,130 @@ describe('Function: copyObject', () => {
     expect(sha(await content(azure, 'resume/obj'))).toBe(sha(body));
   });
 });
+
+describe('Function: copyObject, stopped by its signal and continued', () => {
+  const PARTS = 6;
+  const STOPPED_AFTER = 2;
+
+  describe.each([
+    ['S3 -> Azure', () => s3, () => azure],
+    ['Azure -> S3', () => azure, () => s3],
+  ])('%s', (_label, sourceOf, destinationOf) => {
+    it('resumes a copy stopped after k of n parts and sends only the n - k missing ones', async () => {
+      // Prepare: a first run stopped (as by its time budget) once it has staged two parts.
+      const key = `stop/${uniqueName('obj')}`;
+      const body = randomBytes(PARTS * PART);
+      await putObject(sourceOf(), key, body);
+      const first = await stopAfter(sourceOf(), destinationOf(), key, STOPPED_AFTER);
+      // Act
+      const counted = countingParts(destinationOf());
+      const result = await copy(sourceOf(), key, counted.store, key, {
+        transfer: 'stream',
+        concurrency: 1,
+        resume: first.checkpoint,
+      });
+      // Assess
+      expect(first.checkpoint.parts.map((part) => part.partNumber)).toEqual([1, 2]);
+      expect(first.error.partsSent).toBe(STOPPED_AFTER);
+      expect(counted.sent()).toBe(PARTS - STOPPED_AFTER);
+      expect(result.parts).toBe(PARTS);
+      expect(sha(await content(destinationOf(), key))).toBe(sha(body));
+    });
+  });
+
+  it('sends again a staged part whose checksum is not the one recorded when it was sent', async () => {
+    // Prepare
+    const key = `stop/${uniqueName('obj')}`;
+    const body = randomBytes(PARTS * PART);
+    await putObject(azure, key, body);
+    const first = await stopAfter(azure, s3, key, STOPPED_AFTER);
+    const [one, ...rest] = first.checkpoint.parts;
+    const tampered: CopyCheckpoint = {
+      ...first.checkpoint,
+      parts: [{ partNumber: one?.partNumber ?? 1, checksum: 'AAAAAA==' }, ...rest],
+    };
+    // Act
+    const counted = countingParts(s3);
+    await copy(azure, key, counted.store, key, {
+      transfer: 'stream',
+      concurrency: 1,
+      resume: tampered,
+    });
+    // Assess
+    expect(counted.sent()).toBe(PARTS - STOPPED_AFTER + 1);
+    expect(sha(await content(s3, key))).toBe(sha(body));
+  });
+
+  it('abandons the staged upload and starts over when the source changed between the runs', async () => {
+    // Prepare
+    const key = `stop/${uniqueName('obj')}`;
+    await putObject(azure, key, randomBytes(PARTS * PART));
+    const first = await stopAfter(azure, s3, key, STOPPED_AFTER);
+    const changed = randomBytes(PARTS * PART);
+    await putObject(azure, key, changed);
+    // Act
+    const counted = countingParts(s3);
+    await copy(azure, key, counted.store, key, {
+      transfer: 'stream',
+      concurrency: 1,
+      resume: first.checkpoint,
+    });
+    // Assess
+    expect(counted.sent()).toBe(PARTS);
+    expect(sha(await content(s3, key))).toBe(sha(changed));
+    await expect(
+      s3.listStaged({ key, uploadId: first.checkpoint.uploadId }),
+    ).rejects.toBeInstanceOf(NotFoundError);
+  });
+});
+
+/** Copies `key` with a signal that stops the copy once `parts` parts are staged. */
+async function stopAfter(
+  source: ObjectStore,
+  destination: ObjectStore,
+  key: string,
+  parts: number,
+): Promise<{ error: CopyStoppedError; checkpoint: CopyCheckpoint }> {
+  const budget = new AbortController();
+  const counted = countingParts(destination, (sent) => {
+    if (sent === parts) budget.abort(new Error('time budget'));
+  });
+  const error = await copy(source, key, counted.store, key, {
+    transfer: 'stream',
+    concurrency: 1,
+    signal: budget.signal,
+    keepStagedOnStop: true,
+  }).then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  if (!(error instanceof CopyStoppedError) || !error.checkpoint) {
+    throw new Error(`the copy did not stop with a checkpoint: ${String(error)}`);
+  }
+  return { error, checkpoint: error.checkpoint };
+}
+
+/** Wraps a store to count the parts it stages, calling `after` with the count after each. */
+function countingParts<T extends ObjectStore>(
+  store: T,
+  after?: (sent: number) => void,
+): { store: T; sent: () => number } {
+  let sent = 0;
+  const wrapped = new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      if (property !== 'stagePart' && property !== 'stagePartFromUrl') return value.bind(target);
+      return async (...args: unknown[]) => {
+        const result: unknown = await (value as (...a: unknown[]) => unknown).apply(target, args);
+        sent += 1;
+        after?.(sent);
+        return result;
+      };
+    },
+  });
+  return { store: wrapped, sent: () => sent };
+}
 
 type Hooks = Partial<Record<string, () => Promise<void>>>;
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createRedriveHandler } from '../../handlers/redrive.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { groupDeadLetters, queueCounts, scanDeadLetters } from '../../src/ops/dead-letters.ts';
-import { redrive } from '../../src/ops/redrive.ts';
+import { redrive, redrivenBody } from '../../src/ops/redrive.ts';
 import { parseRedriveRequest } from '../../src/ops/redrive-request.ts';
 import type { OpsTarget } from '../../src/ops/target.ts';
 import { sendToDeadLetter } from '../../src/queue/sqs.ts';
@@ -249,6 +249,24 @@ describe('Function: redrive', () => {
     expect(new Set(moved)).toEqual(new Set(['k1', 'k2', 'k3', 'k4']));
     expect(moved).toHaveLength(5);
     expect(await drain(target.queues.tasksDeadLetter)).toEqual([]);
+  });
+});
+
+describe('Function: redrivenBody', () => {
+  it("starts a continued copy's count afresh and keeps its staged upload; other bodies go back as they were", () => {
+    const continued = JSON.stringify({
+      rule: 'a',
+      sourceKey: 'k',
+      continuation: { count: 601, upload: { id: 'u-1', partSize: 5242880, partsDone: 9 } },
+    });
+    expect(JSON.parse(redrivenBody(continued))).toEqual({
+      rule: 'a',
+      sourceKey: 'k',
+      continuation: { count: 1, upload: { id: 'u-1', partSize: 5242880, partsDone: 9 } },
+    });
+    const plain = task('a', 'k');
+    expect(redrivenBody(plain)).toBe(plain);
+    expect(redrivenBody('not json')).toBe('not json');
   });
 });
 

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import {
   CreateQueueCommand,
@@ -11,8 +12,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import type { CopyTask } from '../../src/core/route.ts';
-import { RetryableError } from '../../src/errors.ts';
-import { processTaskRecord, type TaskRecordDependencies } from '../../src/queue/task-record.ts';
+import { NotFoundError, RetryableError } from '../../src/errors.ts';
+import {
+  parseTaskMessage,
+  processTaskRecord,
+  type TaskRecordDependencies,
+  TimeBudgetExceededError,
+} from '../../src/queue/task-record.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
@@ -22,6 +28,7 @@ import {
   makeSqsClient,
   uniqueName,
 } from '../support/emulators.ts';
+import { putObject, readAll } from '../support/streams.ts';
 
 let sqs: SQSClient;
 let s3: S3ObjectStore;
@@ -57,6 +64,11 @@ async function queues() {
 /** Sends a body and receives it back as Lambda would hand it over. */
 async function asRecord(queueUrl: string, body: string): Promise<SQSRecord> {
   await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+  return nextRecord(queueUrl);
+}
+
+/** Receives the next message of the queue as Lambda would hand it over. */
+async function nextRecord(queueUrl: string): Promise<SQSRecord> {
   const out = await sqs.send(
     new ReceiveMessageCommand({
       QueueUrl: queueUrl,
@@ -221,5 +233,210 @@ describe('Function: processTaskRecord', () => {
     );
     expect(again.Messages ?? []).toHaveLength(0);
     expect(await deadLetters(urls.deadLetterQueueUrl)).toEqual([]);
+  });
+});
+
+describe('Function: processTaskRecord, a copy continued across invocations', () => {
+  const MiB = 1024 * 1024;
+  // The emulators cap request bodies at 11 MiB; real deployments use larger parts.
+  const PART = 5 * MiB;
+  const PARTS = 6;
+  // A digest to compare contents by: equality of large buffers is slow to check and to print.
+  const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+  /** Dependencies whose rule copies in 5 MiB parts, one at a time, to `s3Destination`. */
+  function continuing(
+    urls: { queueUrl: string; deadLetterQueueUrl: string },
+    s3Destination: ObjectStore,
+    maxContinuations?: number,
+  ): TaskRecordDependencies {
+    return {
+      ...dependencies(urls),
+      rules: validateConfig({
+        rules: [
+          {
+            name: 'r',
+            s3: { bucket: s3.container },
+            azure: {
+              accountUrl: 'http://127.0.0.1:1/devstoreaccount1',
+              container: azure.container,
+            },
+            partSize: '5MiB',
+            concurrency: 1,
+          },
+        ],
+      }).rules,
+      storesFor: () => ({ source: azure, destination: s3Destination }),
+      ...(maxContinuations !== undefined && { maxContinuations }),
+    };
+  }
+
+  const fromAzure = (key: string): CopyTask => ({
+    ...task(key),
+    sourceSide: 'azure',
+    sourceContainer: azure.container,
+    destinationContainer: s3.container,
+  });
+
+  /** S3, counting the parts staged; the budget runs out once `stopAfter` are staged. */
+  function budgeted(stopAfter?: number) {
+    const budget = new AbortController();
+    let sent = 0;
+    const store = new Proxy(s3, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property !== 'stagePart') return value.bind(target);
+        return async (...args: Parameters<S3ObjectStore['stagePart']>) => {
+          const result = await target.stagePart(...args);
+          sent += 1;
+          if (sent === stopAfter) budget.abort(new TimeBudgetExceededError());
+          return result;
+        };
+      },
+    });
+    return { store, signal: budget.signal, sent: () => sent };
+  }
+
+  /** A blob of PARTS parts, and a first run of its copy stopped after two of them. */
+  async function stoppedAfterTwo(urls: { queueUrl: string; deadLetterQueueUrl: string }) {
+    const key = `cont/${uniqueName('obj')}`;
+    const body = randomBytes(PARTS * PART);
+    await putObject(azure, key, body);
+    const first = budgeted(2);
+    const outcome = await processTaskRecord(
+      await asRecord(urls.queueUrl, JSON.stringify(fromAzure(key))),
+      continuing(urls, first.store),
+      first.signal,
+    );
+    expect(outcome).toBe('continued');
+    return { key, body, continued: await nextRecord(urls.queueUrl) };
+  }
+
+  it('goes on from the staged parts and sends only the missing ones', async () => {
+    // Prepare
+    const urls = await queues();
+    const { key, body, continued } = await stoppedAfterTwo(urls);
+    // Act
+    const second = budgeted();
+    const outcome = await processTaskRecord(continued, continuing(urls, second.store));
+    // Assess
+    expect(parseTaskMessage(continued.body).continuation).toMatchObject({
+      count: 1,
+      checkpoint: { partSize: PART, parts: [{ partNumber: 1 }, { partNumber: 2 }] },
+    });
+    expect(outcome).toMatchObject({ action: 'copied', bytes: body.length });
+    expect(second.sent()).toBe(PARTS - 2);
+    expect(sha(await readAll((await s3.get(key)).body))).toBe(sha(body));
+  });
+
+  it('goes on towards Azure from the blocks named after the source version', async () => {
+    // Prepare: an S3 -> Azure copy stopped once two blocks are staged.
+    const urls = await queues();
+    const key = `cont/${uniqueName('obj')}`;
+    const body = randomBytes(PARTS * PART);
+    await putObject(s3, key, body);
+    let sent = 0;
+    let stopAfter: number | undefined = 2;
+    const budget = new AbortController();
+    const counting = new Proxy(azure, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property !== 'stagePart' && property !== 'stagePartFromUrl') return value.bind(target);
+        return async (...args: unknown[]) => {
+          const result: unknown = await (value as (...a: unknown[]) => unknown).apply(target, args);
+          sent += 1;
+          if (sent === stopAfter) budget.abort(new TimeBudgetExceededError());
+          return result;
+        };
+      },
+    });
+    const toAzure = (): TaskRecordDependencies => ({
+      ...continuing(urls, s3),
+      storesFor: () => ({ source: s3, destination: counting }),
+    });
+    const first = await processTaskRecord(
+      await asRecord(urls.queueUrl, JSON.stringify(task(key))),
+      toAzure(),
+      budget.signal,
+    );
+    const continued = await nextRecord(urls.queueUrl);
+    const uploadId = parseTaskMessage(continued.body).continuation?.checkpoint?.uploadId ?? '';
+    // A pull in flight when the budget ran out may have been staged all the same.
+    const stagedBefore = (await azure.listStaged({ key, uploadId })).length;
+    stopAfter = undefined;
+    sent = 0;
+    // Act
+    const outcome = await processTaskRecord(continued, toAzure());
+    // Assess
+    expect(first).toBe('continued');
+    expect(parseTaskMessage(continued.body).continuation).toMatchObject({ count: 1 });
+    expect(outcome).toMatchObject({ action: 'copied', bytes: body.length });
+    expect(stagedBefore).toBeGreaterThanOrEqual(2);
+    expect(sent).toBe(PARTS - stagedBefore);
+    expect(sha(await readAll((await azure.get(key)).body))).toBe(sha(body));
+  });
+
+  it('restarts cleanly on the new version when the source changed between two runs', async () => {
+    // Prepare
+    const urls = await queues();
+    const { key, continued } = await stoppedAfterTwo(urls);
+    const changed = randomBytes(PARTS * PART);
+    await putObject(azure, key, changed);
+    // Act
+    const second = budgeted();
+    const outcome = await processTaskRecord(continued, continuing(urls, second.store));
+    // Assess
+    expect(outcome).toMatchObject({ action: 'copied', bytes: changed.length });
+    expect(second.sent()).toBe(PARTS);
+    expect(sha(await readAll((await s3.get(key)).body))).toBe(sha(changed));
+    const uploadId = parseTaskMessage(continued.body).continuation?.checkpoint?.uploadId ?? '';
+    await expect(s3.listStaged({ key, uploadId })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('dead-letters a continuation that stages no new part as no-progress, keeping its checkpoint', async () => {
+    // Prepare
+    const urls = await queues();
+    const { continued } = await stoppedAfterTwo(urls);
+    const spent = budgeted(0);
+    const budget = new AbortController();
+    budget.abort(new TimeBudgetExceededError());
+    // Act
+    const outcome = await processTaskRecord(
+      continued,
+      continuing(urls, spent.store),
+      budget.signal,
+    );
+    // Assess
+    expect(outcome).toBe('dead-lettered');
+    const [letter] = await deadLetters(urls.deadLetterQueueUrl);
+    expect(letter?.reason).toBe('no-progress');
+    expect(letter?.error).toMatch(/staged no new part/);
+    expect(parseTaskMessage(letter?.body ?? '').continuation).toMatchObject({
+      count: 2,
+      checkpoint: { parts: [{ partNumber: 1 }, { partNumber: 2 }] },
+    });
+  });
+
+  it('dead-letters a copy continued more often than allowed as too-many-continuations', async () => {
+    // Prepare: one continuation allowed, and the first already used.
+    const urls = await queues();
+    const { continued } = await stoppedAfterTwo(urls);
+    const again = budgeted(1);
+    // Act
+    const outcome = await processTaskRecord(
+      continued,
+      continuing(urls, again.store, 1),
+      again.signal,
+    );
+    // Assess
+    expect(outcome).toBe('dead-lettered');
+    const [letter] = await deadLetters(urls.deadLetterQueueUrl);
+    expect(letter?.reason).toBe('too-many-continuations');
+    expect(parseTaskMessage(letter?.body ?? '').continuation).toMatchObject({
+      count: 2,
+      checkpoint: { parts: [{ partNumber: 1 }, { partNumber: 2 }, { partNumber: 3 }] },
+    });
   });
 });
