@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
+import { registerCleanupCommand } from './cleanup-command.ts';
 import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
 import { runLocalCommand } from './local-command.ts';
 import { registerOpsCommands } from './ops-commands.ts';
@@ -76,6 +77,7 @@ program
 registerOpsCommands(program);
 registerSetupCommands(program);
 registerReconcileCommand(program);
+registerCleanupCommand(program);
 
 try {
   await program.parseAsync(process.argv);

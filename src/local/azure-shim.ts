@@ -542,6 +542,73 @@ async function pull(
 }
 
 /** Starts the shim on `options.port` (0 for any free port). */
+/**
+ * Whether a request is a Delete Blob that names `If-None-Match: *`, which Azure documents as
+ * "perform the operation only if the resource doesn't exist, and fail it if it does": a blob
+ * of uncommitted blocks only can be deleted so, and a committed one cannot. Azurite 3.35
+ * ignores `If-None-Match: *` on writes to an existing blob (its own TODO), so the shim checks.
+ * https://learn.microsoft.com/rest/api/storageservices/specifying-conditional-headers-for-blob-service-operations
+ */
+function isDeleteIfAbsent(request: IncomingMessage, url: URL): boolean {
+  return (
+    request.method === 'DELETE' &&
+    headerValue(request.headers, 'if-none-match')?.trim() === '*' &&
+    !url.searchParams.has('comp') &&
+    !url.searchParams.has('snapshot') &&
+    !url.searchParams.has('versionid') &&
+    // /<account>/<container>/<blob...>
+    url.pathname.split('/').length > 3
+  );
+}
+
+/** Whether the committed blob at `path` exists in Azurite (a HEAD signed with the key). */
+function committedBlobExists(
+  options: AzureShimOptions,
+  target: URL,
+  path: string,
+): Promise<boolean> {
+  const headers: Record<string, string> = {
+    'x-ms-date': new Date().toUTCString(),
+    'x-ms-version': DEFAULT_VERSION,
+  };
+  headers.authorization = sign(options.account, options.key, {
+    method: 'HEAD',
+    url: path,
+    headers,
+  });
+  return new Promise((resolve, reject) => {
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, method: 'HEAD', path, headers, agent },
+      (reply) => {
+        reply.resume();
+        resolve(reply.statusCode === 200);
+      },
+    );
+    upstream.on('error', reject);
+    upstream.end();
+  });
+}
+
+async function deleteIfAbsent(
+  options: AzureShimOptions,
+  target: URL,
+  request: IncomingMessage,
+  response: ServerResponse,
+  url: URL,
+): Promise<void> {
+  if (await committedBlobExists(options, target, url.pathname)) {
+    request.resume();
+    azureError(
+      response,
+      412,
+      'ConditionNotMet',
+      'The condition specified using HTTP conditional header(s) is not met.',
+    );
+    return;
+  }
+  pass(options, target, request, response);
+}
+
 export async function startAzureShim(options: AzureShimOptions): Promise<RunningAzureShim> {
   const target = new URL(options.target);
   let events: EventGridShim | undefined;
@@ -549,6 +616,16 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
     const url = new URL(request.url ?? '/', 'http://placeholder');
     events?.observe(request, response, url);
     const kind = pullKind(request, url.searchParams);
+    if (!kind && isDeleteIfAbsent(request, url)) {
+      deleteIfAbsent(options, target, request, response, url).catch(() => {
+        if (!response.headersSent) {
+          azureError(response, 500, 'InternalError', 'The server encountered an internal error.');
+        } else {
+          response.destroy();
+        }
+      });
+      return;
+    }
     if (!kind) {
       pass(options, target, request, response);
       return;

@@ -46,6 +46,11 @@ export interface StartEmulatorsOptions {
   eventGrid?: { url: string; secret?: string; containers?: string[] };
 }
 
+/**
+ * How the access key the local replicator writes to S3 with starts (`s3az cleanup --local`
+ * knows the replicator's multipart uploads by it, as their `Initiator`).
+ */
+export const REPLICATOR_ACCESS_KEY_PREFIX = 'LOCALREPLICATOR';
 const ACCOUNT = 'devstoreaccount1';
 const AZURITE_HOST = '127.0.0.1';
 const OPTION_NAMES = new Set(['s3Port', 'azurePort', 'host', 'azuriteDataDir', 'log', 'eventGrid']);
@@ -187,7 +192,7 @@ export async function startEmulators(
   const host = options.host ?? '127.0.0.1';
   const region = 'us-east-1';
   const accessKeyId = `LOCAL${randomBytes(8).toString('hex').toUpperCase()}`;
-  const replicatorAccessKeyId = `LOCALREPLICATOR${randomBytes(4).toString('hex').toUpperCase()}`;
+  const replicatorAccessKeyId = `${REPLICATOR_ACCESS_KEY_PREFIX}${randomBytes(4).toString('hex').toUpperCase()}`;
   const secretAccessKey = randomBytes(24).toString('base64url');
   const azureAccountKey = randomBytes(64).toString('base64');
   const children: ChildProcess[] = [];

@@ -85,6 +85,8 @@ interface UploadRecord {
   headers: Record<string, string>;
   initiated: Date;
   checksumAlgorithm?: string;
+  /** The access key that started it (ListMultipartUploads' `Initiator`). */
+  initiator?: string;
   parts: Map<number, PartRecord>;
 }
 
@@ -444,6 +446,20 @@ class KeyLocks {
   }
 }
 
+/** The account every local access key belongs to, in the ARNs this emulator shows. */
+export const LOCAL_ACCOUNT_ID = '000000000000';
+
+/**
+ * ListMultipartUploads' `Initiator` of an upload started with `accessKey`: as S3 shows an
+ * IAM user (its ARN and name), each access key here standing for a user of that name.
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_Initiator.html
+ */
+function initiatorXml(accessKey: string | undefined): string {
+  if (accessKey === undefined) return '';
+  const name = escapeXml(accessKey);
+  return `<Initiator><ID>arn:aws:iam::${LOCAL_ACCOUNT_ID}:user/${name}</ID><DisplayName>${name}</DisplayName></Initiator><Owner><ID>${LOCAL_ACCOUNT_ID}</ID><DisplayName>local</DisplayName></Owner>`;
+}
+
 /**
  * Adds to a fauxqs app, before it listens, the S3 behaviours the replicator relies on that
  * fauxqs 1.9 lacks, each the way Amazon S3 does it:
@@ -458,7 +474,8 @@ class KeyLocks {
  * - `Content-Encoding`, `Content-Language`, `Content-Disposition`, `Cache-Control` and
  *   `Expires` given on PutObject or CreateMultipartUpload are returned by HEAD and GET (ranged
  *   too), and kept (or replaced) by CopyObject; GetObject's `response-*` overrides;
- * - ListParts (with `max-parts` / `part-number-marker` paging) and ListMultipartUploads;
+ * - ListParts (with `max-parts` / `part-number-marker` paging) and ListMultipartUploads
+ *   (with each upload's `Initiator`, the access key that started it as an IAM user's ARN);
  *   `NoSuchUpload` for an upload id that is unknown or belongs to another key;
  * - `Content-MD5` and `x-amz-checksum-crc32` / `-crc32c` / `-sha1` / `-sha256` (header or
  *   aws-chunked trailer) are verified before anything is stored (400 `BadDigest`), and echoed;
@@ -562,7 +579,7 @@ export function installS3Fidelity(
       .sort(([, a], [, b]) => a.key.localeCompare(b.key))
       .map(
         ([id, upload]) =>
-          `<Upload><Key>${escapeXml(upload.key)}</Key><UploadId>${escapeXml(id)}</UploadId><StorageClass>STANDARD</StorageClass><Initiated>${upload.initiated.toISOString()}</Initiated></Upload>`,
+          `<Upload><Key>${escapeXml(upload.key)}</Key><UploadId>${escapeXml(id)}</UploadId>${initiatorXml(upload.initiator)}<StorageClass>STANDARD</StorageClass><Initiated>${upload.initiated.toISOString()}</Initiated>${upload.checksumAlgorithm ? `<ChecksumAlgorithm>${escapeXml(upload.checksumAlgorithm)}</ChecksumAlgorithm>` : ''}</Upload>`,
       )
       .join('');
     reply.header('content-type', 'application/xml');
@@ -914,6 +931,7 @@ export function installS3Fidelity(
         if (!ok || typeof payload !== 'string') break;
         const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(payload)?.[1];
         const algorithm = header(request, 'x-amz-checksum-algorithm')?.toUpperCase();
+        const initiator = requestAccessKey(request);
         if (uploadId) {
           uploads.set(uploadId, {
             bucket: current.bucket,
@@ -921,6 +939,7 @@ export function installS3Fidelity(
             headers: keptHeaders(request, KEPT_HEADERS),
             initiated: new Date(),
             ...(algorithm !== undefined && { checksumAlgorithm: algorithm }),
+            ...(initiator !== undefined && { initiator }),
             parts: new Map(),
           });
         }
