@@ -19,9 +19,10 @@ import {
   stackInitiators,
 } from '../ops/cleanup.ts';
 import { parseDuration } from '../ops/redrive.ts';
-import { type OpsTarget, resolveTarget, type TargetOptions } from '../ops/target.ts';
+import { type OpsTarget, resolveTarget } from '../ops/target.ts';
 import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
 import { awsClientSettings, type Environment, makeS3Client } from '../stores/clients.ts';
+import { targetOptions } from './ops-commands.ts';
 
 interface Io {
   stdout: NodeJS.WritableStream;
@@ -36,15 +37,6 @@ const DEFAULT_OLDER_THAN = '7d';
 const CLEANUP_SESSION_NAME = 's3az-cleanup';
 /** serverless.yml's logical id of the functions' role. */
 const FUNCTIONS_ROLE_LOGICAL_ID = 'IamRoleLambdaExecution';
-
-function targetOptions(options: Record<string, unknown>): TargetOptions {
-  return {
-    ...(typeof options.stack === 'string' && { stack: options.stack }),
-    ...(typeof options.stage === 'string' && { stage: options.stage }),
-    ...(typeof options.region === 'string' && { region: options.region }),
-    ...(options.local !== undefined && { local: options.local as boolean | string }),
-  };
-}
 
 /** The name of the stack's functions' role, or `undefined` when CloudFormation does not say. */
 async function functionsRoleName(stackName: string, env: Environment): Promise<string | undefined> {

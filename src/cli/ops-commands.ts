@@ -36,7 +36,8 @@ function withTarget(command: Command): Command {
     .option('--json', 'machine-readable output');
 }
 
-function targetOptions(options: Record<string, unknown>): TargetOptions {
+/** The target options of a command's parsed options (`--stack`, `--stage`, `--region`, `--local`). */
+export function targetOptions(options: Record<string, unknown>): TargetOptions {
   return {
     ...(typeof options.stack === 'string' && { stack: options.stack }),
     ...(typeof options.stage === 'string' && { stage: options.stage }),

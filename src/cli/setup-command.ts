@@ -4,13 +4,9 @@ import { loadConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { type BucketPlan, setupS3 } from '../ops/setup-s3.ts';
-import {
-  eventsQueueArn,
-  LOCAL_NOTIFICATION_ID_PREFIX,
-  resolveTarget,
-  type TargetOptions,
-} from '../ops/target.ts';
+import { eventsQueueArn, LOCAL_NOTIFICATION_ID_PREFIX, resolveTarget } from '../ops/target.ts';
 import { makeS3Client } from '../stores/clients.ts';
+import { targetOptions } from './ops-commands.ts';
 import { registerSetupAzureCommand } from './setup-azure-command.ts';
 
 interface Io {
@@ -43,13 +39,7 @@ export async function runSetupS3(
   options: Record<string, unknown>,
   io: Io = { stdout: process.stdout },
 ) {
-  const targetOptions: TargetOptions = {
-    ...(typeof options.stack === 'string' && { stack: options.stack }),
-    ...(typeof options.stage === 'string' && { stage: options.stage }),
-    ...(typeof options.region === 'string' && { region: options.region }),
-    ...(options.local !== undefined && { local: options.local as boolean | string }),
-  };
-  const target = await resolveTarget(targetOptions, io.env);
+  const target = await resolveTarget(targetOptions(options), io.env);
   let config: ReplicationConfig;
   if (typeof options.config === 'string') config = await loadConfig(options.config);
   else if (target.local) config = target.local.config;

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectOneLineError, s3azOffline } from '../support/cli.ts';
 import { startCloudFormationStandIn } from '../support/cloudformation.ts';
 import {
   emulatorEnv,
@@ -19,44 +19,7 @@ import {
   uniqueName,
 } from '../support/emulators.ts';
 
-const BIN = new URL('../../src/cli/s3az.js', import.meta.url).pathname;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function s3az(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          AWS_ACCESS_KEY_ID: 'test',
-          AWS_SECRET_ACCESS_KEY: 'test',
-          AWS_REGION: 'eu-west-1',
-          AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-          ...env,
-        },
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function expectOneLineError(run: Run, pattern: RegExp) {
-  expect(run.code).toBe(2);
-  expect(run.stdout).toBe('');
-  expect(run.stderr).toMatch(/^s3az: [^\n]+\n$/);
-  expect(run.stderr).toMatch(pattern);
-}
+const s3az = s3azOffline;
 
 const stacks = new Map<string, Record<string, string>>();
 let standIn: Awaited<ReturnType<typeof startCloudFormationStandIn>>;

@@ -1,53 +1,15 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectOneLineError, s3azOffline } from '../support/cli.ts';
 import { startCloudFormationStandIn } from '../support/cloudformation.ts';
 
-const BIN = new URL('../../src/cli/s3az.js', import.meta.url).pathname;
 const SUBSCRIPTION = '00000000-1111-2222-3333-444444444444';
 const WEBHOOK = 'https://abc123.execute-api.eu-west-1.amazonaws.com/eventgrid';
 const SECRET = 'correct-horse-battery-staple-7f3a';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function s3az(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          // No AWS access unless a test gives it: a command that needs none must not try.
-          AWS_ACCESS_KEY_ID: 'test',
-          AWS_SECRET_ACCESS_KEY: 'test',
-          AWS_REGION: 'eu-west-1',
-          AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-          ...env,
-        },
-        ...(cwd !== undefined && { cwd }),
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function expectOneLineError(run: Run, pattern: RegExp) {
-  expect(run.code).toBe(2);
-  expect(run.stdout).toBe('');
-  expect(run.stderr).toMatch(/^s3az: [^\n]+\n$/);
-  expect(run.stderr).toMatch(pattern);
-}
+const s3az = s3azOffline;
 
 let dir: string;
 let sharedConfig: string;
