@@ -419,37 +419,13 @@ async function pullCopy(
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
-  const { upload, staged } = await openStaged(request, head, write, parts, staging);
-  const missing = parts.filter((part) => !staged.has(part.partNumber));
-  let done = sumSizes(staged);
-  let sent = 0;
-  try {
-    await runPool(
-      missing,
-      request.concurrency * PULL_CONCURRENCY_FACTOR,
-      async (part, signal) => {
-        const result = await withPartRetries(() =>
-          destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),
-        );
-        staged.set(part.partNumber, result);
-        sent += 1;
-        done += part.size;
-        request.onProgress?.(done, head.size);
-      },
-      request.signal,
-    );
-    await assertSourceUnchanged(request, head);
-    const result = await destination.commitStaged(upload, [...staged.values()], {
-      ...atCommit(destination, write),
-      expectedSize: head.size,
-    });
-    return result.etag;
-  } catch (error) {
-    if (request.signal?.aborted && request.keepStagedOnStop) {
-      throw stoppedAt(request, head, upload, staging, parts, staged, sent, error);
-    }
-    throw error;
-  }
+  return stageAndCommit(request, head, write, parts, staging, {
+    concurrency: request.concurrency * PULL_CONCURRENCY_FACTOR,
+    stage: (upload, part, signal) =>
+      destination.stagePartFromUrl(upload, part.partNumber, url, part, { signal }),
+    beforeCommit: () => assertSourceUnchanged(request, head),
+    abortOnFailure: false,
+  });
 }
 
 async function streamCopy(
@@ -478,22 +454,53 @@ async function streamCopy(
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
-  const partSize = parts[0]?.size ?? head.size;
+  const buffers = new BufferPool(request.concurrency, parts[0]?.size ?? head.size);
+  return stageAndCommit(request, head, write, parts, staging, {
+    concurrency: request.concurrency,
+    stage: async (upload, part, signal) => {
+      const buffer = buffers.acquire();
+      try {
+        const body = await readRange({ ...request, signal }, head, part, buffer);
+        return await destination.stagePart(upload, part.partNumber, body, { signal });
+      } finally {
+        buffers.release(buffer);
+      }
+    },
+    // An S3 multipart upload that will not be committed costs storage until it is aborted.
+    abortOnFailure: true,
+  });
+}
+
+/**
+ * The staged path both transfers share: opens (or reopens) the staging, stages the parts not
+ * staged yet (`stage`, retried per part), and commits them all. On a time-budget stop with
+ * `keepStagedOnStop` it throws the checkpoint (CopyStoppedError) and keeps what is staged;
+ * on any other failure it aborts the staging when `abortOnFailure`.
+ */
+async function stageAndCommit(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  write: WriteOptions,
+  parts: PlannedPart[],
+  staging: Staging,
+  how: {
+    concurrency: number;
+    stage(upload: StagedUpload, part: PlannedPart, signal: AbortSignal): Promise<StagedPart>;
+    beforeCommit?(): Promise<void>;
+    abortOnFailure: boolean;
+  },
+): Promise<string> {
+  const { destination } = request;
   const { upload, staged } = await openStaged(request, head, write, parts, staging);
+  const missing = parts.filter((part) => !staged.has(part.partNumber));
+  let done = sumSizes(staged);
   let sent = 0;
   try {
-    const missing = parts.filter((part) => !staged.has(part.partNumber));
-    let done = sumSizes(staged);
-    const buffers = new BufferPool(request.concurrency, partSize);
     await runPool(
       missing,
-      request.concurrency,
+      how.concurrency,
       async (part, signal) => {
-        const buffer = buffers.acquire();
-        const result = await withPartRetries(async () => {
-          const body = await readRange({ ...request, signal }, head, part, buffer);
-          return destination.stagePart(upload, part.partNumber, body, { signal });
-        }).finally(() => buffers.release(buffer));
+        const result = await withPartRetries(() => how.stage(upload, part, signal));
         staged.set(part.partNumber, result);
         sent += 1;
         done += part.size;
@@ -501,6 +508,7 @@ async function streamCopy(
       },
       request.signal,
     );
+    await how.beforeCommit?.();
     const result = await destination.commitStaged(upload, [...staged.values()], {
       ...atCommit(destination, write),
       expectedSize: head.size,
@@ -510,17 +518,11 @@ async function streamCopy(
     if (request.signal?.aborted && request.keepStagedOnStop) {
       throw stoppedAt(request, head, upload, staging, parts, staged, sent, error);
     }
-    // An S3 multipart upload that will not be committed costs storage until it is aborted.
-    await destination.abortStaged(upload).catch(() => undefined);
+    if (how.abortOnFailure) await destination.abortStaged(upload).catch(() => undefined);
     throw error;
   }
 }
 
-/**
- * The staged upload of this copy with what is already staged in it: the upload an earlier run
- * left (`staging.resume`) while it still exists, else a new one (on Azure the same blocks:
- * they are named from the source version and the part plan).
- */
 async function openStaged(
   request: CopyObjectRequest,
   head: ObjectHead,
