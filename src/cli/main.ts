@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
 import { registerCleanupCommand } from './cleanup-command.ts';
 import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
+import { untilInterrupted } from './interrupt.ts';
 import { runLocalCommand } from './local-command.ts';
 import { registerOpsCommands } from './ops-commands.ts';
 import { registerReconcileCommand } from './reconcile-command.ts';
@@ -38,23 +39,13 @@ program
   .option('--stream', 'stream bytes through this process even where Azure could pull from S3')
   .option('--json', 'print a JSON summary on stdout')
   .action(async (source: string, destination: string, options) => {
-    const interrupt = new AbortController();
-    process.once('SIGINT', () => interrupt.abort(new Error('interrupted')));
-    try {
-      await runCopyCommand(source, destination, options, {
+    await untilInterrupted('nothing was committed for the object in progress', (signal) =>
+      runCopyCommand(source, destination, options, {
         stdout: process.stdout,
         stderr: process.stderr,
-        signal: interrupt.signal,
-      });
-    } catch (error) {
-      if (interrupt.signal.aborted) {
-        process.stderr.write(
-          's3az: interrupted; nothing was committed for the object in progress\n',
-        );
-        process.exit(130);
-      }
-      throw error;
-    }
+        signal,
+      }),
+    );
   });
 
 program

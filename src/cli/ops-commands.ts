@@ -4,6 +4,7 @@ import { type DeadLetter, groupDeadLetters, scanDeadLetters } from '../ops/dead-
 import { parseDuration, type RedriveOptions, redrive } from '../ops/redrive.ts';
 import { type PipelineStatus, pipelineStatus } from '../ops/status.ts';
 import { type OpsTarget, resolveTarget, type TargetOptions } from '../ops/target.ts';
+import { untilInterrupted } from './interrupt.ts';
 import { CountProgress } from './progress.ts';
 
 export interface Io {
@@ -173,15 +174,17 @@ export async function runRedrive(options: Record<string, unknown>, io: Io = proc
   const settings = redriveOptions(options);
   const target = await resolveTarget(targetOptions(options), io.env);
   const progress = new CountProgress(io.stderr);
-  // Ctrl-C stops after the message in hand; what is left is shown again at once.
-  const interrupt = new AbortController();
-  const onInterrupt = () => interrupt.abort();
-  process.once('SIGINT', onInterrupt);
-  const result = await redrive(target, {
-    ...settings,
-    signal: interrupt.signal,
-    onProgress: (done, total) => progress.update('re-driving', done, total),
-  }).finally(() => process.off('SIGINT', onInterrupt));
+  // Ctrl-C stops after the message in hand; what is left is shown again at once. (Stopped
+  // while still reading, the dead letters read so far come back when their lease ends.)
+  const result = await untilInterrupted(
+    'the dead letters read so far are visible again when their lease ends (15 minutes)',
+    (signal) =>
+      redrive(target, {
+        ...settings,
+        signal,
+        onProgress: (done, total) => progress.update('re-driving', done, total),
+      }),
+  );
   progress.done();
   const summary = {
     target: target.name,

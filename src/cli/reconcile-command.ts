@@ -22,6 +22,7 @@ import {
 import { parseReconcileRequest } from '../queue/reconcile-request.ts';
 import { buildRuntime } from '../runtime/runtime.ts';
 import type { Environment } from '../stores/clients.ts';
+import { untilInterrupted } from './interrupt.ts';
 
 /** Output sinks and environment, injectable for tests. */
 export interface ReconcileIo {
@@ -313,25 +314,14 @@ export function registerReconcileCommand(program: Command): void {
     .option('--force', 'send the deletes even beyond --max-delete-fraction')
     .option('--json', 'print the summary as one JSON object')
     .action(async (options: ReconcileCommandOptions) => {
-      const interrupt = new AbortController();
-      const onInterrupt = () => interrupt.abort(new Error('interrupted'));
-      process.once('SIGINT', onInterrupt);
-      try {
-        await runReconcileCommand(options, {
-          stdout: process.stdout,
-          stderr: process.stderr,
-          signal: interrupt.signal,
-        });
-      } catch (error) {
-        if (interrupt.signal.aborted) {
-          process.stderr.write(
-            's3az: interrupted; the tasks sent so far stay in the tasks queue (run reconcile again for the rest)\n',
-          );
-          process.exit(130);
-        }
-        throw error;
-      } finally {
-        process.off('SIGINT', onInterrupt);
-      }
+      await untilInterrupted(
+        'the tasks sent so far stay in the tasks queue (run reconcile again for the rest)',
+        (signal) =>
+          runReconcileCommand(options, {
+            stdout: process.stdout,
+            stderr: process.stderr,
+            signal,
+          }),
+      );
     });
 }
