@@ -17,6 +17,7 @@ import {
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { countingParts } from '../support/counting-store.ts';
 import {
   emulatorEnv,
   makeBlobServiceClient,
@@ -523,28 +524,6 @@ async function stopAfter(
     throw new Error(`the copy did not stop with a checkpoint: ${String(error)}`);
   }
   return { error, checkpoint: error.checkpoint };
-}
-
-/** Wraps a store to count the parts it stages, calling `after` with the count after each. */
-function countingParts<T extends ObjectStore>(
-  store: T,
-  after?: (sent: number) => void,
-): { store: T; sent: () => number } {
-  let sent = 0;
-  const wrapped = new Proxy(store, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver);
-      if (typeof value !== 'function') return value;
-      if (property !== 'stagePart' && property !== 'stagePartFromUrl') return value.bind(target);
-      return async (...args: unknown[]) => {
-        const result: unknown = await (value as (...a: unknown[]) => unknown).apply(target, args);
-        sent += 1;
-        after?.(sent);
-        return result;
-      };
-    },
-  });
-  return { store: wrapped, sent: () => sent };
 }
 
 type Hooks = Partial<Record<string, () => Promise<void>>>;

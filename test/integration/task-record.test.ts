@@ -22,6 +22,7 @@ import {
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
+import { countingParts } from '../support/counting-store.ts';
 import {
   makeBlobServiceClient,
   makeS3Client,
@@ -281,21 +282,10 @@ describe('Function: processTaskRecord, a copy continued across invocations', () 
   /** S3, counting the parts staged; the budget runs out once `stopAfter` are staged. */
   function budgeted(stopAfter?: number) {
     const budget = new AbortController();
-    let sent = 0;
-    const store = new Proxy(s3, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver);
-        if (typeof value !== 'function') return value;
-        if (property !== 'stagePart') return value.bind(target);
-        return async (...args: Parameters<S3ObjectStore['stagePart']>) => {
-          const result = await target.stagePart(...args);
-          sent += 1;
-          if (sent === stopAfter) budget.abort(new TimeBudgetExceededError());
-          return result;
-        };
-      },
+    const { store, sent } = countingParts(s3, (count) => {
+      if (count === stopAfter) budget.abort(new TimeBudgetExceededError());
     });
-    return { store, signal: budget.signal, sent: () => sent };
+    return { store, signal: budget.signal, sent };
   }
 
   /** A blob of PARTS parts, and a first run of its copy stopped after two of them. */
@@ -336,25 +326,14 @@ describe('Function: processTaskRecord, a copy continued across invocations', () 
     const key = `cont/${uniqueName('obj')}`;
     const body = randomBytes(PARTS * PART);
     await putObject(s3, key, body);
-    let sent = 0;
     let stopAfter: number | undefined = 2;
     const budget = new AbortController();
-    const counting = new Proxy(azure, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver);
-        if (typeof value !== 'function') return value;
-        if (property !== 'stagePart' && property !== 'stagePartFromUrl') return value.bind(target);
-        return async (...args: unknown[]) => {
-          const result: unknown = await (value as (...a: unknown[]) => unknown).apply(target, args);
-          sent += 1;
-          if (sent === stopAfter) budget.abort(new TimeBudgetExceededError());
-          return result;
-        };
-      },
+    const counting = countingParts(azure, (count) => {
+      if (count === stopAfter) budget.abort(new TimeBudgetExceededError());
     });
     const toAzure = (): TaskRecordDependencies => ({
       ...continuing(urls, s3),
-      storesFor: () => ({ source: s3, destination: counting }),
+      storesFor: () => ({ source: s3, destination: counting.store }),
     });
     const first = await processTaskRecord(
       await asRecord(urls.queueUrl, JSON.stringify(task(key))),
@@ -366,7 +345,7 @@ describe('Function: processTaskRecord, a copy continued across invocations', () 
     // A pull in flight when the budget ran out may have been staged all the same.
     const stagedBefore = (await azure.listStaged({ key, uploadId })).length;
     stopAfter = undefined;
-    sent = 0;
+    const sentBefore = counting.sent();
     // Act
     const outcome = await processTaskRecord(continued, toAzure());
     // Assess
@@ -374,7 +353,7 @@ describe('Function: processTaskRecord, a copy continued across invocations', () 
     expect(parseTaskMessage(continued.body).continuation).toMatchObject({ count: 1 });
     expect(outcome).toMatchObject({ action: 'copied', bytes: body.length });
     expect(stagedBefore).toBeGreaterThanOrEqual(2);
-    expect(sent).toBe(PARTS - stagedBefore);
+    expect(counting.sent() - sentBefore).toBe(PARTS - stagedBefore);
     expect(sha(await readAll((await azure.get(key)).body))).toBe(sha(body));
   });
 
