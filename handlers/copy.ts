@@ -3,8 +3,13 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { functionMemoryBudget } from '../src/core/memory-plan.ts';
 import { processTaskRecord, TimeBudgetExceededError } from '../src/queue/task-record.ts';
-import { COPY_STOP_MARGIN_SECONDS, COPY_TIMEOUT_SECONDS } from '../src/queue/timing.ts';
+import {
+  COPY_MEMORY_MB,
+  COPY_STOP_MARGIN_SECONDS,
+  COPY_TIMEOUT_SECONDS,
+} from '../src/queue/timing.ts';
 import * as ruleStores from '../src/runtime/rule-stores.ts';
 import {
   getRuntime,
@@ -37,6 +42,8 @@ export function createCopyHandler(runtime: () => Promise<Runtime>) {
       telemetry: built.telemetry,
       retryBaseSeconds: built.retryBaseSeconds,
       maxReceives: built.maxReceives,
+      // The records of a batch copy side by side, each within its share of the memory.
+      memoryBudget: functionMemoryBudget(process.env, event.Records.length, COPY_MEMORY_MB),
     };
     // Copies stop starting new ranges before Lambda would kill them and continue in a new
     // invocation from their staged parts (see src/queue/timing.ts).

@@ -3,7 +3,8 @@ import { type CopyObjectResult, copyObject } from '../copy/copy-object.ts';
 import { runPool } from '../copy/pool.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
 import { joinKey, relativeKey } from '../core/keys.ts';
-import { parseSize } from '../core/range-plan.ts';
+import { MIN_MEMORY_BUDGET } from '../core/memory-plan.ts';
+import { formatBytes, parseSize } from '../core/range-plan.ts';
 import { PreconditionFailedError, ReplicatorError, UsageError } from '../errors.ts';
 import { AzureBlobObjectStore } from '../stores/azure-blob.ts';
 import {
@@ -21,6 +22,7 @@ import { type Location, parseLocation } from './uri.ts';
 export interface CopyCommandOptions {
   partSize?: string;
   concurrency?: string;
+  memory?: string;
   stream?: boolean;
   json?: boolean;
 }
@@ -28,6 +30,8 @@ export interface CopyCommandOptions {
 /** The default part size: 8 MiB keeps S3 parts under local emulators' 11 MiB body limit. */
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 export const DEFAULT_CONCURRENCY = 8;
+/** What a copy may hold at once by default (`--memory`); the defaults above use 64 MiB of it. */
+export const DEFAULT_MEMORY = '1GiB';
 const MAX_CONCURRENCY = 64;
 
 /** Summary printed by `--json`. */
@@ -173,6 +177,16 @@ function parseConcurrency(text: string | undefined): number {
   return value;
 }
 
+function parseMemory(text: string | undefined): number {
+  const bytes = parseSize(text ?? DEFAULT_MEMORY);
+  if (bytes < MIN_MEMORY_BUDGET) {
+    throw new UsageError(
+      `--memory must be at least ${formatBytes(MIN_MEMORY_BUDGET)}, got "${text}"`,
+    );
+  }
+  return bytes;
+}
+
 /** `s3az copy <source> <destination>`: one object, or every object under a prefix. */
 export async function runCopyCommand(
   sourceText: string,
@@ -182,6 +196,7 @@ export async function runCopyCommand(
 ): Promise<CopySummary> {
   const partSize = options.partSize === undefined ? DEFAULT_PART_SIZE : parseSize(options.partSize);
   const concurrency = parseConcurrency(options.concurrency);
+  const memory = parseMemory(options.memory);
   const sourceLocation = parseLocation(sourceText);
   const destinationLocation = parseLocation(destinationText);
   const prefixCopy = sourceLocation.key === '' || sourceLocation.key.endsWith('/');
@@ -207,7 +222,12 @@ export async function runCopyCommand(
   const results: CopyObjectResult[] = [];
   const failures: string[] = [];
 
-  const copyOne = async (sourceKey: string, destinationKey: string, rangeConcurrency: number) => {
+  const copyOne = async (
+    sourceKey: string,
+    destinationKey: string,
+    rangeConcurrency: number,
+    memoryBudget = memory,
+  ) => {
     const result = await copyWithRedecide({
       source,
       sourceKey,
@@ -215,6 +235,7 @@ export async function runCopyCommand(
       destinationKey,
       partSize,
       concurrency: rangeConcurrency,
+      memoryBudget,
       transfer: options.stream ? 'stream' : 'auto',
       pullMemory,
       log,
@@ -242,13 +263,13 @@ export async function runCopyCommand(
     const objects = await listAll(source, sourceLocation.key);
     const small = objects.filter((item) => item.size <= partSize);
     const large = objects.filter((item) => item.size > partSize);
-    const attempt = async (item: ListedObject, rangeConcurrency: number) => {
+    const attempt = async (item: ListedObject, rangeConcurrency: number, budget?: number) => {
       const destinationKey = joinKey(
         destinationLocation.key,
         relativeKey(sourceLocation.key, item.key),
       );
       try {
-        await copyOne(item.key, destinationKey, rangeConcurrency);
+        await copyOne(item.key, destinationKey, rangeConcurrency, budget);
       } catch (error) {
         if (io.signal?.aborted) throw error;
         const message = error instanceof Error ? error.message : String(error);
@@ -256,9 +277,14 @@ export async function runCopyCommand(
         log(`failed: ${message}`);
       }
     };
-    // Small objects run side by side; large ones one at a time with parallel ranges, so memory
-    // stays about concurrency x part size either way.
-    await runPool(small, concurrency, (item) => attempt(item, 1));
+    // Small objects run side by side, as many as the memory holds whole; large ones one at a
+    // time with parallel ranges, each within the whole budget.
+    const side = Math.max(
+      1,
+      Math.min(concurrency, Math.floor(memory / Math.min(partSize, memory))),
+    );
+    const share = Math.max(MIN_MEMORY_BUDGET, Math.floor(memory / side));
+    await runPool(small, side, (item) => attempt(item, 1, share));
     for (const item of large) await attempt(item, concurrency);
   }
   progress?.done();

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
 import { registerCleanupCommand } from './cleanup-command.ts';
-import { DEFAULT_CONCURRENCY, runCopyCommand } from './copy-command.ts';
+import { DEFAULT_CONCURRENCY, DEFAULT_MEMORY, runCopyCommand } from './copy-command.ts';
 import { untilInterrupted } from './interrupt.ts';
 import { runLocalCommand } from './local-command.ts';
 import { registerOpsCommands } from './ops-commands.ts';
@@ -36,6 +36,11 @@ program
   .argument('<destination>', 'same forms; a destination ending in "/" is a prefix')
   .option('--part-size <size>', 'part/block size, bytes or with a unit (8MiB, 64MB)', '8MiB')
   .option('--concurrency <n>', 'ranges in flight at once', String(DEFAULT_CONCURRENCY))
+  .option(
+    '--memory <size>',
+    'most bytes a copy holds at once; part size and concurrency are fitted to it',
+    DEFAULT_MEMORY,
+  )
   .option('--stream', 'stream bytes through this process even where Azure could pull from S3')
   .option('--json', 'print a JSON summary on stdout')
   .action(async (source: string, destination: string, options) => {

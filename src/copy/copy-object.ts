@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { pipeline, type Readable } from 'node:stream';
 import { checkKeyFor } from '../core/keys.ts';
+import { planMemory } from '../core/memory-plan.ts';
 import { buildNativeMetadata, sourceRef, stampMarker, userMetadataOf } from '../core/metadata.ts';
-import { planRanges } from '../core/range-plan.ts';
 import { translateToolMetadata } from '../core/tool-metadata.ts';
 import {
   NotFoundError,
@@ -14,17 +15,19 @@ import { PART_ATTEMPTS } from '../queue/timing.ts';
 import {
   isPresigner,
   isPullFromUrl,
+  type ObjectBody,
   type ObjectHead,
   type ObjectStore,
   type StagedPart,
   type StagedUpload,
+  streamsParts,
   type WriteCondition,
   type WriteOptions,
 } from '../stores/object-store.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { runPool } from './pool.ts';
 import { PullMemory } from './pull-memory.ts';
-import { readExactly } from './read-exactly.ts';
+import { exactLength, readExactly } from './read-exactly.ts';
 
 /** What to copy, where, and how. */
 export interface CopyObjectRequest {
@@ -37,10 +40,17 @@ export interface CopyObjectRequest {
   /** Preferred part size in bytes; the planner grows it when the object needs more parts. */
   partSize: number;
   /**
-   * Ranges streamed at once; memory is about concurrency x part size. Server-side pulls, which
-   * hold no bytes here, run twice as many.
+   * Most ranges streamed at once. Server-side pulls, which hold no bytes here, run twice as
+   * many.
    */
   concurrency: number;
+  /**
+   * Bytes this copy may hold at once. The part size and the concurrency are planned to fit it
+   * (`planMemory`): parts streamed to S3 cost a few MiB a lane whatever their size; blocks for
+   * Azure are held whole, so they are made smaller and fewer run at once. Default: unchecked,
+   * about concurrency x part size.
+   */
+  memoryBudget?: number;
   /** `stream` forces bytes through this process even where the destination could pull. */
   transfer?: 'auto' | 'stream';
   /** Where "this destination cannot pull" is remembered across copies. */
@@ -274,11 +284,15 @@ async function copyVersion(
     ...withSignal(request.signal),
   };
   // A resumed copy keeps the plan its staged parts were cut by, whatever the rule says now.
-  const plan = planRanges(head.size, {
-    partSize: resume?.partSize ?? request.partSize,
+  const memoryPlan = planMemory(head.size, {
+    partSize: request.partSize,
+    ...(resume && { fixedPartSize: resume.partSize }),
+    concurrency: request.concurrency,
+    budget: request.memoryBudget,
     limits: destination.limits,
+    streamsParts: streamsParts(destination),
   });
-  const preferredPartSize = resume?.partSize ?? request.partSize;
+  const { plan, preferredPartSize } = memoryPlan;
   const ranges = plan.mode === 'single' ? [] : plan.parts;
   const memory = request.pullMemory ?? defaultPullMemory;
   const base = {
@@ -317,7 +331,7 @@ async function copyVersion(
       }
     }
   }
-  const destinationEtag = await streamCopy(request, head, write, ranges, {
+  const destinationEtag = await streamCopy(request, head, write, ranges, memoryPlan.concurrency, {
     resume,
     preferredPartSize,
   });
@@ -433,6 +447,7 @@ async function streamCopy(
   head: ObjectHead,
   write: WriteOptions,
   parts: PlannedPart[],
+  concurrency: number,
   staging: Staging,
 ): Promise<string> {
   const { destination } = request;
@@ -454,9 +469,27 @@ async function streamCopy(
     request.onProgress?.(head.size, head.size);
     return result.etag;
   }
-  const buffers = new BufferPool(request.concurrency, parts[0]?.size ?? head.size);
+  const how = {
+    concurrency,
+    // An S3 multipart upload that will not be committed costs storage until it is aborted.
+    abortOnFailure: true,
+  };
+  if (streamsParts(destination)) {
+    // Each part goes from the source's response to the destination's request as it arrives.
+    return stageAndCommit(request, head, write, parts, staging, {
+      ...how,
+      stage: (upload, part, signal) =>
+        pipeRange({ ...request, signal }, head, part, (body, partSignal) =>
+          destination.stagePartStream(upload, part.partNumber, body, part.size, {
+            signal: partSignal,
+          }),
+        ),
+    });
+  }
+  // Held whole: the destination wants the part's checksum ahead of its bytes.
+  const buffers = new BufferPool(concurrency, parts[0]?.size ?? head.size);
   return stageAndCommit(request, head, write, parts, staging, {
-    concurrency: request.concurrency,
+    ...how,
     stage: async (upload, part, signal) => {
       const buffer = buffers.acquire();
       try {
@@ -466,8 +499,6 @@ async function streamCopy(
         buffers.release(buffer);
       }
     },
-    // An S3 multipart upload that will not be committed costs storage until it is aborted.
-    abortOnFailure: true,
   });
 }
 
@@ -623,6 +654,27 @@ function sameChecksum(listed: string, recorded: string | undefined): boolean {
   );
 }
 
+/** Opens a range of the source version decided on; a changed source is SourceChangedError. */
+async function openRange(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  part: PlannedPart,
+  what: string,
+): Promise<ObjectBody> {
+  try {
+    return await request.source.get(request.sourceKey, {
+      range: { start: part.start, end: part.end },
+      ifMatch: head.etag,
+      ...withSignal(request.signal),
+    });
+  } catch (error) {
+    if (error instanceof PreconditionFailedError || error instanceof NotFoundError) {
+      throw new SourceChangedError(`${what}: the source changed`);
+    }
+    throw error;
+  }
+}
+
 async function readRange(
   request: CopyObjectRequest,
   head: ObjectHead,
@@ -630,18 +682,41 @@ async function readRange(
   into?: Buffer,
 ): Promise<Buffer> {
   const what = `${request.source.describe(request.sourceKey)} bytes ${part.start}-${part.end}`;
+  const object = await openRange(request, head, part, what);
+  return readExactly(object.body, part.size, what, into);
+}
+
+/**
+ * Streams a range of the source into `send` without holding it: the body is checked to be
+ * exactly the range's size on the way. A failure of the source's side (a reset, a short body)
+ * is reported as such, not as whatever the destination's request made of it.
+ */
+async function pipeRange(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  part: PlannedPart,
+  send: (body: Readable, signal: AbortSignal) => Promise<StagedPart>,
+): Promise<StagedPart> {
+  const what = `${request.source.describe(request.sourceKey)} bytes ${part.start}-${part.end}`;
+  const object = await openRange(request, head, part, what);
+  const exact = exactLength(part.size, what);
+  // A request whose body stream fails may wait for the rest of it forever: end it.
+  const broken = new AbortController();
+  const signal = request.signal ? AbortSignal.any([request.signal, broken.signal]) : broken.signal;
+  let sourceFailure: unknown;
+  pipeline(object.body, exact, (error) => {
+    if (!error) return;
+    sourceFailure ??= error;
+    broken.abort(error);
+  });
   try {
-    const object = await request.source.get(request.sourceKey, {
-      range: { start: part.start, end: part.end },
-      ifMatch: head.etag,
-      ...withSignal(request.signal),
-    });
-    return await readExactly(object.body, part.size, what, into);
+    return await send(exact, signal);
   } catch (error) {
-    if (error instanceof PreconditionFailedError || error instanceof NotFoundError) {
-      throw new SourceChangedError(`${what}: the source changed`);
-    }
-    throw error;
+    if (sourceFailure === undefined) throw error;
+    if (sourceFailure instanceof RetryableError) throw sourceFailure;
+    throw new RetryableError(`${what}: reading the body failed`, { cause: sourceFailure });
+  } finally {
+    object.body.destroy();
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { RetryableError } from '../errors.ts';
 
 /**
@@ -30,4 +30,29 @@ export async function readExactly(
     throw new RetryableError(`${what}: body ended after ${offset} of ${size} bytes`);
   }
   return buffer;
+}
+
+/**
+ * Passes a body of known size through unchanged, failing the stream when it runs longer than
+ * `size` or ends short (a transport fault, retryable), so nothing of another length is sent on.
+ */
+export function exactLength(size: number, what: string): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > size) {
+        done(new RetryableError(`${what}: body is longer than the ${size} bytes expected`));
+        return;
+      }
+      done(null, chunk);
+    },
+    flush(done) {
+      done(
+        seen === size
+          ? null
+          : new RetryableError(`${what}: body ended after ${seen} of ${size} bytes`),
+      );
+    },
+  });
 }

@@ -35,6 +35,8 @@ export interface TaskContext {
   resume?: CopyCheckpoint;
   /** See `CopyObjectRequest.keepStagedOnStop`. */
   keepStagedOnStop?: boolean;
+  /** Bytes the copy may hold at once; see `CopyObjectRequest.memoryBudget`. */
+  memoryBudget?: number;
 }
 
 // Each lost race means another writer got there between our read and our commit; three in a
@@ -141,6 +143,7 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         ...(context.log && { log: context.log }),
         ...(resumeNow && { resume: resumeNow }),
         ...(context.keepStagedOnStop && { keepStagedOnStop: true }),
+        ...(context.memoryBudget !== undefined && { memoryBudget: context.memoryBudget }),
       });
       return {
         action: 'copied',

@@ -382,7 +382,7 @@ export interface Tuning {
 export const DEFAULT_TUNING: Tuning = {
   webhookMemory: 512,
   planMemory: 1024,
-  copyMemory: 2048,
+  copyMemory: timing.COPY_MEMORY_MB,
   planConcurrency: 10,
   copyConcurrency: 10,
   planBatchSize: timing.PLAN_BATCH_SIZE,

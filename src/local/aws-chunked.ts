@@ -1,10 +1,23 @@
 /**
+ * S3 refuses an aws-chunked body with a chunk below 8 KiB before the last one (403
+ * `InvalidChunkSizeError`, "Only the last chunk is allowed to have a size less than 8192
+ * bytes"), as seen in https://github.com/aws/aws-sdk-cpp/issues/2727 and the AWS SDK's own hint
+ * to set `requestStreamBufferSize`.
+ */
+export const MIN_CHUNK_BYTES = 8192;
+
+/**
  * Decodes an `aws-chunked` request body (SigV4 streaming, signed or unsigned, with optional
  * trailers such as `x-amz-checksum-crc32`). Returns `undefined` when the body is not well formed.
  */
-export function decodeAwsChunked(
-  body: Buffer,
-): { data: Buffer; trailers: Record<string, string> } | undefined {
+export function decodeAwsChunked(body: Buffer):
+  | {
+      data: Buffer;
+      trailers: Record<string, string>;
+      /** The first data chunk but the last below 8 KiB (1-based), which S3 refuses. */
+      smallChunk?: { chunk: number; size: number };
+    }
+  | undefined {
   const chunks: Buffer[] = [];
   let offset = 0;
   for (;;) {
@@ -25,5 +38,12 @@ export function decodeAwsChunked(
     if (colon > 0)
       trailers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
-  return { data: Buffer.concat(chunks), trailers };
+  const small = chunks.findIndex(
+    (chunk, index) => index < chunks.length - 1 && chunk.length < MIN_CHUNK_BYTES,
+  );
+  return {
+    data: Buffer.concat(chunks),
+    trailers,
+    ...(small >= 0 && { smallChunk: { chunk: small + 1, size: chunks[small]?.length ?? 0 } }),
+  };
 }

@@ -358,6 +358,14 @@ function checkBody(request: FastifyRequest): BodyCheck {
         message: 'The request body is not a well-formed aws-chunked body.',
       };
     }
+    if (decoded.smallChunk) {
+      return {
+        ok: false,
+        status: 403,
+        code: 'InvalidChunkSizeError',
+        message: `Only the last chunk is allowed to have a size less than 8192 bytes (chunk ${decoded.smallChunk.chunk} has ${decoded.smallChunk.size})`,
+      };
+    }
     body = decoded.data;
     trailers = decoded.trailers;
   }

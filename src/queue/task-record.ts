@@ -187,6 +187,8 @@ export interface TaskRecordDependencies {
   maxReceives?: number;
   /** Most continuations of one task (default MAX_CONTINUATIONS); see `processTaskRecord`. */
   maxContinuations?: number;
+  /** Bytes each copy may hold at once (its share of the function's memory); default unchecked. */
+  memoryBudget?: number;
 }
 
 /** The reason a copy's signal fires when its invocation nears the end of its time budget. */
@@ -238,6 +240,9 @@ export async function processTaskRecord(
         ...(signal && { signal }),
         ...(resume && { resume }),
         keepStagedOnStop: true,
+        ...(dependencies.memoryBudget !== undefined && {
+          memoryBudget: dependencies.memoryBudget,
+        }),
         ...(telemetry && {
           log: (message: string) =>
             telemetry.logger.info(message, { correlationId: parsed.correlationId }),

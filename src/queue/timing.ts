@@ -32,6 +32,8 @@ export const REDRIVE_TIMEOUT_SECONDS = PLAN_TIMEOUT_SECONDS;
 export const RECONCILE_TIMEOUT_SECONDS = PLAN_TIMEOUT_SECONDS;
 /** API Gateway HTTP APIs wait at most 30 s for an integration. */
 export const WEBHOOK_TIMEOUT_SECONDS = 29;
+/** The copy function's memory in MB by default; each copy of a batch plans within its share. */
+export const COPY_MEMORY_MB = 2048;
 /** Records per copy invocation: copies of one batch run side by side and share its memory. */
 export const COPY_BATCH_SIZE = 4;
 export const PLAN_BATCH_SIZE = 10;

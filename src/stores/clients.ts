@@ -43,9 +43,12 @@ export function makeS3Client(
     region: options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(options.credentials ? { credentials: options.credentials } : credentialsOf(env)),
     maxAttempts: SDK_ATTEMPTS,
-    // Parts carry Content-MD5, which every S3 implementation verifies; no second checksum.
+    // Every body carries the checksum we computed (or a trailer we asked for); no second one.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A streamed part goes aws-chunked, whose chunks S3 refuses below 8 KiB but the last
+    // (InvalidChunkSizeError); a source stream may deliver smaller ones.
+    requestStreamBufferSize: 64 * 1024,
   });
   client.middlewareStack.add(unsignedPayload, { step: 'build', name: 's3azUnsignedPayload' });
   return client;

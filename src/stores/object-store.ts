@@ -187,6 +187,25 @@ export interface ObjectStore {
   checkContainer(options?: CallOptions): Promise<void>;
 }
 
+/**
+ * A store that takes a part as a stream of known size and verifies a checksum sent after the
+ * bytes (S3: aws-chunked with an `x-amz-checksum-crc32` trailer), so a part need not be held
+ * whole to be sent with its checksum.
+ */
+export interface StreamedParts {
+  stagePartStream(
+    upload: StagedUpload,
+    partNumber: number,
+    body: Readable,
+    size: number,
+    options?: CallOptions,
+  ): Promise<StagedPart>;
+}
+
+export function streamsParts(store: ObjectStore): store is ObjectStore & StreamedParts {
+  return typeof (store as Partial<StreamedParts>).stagePartStream === 'function';
+}
+
 /** A store that can hand out short-lived read URLs (S3 presigned GET). */
 export interface Presigner {
   presignGet(

@@ -13,10 +13,16 @@ import {
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
+  type UploadPartCommandOutput,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { S3_LIMITS } from '../core/range-plan.ts';
-import { NotFoundError, PermanentError, PreconditionFailedError } from '../errors.ts';
+import {
+  NotFoundError,
+  PermanentError,
+  PreconditionFailedError,
+  RetryableError,
+} from '../errors.ts';
 import type {
   CallOptions,
   CommitOptions,
@@ -275,6 +281,45 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     } catch (error) {
       throw classifyS3Error(error, `${this.describe(upload.key)} part ${partNumber}`);
     }
+  }
+
+  /**
+   * Uploads a part from a stream without holding it: the SDK sends it aws-chunked with its CRC32
+   * in a trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), which S3 verifies before it keeps the
+   * part and returns in the response.
+   * https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming-trailers.html
+   * https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html
+   */
+  async stagePartStream(
+    upload: StagedUpload,
+    partNumber: number,
+    body: Readable,
+    size: number,
+    options: CallOptions = {},
+  ): Promise<StagedPart> {
+    const what = `${this.describe(upload.key)} part ${partNumber}`;
+    let out: UploadPartCommandOutput;
+    try {
+      out = await this.#client.send(
+        new UploadPartCommand({
+          Bucket: this.container,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: size,
+          ChecksumAlgorithm: 'CRC32',
+        }),
+        abortOf(options.signal),
+      );
+    } catch (error) {
+      throw classifyS3Error(error, what);
+    }
+    if (!out.ChecksumCRC32) {
+      // The commit must repeat each part's checksum; without it the part cannot be committed.
+      throw new RetryableError(`${what}: S3 did not return the part's CRC32`);
+    }
+    return { partNumber, size, token: out.ETag ?? '', checksum: out.ChecksumCRC32 };
   }
 
   async listStaged(upload: StagedUpload, options: CallOptions = {}): Promise<StagedPart[]> {

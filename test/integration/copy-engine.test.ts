@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Transform } from 'node:stream';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -421,6 +422,123 @@ describe('Function: copyObject', () => {
     // Assess
     expect(second).toBe(2);
     expect(sha(await content(azure, 'resume/obj'))).toBe(sha(body));
+  });
+});
+
+describe('Function: copyObject within a memory budget', () => {
+  /** The store, recording how many calls of `method` run at once at most, and how many ran. */
+  function tracking<T extends ObjectStore>(store: T, method: string) {
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    const wrapped = new Proxy(store, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property !== method) return (value as (...a: unknown[]) => unknown).bind(target);
+        return async (...args: unknown[]) => {
+          running += 1;
+          calls += 1;
+          most = Math.max(most, running);
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } finally {
+            running -= 1;
+          }
+        };
+      },
+    });
+    return { store: wrapped, most: () => most, calls: () => calls };
+  }
+
+  it('holds at most as many whole blocks for Azure as the budget takes', async () => {
+    // Prepare: 8 parts of 5 MiB, 8 wanted at once, 16 MiB allowed: 3 blocks fit.
+    const body = randomBytes(8 * PART);
+    await putObject(s3, 'budget/to-azure', body);
+    const destination = tracking(azure, 'stagePart');
+    // Act
+    await copy(s3, 'budget/to-azure', destination.store, 'budget/to-azure', {
+      transfer: 'stream',
+      concurrency: 8,
+      memoryBudget: 16 * MiB,
+    });
+    // Assess
+    expect(destination.calls()).toBe(8);
+    expect(destination.most()).toBe(3);
+    expect(sha(await content(azure, 'budget/to-azure'))).toBe(sha(body));
+  });
+
+  it('streams parts to S3 without holding them, so the budget does not limit them', async () => {
+    // Prepare
+    const body = randomBytes(6 * PART + 123);
+    await putObject(azure, 'budget/to-s3', body);
+    const streamed = tracking(s3, 'stagePartStream');
+    const held = tracking(streamed.store, 'stagePart');
+    // Act
+    await copy(azure, 'budget/to-s3', held.store, 'budget/to-s3', {
+      concurrency: 4,
+      memoryBudget: 16 * MiB,
+    });
+    // Assess
+    expect(streamed.calls()).toBe(7);
+    expect(streamed.most()).toBe(4);
+    expect(held.calls()).toBe(0);
+    expect(sha(await content(s3, 'budget/to-s3'))).toBe(sha(body));
+  });
+
+  it('sends a streamed part again when the source breaks off in the middle of it', async () => {
+    // Prepare: the first read of the second part ends in a connection reset after 1 MiB.
+    const body = randomBytes(3 * PART);
+    await putObject(azure, 'budget/reset', body);
+    let broken = false;
+    const source = new Proxy(azure, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property !== 'get') return value.bind(target);
+        return async (...args: Parameters<AzureBlobObjectStore['get']>) => {
+          const object = await target.get(...args);
+          if (broken || args[1]?.range?.start !== PART) return object;
+          broken = true;
+          let seen = 0;
+          const resetting = new Transform({
+            transform(chunk: Buffer, _encoding, done) {
+              seen += chunk.length;
+              done(seen >= MiB ? new Error('read ECONNRESET') : null, chunk);
+            },
+          });
+          return { ...object, body: object.body.pipe(resetting) };
+        };
+      },
+    });
+    const streamed = tracking(s3, 'stagePartStream');
+    // Act
+    await copy(source, 'budget/reset', streamed.store, 'budget/reset', { concurrency: 1 });
+    // Assess
+    expect(broken).toBe(true);
+    expect(streamed.calls()).toBe(4);
+    expect(sha(await content(s3, 'budget/reset'))).toBe(sha(body));
+  });
+
+  it('refuses, naming the memory needed, a copy whose blocks cannot fit the budget', async () => {
+    // Prepare: a store that allows only 2 blocks, so 40 MiB needs 20 MiB blocks.
+    const body = randomBytes(40 * MiB);
+    await putObject(s3, 'budget/too-small', body);
+    const twoBlocks = new Proxy(azure, {
+      get(target, property, receiver) {
+        if (property === 'limits') return { ...target.limits, maxParts: 2 };
+        const value = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    // Act, Assess
+    await expect(
+      copy(s3, 'budget/too-small', twoBlocks, 'budget/too-small', {
+        transfer: 'stream',
+        memoryBudget: 16 * MiB,
+      }),
+    ).rejects.toThrow(/needs parts of 20\.0 MiB .* memory budget of 16\.0 MiB/);
+    expect(await azure.head('budget/too-small')).toBeUndefined();
   });
 });
 
