@@ -176,7 +176,7 @@ export function textOf(report: TaskReport): string | undefined {
     }
     return `${time} skipped ${from} (${outcome.reason}: ${outcome.detail})`;
   }
-  if (report.result === 'continued') return `${time} continuing ${from} in a new invocation`;
+  if (report.result === 'continued') return `${time} continuing ${from}: ${report.detail}`;
   return `${time} ${report.deadLettered ? 'dead-lettered' : 'failed, will retry'} ${from}: ${report.error}`;
 }
 
@@ -189,7 +189,7 @@ function jsonOf(report: TaskReport): Record<string, unknown> {
     correlationId: report.task?.correlationId,
   };
   if (report.result === 'done') return { ...base, ...report.outcome, latencyMs: report.latencyMs };
-  if (report.result === 'continued') return { ...base, action: 'continued' };
+  if (report.result === 'continued') return { ...base, action: 'continued', detail: report.detail };
   return {
     ...base,
     action: report.deadLettered ? 'dead-lettered' : 'failed',

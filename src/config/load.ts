@@ -85,12 +85,14 @@ export function validateConfig(input: unknown): ReplicationConfig {
   const result = configSchema.safeParse(input);
   if (!result.success) throw new ConfigError(`configuration: ${formatIssues(result.error, input)}`);
   result.data.rules.forEach((rule, index) => {
-    try {
-      parseSize(String(rule.partSize));
-    } catch (error) {
-      throw new ConfigError(
-        `rules[${index}] (rule "${rule.name}").partSize: ${(error as Error).message}`,
-      );
+    for (const field of ['partSize', 'fanOutAbove', 'fanOutRangeSize'] as const) {
+      try {
+        parseSize(String(rule[field]));
+      } catch (error) {
+        throw new ConfigError(
+          `rules[${index}] (rule "${rule.name}").${field}: ${(error as Error).message}`,
+        );
+      }
     }
   });
   checkOverlaps(result.data.rules);

@@ -80,6 +80,10 @@ export const ruleSchema = z.strictObject({
   exclude: z.array(z.string().min(1)).default([]),
   partSize: sizeText.default('8MiB'),
   concurrency: z.number().int().min(1).max(64).default(8),
+  /** Objects larger than this are copied by parallel range tasks and one finishing task. */
+  fanOutAbove: sizeText.default('8GiB'),
+  /** Bytes each range task of a fanned-out copy stages (whole parts, at least one). */
+  fanOutRangeSize: sizeText.default('1GiB'),
 });
 
 /** How the Event Grid webhook authenticates deliveries. */

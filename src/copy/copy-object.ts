@@ -10,6 +10,7 @@ import {
   PullUnsupportedError,
   ReplicatorError,
   RetryableError,
+  UsageError,
 } from '../errors.ts';
 import { PART_ATTEMPTS } from '../queue/timing.ts';
 import {
@@ -225,6 +226,142 @@ export async function copyObject(request: CopyObjectRequest): Promise<CopyObject
   }
 }
 
+/** A fanned-out copy's open staged upload, as its range and finishing tasks know it. */
+export interface FanOutUpload {
+  /** The upload, its plan's part size and the source version; `parts` is empty. */
+  checkpoint: CopyCheckpoint;
+  /** Parts in the plan. */
+  parts: number;
+  /** Bytes of every part but the last. */
+  partSize: number;
+}
+
+/**
+ * Opens the staged upload of a copy that range tasks will fill in parallel (each with
+ * `stageRange`) and one finishing task will commit (`commitFanOut`). Nothing is staged yet.
+ * The write (properties, metadata, marker) is the one the commit will make, conditional on
+ * `condition`.
+ */
+export async function beginFanOut(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  condition: WriteCondition,
+): Promise<FanOutUpload> {
+  const { plan, preferredPartSize } = memoryPlanOf(request, head.size);
+  if (plan.mode === 'single') {
+    throw new UsageError(`${request.source.describe(request.sourceKey)} fits one request`);
+  }
+  const upload = await request.destination.beginStaged(
+    request.destinationKey,
+    writeFor(request, head, condition),
+    stagingIdFor(head, request.destinationKey, plan.partSize),
+  );
+  return {
+    checkpoint: {
+      uploadId: upload.uploadId,
+      partSize: preferredPartSize,
+      sourceEtag: head.etag,
+      ...(head.versionId !== undefined && { sourceVersionId: head.versionId }),
+      sourceSize: head.size,
+      parts: [],
+    },
+    parts: plan.parts.length,
+    partSize: plan.partSize,
+  };
+}
+
+/**
+ * Stages parts `first` to `last` of a fanned-out copy into its upload (`checkpoint`: the upload,
+ * and the parts this range staged before, when it is continued), skipping those already there.
+ * It commits nothing and never aborts the shared upload.
+ *
+ * @throws SourceChangedError when the source is no longer the version the upload holds.
+ * @throws NotFoundError when the upload is gone (its finishing task gave it up).
+ * @throws CopyStoppedError (with `keepStagedOnStop`) when the signal stopped it.
+ */
+export async function stageRange(
+  request: CopyObjectRequest,
+  checkpoint: CopyCheckpoint,
+  first: number,
+  last: number,
+): Promise<void> {
+  const head = request.sourceHead ?? (await request.source.head(request.sourceKey));
+  if (!head || !holdsVersion(checkpoint, head)) {
+    throw new SourceChangedError(
+      `${request.source.describe(request.sourceKey)} is no longer the version being copied`,
+    );
+  }
+  await copyVersion(request, head, { kind: 'any' }, checkpoint, { first, last });
+}
+
+/** What a finishing task found: the copy committed, or the parts still missing. */
+export type FanOutState =
+  | { committed: true; result: CopyObjectResult }
+  | { committed: false; missing: number[]; staged: number };
+
+/**
+ * Commits a fanned-out copy when every part of its plan is staged with its planned size, on
+ * `condition` and on the source being unchanged; otherwise says which parts are missing.
+ *
+ * Listed S3 parts are taken with the checksum S3 lists: each was read `If-Match` the source
+ * version this upload holds and verified by S3 against the CRC32 it was sent with, and the
+ * commit repeats those checksums for S3 to check again.
+ *
+ * @throws SourceChangedError when the source is no longer the version the upload holds.
+ * @throws NotFoundError when the upload is gone.
+ * @throws PreconditionFailedError when the destination is no longer in `condition`.
+ */
+export async function commitFanOut(
+  request: CopyObjectRequest,
+  checkpoint: CopyCheckpoint,
+  condition: WriteCondition,
+): Promise<FanOutState> {
+  const { source, destination } = request;
+  const head = request.sourceHead ?? (await source.head(request.sourceKey));
+  if (!head || !holdsVersion(checkpoint, head)) {
+    throw new SourceChangedError(
+      `${source.describe(request.sourceKey)} is no longer the version being copied`,
+    );
+  }
+  const { plan } = memoryPlanOf(request, head.size, checkpoint.partSize);
+  const parts = plan.mode === 'single' ? [] : plan.parts;
+  const upload = { key: request.destinationKey, uploadId: checkpoint.uploadId };
+  const planned = new Map(parts.map((part) => [part.partNumber, part.size]));
+  const staged = new Map(
+    (await destination.listStaged(upload, withSignal(request.signal)))
+      .filter((part) => planned.get(part.partNumber) === part.size)
+      .map((part) => [part.partNumber, part]),
+  );
+  const missing = parts.filter((part) => !staged.has(part.partNumber));
+  if (missing.length > 0) {
+    return {
+      committed: false,
+      missing: missing.map((part) => part.partNumber),
+      staged: staged.size,
+    };
+  }
+  await assertSourceUnchanged(request, head);
+  const committed = await destination.commitStaged(upload, [...staged.values()], {
+    ...atCommit(destination, writeFor(request, head, condition)),
+    expectedSize: head.size,
+  });
+  request.onProgress?.(head.size, head.size);
+  return {
+    committed: true,
+    result: {
+      sourceKey: request.sourceKey,
+      destinationKey: request.destinationKey,
+      size: head.size,
+      sourceEtag: head.etag,
+      destinationEtag: committed.etag,
+      transfer: isPullFromUrl(destination) && isPresigner(source) ? 'pull' : 'stream',
+      mode: 'staged',
+      parts: parts.length,
+      restarts: 0,
+    },
+  };
+}
+
 async function currentCondition(
   store: ObjectStore,
   key: string,
@@ -248,12 +385,94 @@ function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
 
 type VersionResult = Omit<CopyObjectResult, 'restarts'>;
 
+/**
+ * The memory plan of a copy. A resumed copy keeps the plan its staged parts were cut by,
+ * whatever the rule says now.
+ */
+function memoryPlanOf(request: CopyObjectRequest, size: number, fixedPartSize?: number) {
+  return planMemory(size, {
+    partSize: request.partSize,
+    ...(fixedPartSize !== undefined && { fixedPartSize }),
+    concurrency: request.concurrency,
+    budget: request.memoryBudget,
+    limits: request.destination.limits,
+    streamsParts: streamsParts(request.destination),
+  });
+}
+
+/**
+ * Copies one version. With `only`, it stages just those parts of the plan into the upload
+ * `resume` names and commits nothing (a range task of a fanned-out copy): the upload is shared,
+ * so it is never aborted or replaced from here.
+ */
 async function copyVersion(
   request: CopyObjectRequest,
   head: ObjectHead,
   condition: WriteCondition,
   resume: CopyCheckpoint | undefined,
+  only?: { first: number; last: number },
 ): Promise<VersionResult> {
+  const { source, destination } = request;
+  const write = writeFor(request, head, condition);
+  const memoryPlan = memoryPlanOf(request, head.size, resume?.partSize);
+  const { plan, preferredPartSize } = memoryPlan;
+  const planned = plan.mode === 'single' ? [] : plan.parts;
+  const ranges = only
+    ? planned.filter((part) => part.partNumber >= only.first && part.partNumber <= only.last)
+    : planned;
+  const stageOnly = only !== undefined;
+  const memory = request.pullMemory ?? defaultPullMemory;
+  const base = {
+    sourceKey: request.sourceKey,
+    destinationKey: request.destinationKey,
+    size: head.size,
+    sourceEtag: head.etag,
+    mode: plan.mode,
+    parts: plan.mode === 'single' ? 1 : ranges.length,
+  } as const;
+
+  if (
+    request.transfer !== 'stream' &&
+    isPullFromUrl(destination) &&
+    isPresigner(source) &&
+    !memory.isDisabled(source, destination)
+  ) {
+    try {
+      const destinationEtag = await pullCopy(request, head, write, ranges, {
+        resume,
+        preferredPartSize,
+        stageOnly,
+      });
+      return { ...base, destinationEtag, transfer: 'pull' };
+    } catch (error) {
+      // A source that changed under the pull explains any failure of it: start over.
+      if (isPullFailure(error) && !request.signal?.aborted) {
+        await assertSourceUnchanged(request, head);
+      }
+      // Only a definitive "cannot pull from this source" switches to streaming, for a while;
+      // a transient failure (a busy source, an expired URL) is retried, and pulls again.
+      if (!(error instanceof PullUnsupportedError)) throw error;
+      if (memory.disable(source, destination, error.message)) {
+        request.log?.(
+          `${destination.describe('')}: server-side pull is not available (${error.message}); streaming through this process instead`,
+        );
+      }
+    }
+  }
+  const destinationEtag = await streamCopy(request, head, write, ranges, memoryPlan.concurrency, {
+    resume,
+    preferredPartSize,
+    stageOnly,
+  });
+  return { ...base, destinationEtag, transfer: 'stream' };
+}
+
+/** What the replica is written with: the source's properties, metadata and marker. */
+function writeFor(
+  request: CopyObjectRequest,
+  head: ObjectHead,
+  condition: WriteCondition,
+): WriteOptions {
   const { source, destination } = request;
   const metadata = buildNativeMetadata(
     destination.side,
@@ -277,65 +496,12 @@ async function copyVersion(
       replicatedAt: new Date().toISOString(),
     },
   );
-  const write: WriteOptions = {
+  return {
     properties: head.properties,
     metadata,
     condition,
     ...withSignal(request.signal),
   };
-  // A resumed copy keeps the plan its staged parts were cut by, whatever the rule says now.
-  const memoryPlan = planMemory(head.size, {
-    partSize: request.partSize,
-    ...(resume && { fixedPartSize: resume.partSize }),
-    concurrency: request.concurrency,
-    budget: request.memoryBudget,
-    limits: destination.limits,
-    streamsParts: streamsParts(destination),
-  });
-  const { plan, preferredPartSize } = memoryPlan;
-  const ranges = plan.mode === 'single' ? [] : plan.parts;
-  const memory = request.pullMemory ?? defaultPullMemory;
-  const base = {
-    sourceKey: request.sourceKey,
-    destinationKey: request.destinationKey,
-    size: head.size,
-    sourceEtag: head.etag,
-    mode: plan.mode,
-    parts: plan.mode === 'single' ? 1 : ranges.length,
-  } as const;
-
-  if (
-    request.transfer !== 'stream' &&
-    isPullFromUrl(destination) &&
-    isPresigner(source) &&
-    !memory.isDisabled(source, destination)
-  ) {
-    try {
-      const destinationEtag = await pullCopy(request, head, write, ranges, {
-        resume,
-        preferredPartSize,
-      });
-      return { ...base, destinationEtag, transfer: 'pull' };
-    } catch (error) {
-      // A source that changed under the pull explains any failure of it: start over.
-      if (isPullFailure(error) && !request.signal?.aborted) {
-        await assertSourceUnchanged(request, head);
-      }
-      // Only a definitive "cannot pull from this source" switches to streaming, for a while;
-      // a transient failure (a busy source, an expired URL) is retried, and pulls again.
-      if (!(error instanceof PullUnsupportedError)) throw error;
-      if (memory.disable(source, destination, error.message)) {
-        request.log?.(
-          `${destination.describe('')}: server-side pull is not available (${error.message}); streaming through this process instead`,
-        );
-      }
-    }
-  }
-  const destinationEtag = await streamCopy(request, head, write, ranges, memoryPlan.concurrency, {
-    resume,
-    preferredPartSize,
-  });
-  return { ...base, destinationEtag, transfer: 'stream' };
 }
 
 /**
@@ -395,6 +561,11 @@ interface Staging {
   resume: CopyCheckpoint | undefined;
   /** The part size the plan was made from, recorded in a checkpoint. */
   preferredPartSize: number;
+  /**
+   * Stage the parts into the upload `resume` names, and neither commit nor abort it: it is
+   * shared with other range tasks. An upload that is gone is NotFoundError, not a new one.
+   */
+  stageOnly?: boolean;
 }
 
 async function pullCopy(
@@ -539,6 +710,7 @@ async function stageAndCommit(
       },
       request.signal,
     );
+    if (staging.stageOnly) return '';
     await how.beforeCommit?.();
     const result = await destination.commitStaged(upload, [...staged.values()], {
       ...atCommit(destination, write),
@@ -549,7 +721,9 @@ async function stageAndCommit(
     if (request.signal?.aborted && request.keepStagedOnStop) {
       throw stoppedAt(request, head, upload, staging, parts, staged, sent, error);
     }
-    if (how.abortOnFailure) await destination.abortStaged(upload).catch(() => undefined);
+    if (how.abortOnFailure && !staging.stageOnly) {
+      await destination.abortStaged(upload).catch(() => undefined);
+    }
     throw error;
   }
 }
@@ -568,8 +742,9 @@ async function openStaged(
     try {
       return { upload, staged: await stagedParts(destination, upload, parts, request, resume) };
     } catch (error) {
-      // The upload is gone (aborted, or removed by a lifecycle rule): start a new one.
-      if (!(error instanceof NotFoundError)) throw error;
+      // The upload is gone (aborted, or removed by a lifecycle rule): start a new one, unless
+      // it is shared with other range tasks (their finishing task decides).
+      if (!(error instanceof NotFoundError) || staging.stageOnly) throw error;
       request.log?.(
         `${destination.describe(request.destinationKey)}: the staged upload of the stopped copy is gone; starting over`,
       );

@@ -3,10 +3,11 @@ import { type Decision, decide, looksLikeEcho, type SkipReason } from '../core/d
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
-import type { ObjectHead, ObjectStore } from '../stores/object-store.ts';
+import type { ObjectHead, ObjectStore, WriteCondition } from '../stores/object-store.ts';
 import {
   abandonCheckpoint,
   type CopyCheckpoint,
+  type CopyObjectRequest,
   copyObject,
   SourceChangedError,
 } from './copy-object.ts';
@@ -37,6 +38,61 @@ export interface TaskContext {
   keepStagedOnStop?: boolean;
   /** Bytes the copy may hold at once; see `CopyObjectRequest.memoryBudget`. */
   memoryBudget?: number;
+  /** Splits copies of very large objects over parallel invocations; absent: never. */
+  fanOut?: FanOutHook;
+}
+
+/** A copy too large for one invocation's stream, split into range tasks and a finishing task. */
+export interface FannedOut {
+  action: 'fanned-out';
+  ranges: number;
+  bytes: number;
+  decisions: number;
+}
+
+/** How a task splits the copy of a very large object (see src/queue/fan-out.ts). */
+export interface FanOutHook {
+  /** Objects larger than this many bytes are fanned out. */
+  above: number;
+  /** Opens the staged upload and sends its range and finishing tasks; resolves to the ranges. */
+  start(
+    request: CopyObjectRequest,
+    head: ObjectHead,
+    condition: WriteCondition,
+    conflict: boolean,
+  ): Promise<number>;
+}
+
+/**
+ * The copy request of a task: the rule's part size, concurrency and name, the event's
+ * sequencer where it describes the live version, and the context's budget, memory and signal.
+ */
+export function copyRequestFor(
+  task: CopyTask,
+  context: TaskContext,
+  sourceHead: ObjectHead | undefined,
+): CopyObjectRequest {
+  const { rule } = context;
+  return {
+    source: context.source,
+    sourceKey: task.sourceKey,
+    destination: context.destination,
+    destinationKey: task.destinationKey,
+    partSize: parseSize(String(rule.partSize)),
+    concurrency: rule.concurrency,
+    rule: rule.name,
+    // The event's sequencer describes the version it announced, not always the live one.
+    ...(task.sequencer !== undefined &&
+      (task.etag === undefined || task.etag === sourceHead?.etag) && {
+        sourceSequencer: task.sequencer,
+      }),
+    ...(sourceHead && { sourceHead }),
+    ...(context.pullMemory && { pullMemory: context.pullMemory }),
+    ...(context.signal && { signal: context.signal }),
+    ...(context.log && { log: context.log }),
+    ...(context.keepStagedOnStop && { keepStagedOnStop: true }),
+    ...(context.memoryBudget !== undefined && { memoryBudget: context.memoryBudget }),
+  };
 }
 
 // Each lost race means another writer got there between our read and our commit; three in a
@@ -69,7 +125,10 @@ export const CREATE_FIRST_BYTES = 64 * 1024;
  * decides as always. A create can only succeed where the full decision would have copied too
  * (nothing there to be newer, equal or ours).
  */
-export async function runCopyTask(task: CopyTask, context: TaskContext): Promise<TaskOutcome> {
+export async function runCopyTask(
+  task: CopyTask,
+  context: TaskContext,
+): Promise<TaskOutcome | FannedOut> {
   const { rule, source, destination } = context;
   const call = context.signal ? { signal: context.signal } : {};
   let sourceHead: ObjectHead | undefined;
@@ -119,31 +178,24 @@ export async function runCopyTask(task: CopyTask, context: TaskContext): Promise
         await destination.delete(task.destinationKey, { ...call, condition: decision.condition });
         return { action: 'deleted', decisions };
       }
+      const request = copyRequestFor(task, context, sourceHead);
+      if (context.fanOut && sourceHead && !resumeNow && sourceHead.size > context.fanOut.above) {
+        const ranges = await context.fanOut.start(
+          request,
+          sourceHead,
+          decision.condition,
+          decision.conflict,
+        );
+        return { action: 'fanned-out', ranges, bytes: sourceHead.size, decisions };
+      }
       const result = await copyObject({
-        source,
-        sourceKey: task.sourceKey,
-        destination,
-        destinationKey: task.destinationKey,
+        ...request,
         condition: decision.condition,
-        partSize: parseSize(String(rule.partSize)),
-        concurrency: rule.concurrency,
-        rule: rule.name,
-        // The event's sequencer describes the version it announced, not always the live one.
-        ...(task.sequencer !== undefined &&
-          (task.etag === undefined || task.etag === sourceHead?.etag) && {
-            sourceSequencer: task.sequencer,
-          }),
-        ...(sourceHead && { sourceHead }),
         // A source that changes mid-copy may now be a replica, or older than the destination:
         // the task decides again rather than copying whatever the source became.
         maxRestarts: 0,
         ...(small && { transfer: 'stream' as const }),
-        ...(context.pullMemory && { pullMemory: context.pullMemory }),
-        ...(context.signal && { signal: context.signal }),
-        ...(context.log && { log: context.log }),
         ...(resumeNow && { resume: resumeNow }),
-        ...(context.keepStagedOnStop && { keepStagedOnStop: true }),
-        ...(context.memoryBudget !== undefined && { memoryBudget: context.memoryBudget }),
       });
       return {
         action: 'copied',

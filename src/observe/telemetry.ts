@@ -9,7 +9,7 @@ import type { ObjectEvent } from '../events/object-event.ts';
 /** What became of one task, as reported to listeners (the local mirror's output, tests). */
 export type TaskReport =
   | { task: CopyTask; result: 'done'; outcome: TaskOutcome; latencyMs: number }
-  | { task: CopyTask; result: 'continued' }
+  | { task: CopyTask; result: 'continued'; detail: string }
   | {
       task: CopyTask | undefined;
       result: 'failed';
@@ -123,15 +123,21 @@ export class Telemetry {
     this.#emit({ task, result: 'done', outcome, latencyMs });
   }
 
-  /** A copy reached its time budget and was queued again to go on from its staged parts. */
-  taskContinued(task: CopyTask): void {
+  /**
+   * A copy goes on in other messages: it reached its time budget and was queued again from its
+   * staged parts, or it is a fanned-out copy (split, a range staged, its finisher waiting).
+   */
+  taskContinued(
+    task: CopyTask,
+    detail = 'time budget reached; continuing in a new invocation',
+  ): void {
     this.#count('continued');
     this.metrics.addMetric('TasksContinued', MetricUnit.Count, 1);
-    this.logger.info('time budget reached; continuing in a new invocation', {
+    this.logger.info(detail, {
       correlationId: task.correlationId,
       key: task.sourceKey,
     });
-    this.#emit({ task, result: 'continued' });
+    this.#emit({ task, result: 'continued', detail });
   }
 
   /** A task failed: it will be retried, or it went to the dead-letter queue. */

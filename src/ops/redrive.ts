@@ -55,7 +55,8 @@ export interface RedriveResult {
 /**
  * A dead letter's body as it goes back: a copy that was dead-lettered while it continued
  * (`no-progress`, `too-many-continuations`) keeps its staged parts, and its continuations
- * start counting afresh, as its receives do.
+ * start counting afresh, as its receives do; so do the checks and re-sent ranges of a
+ * fanned-out copy's finishing task.
  */
 export function redrivenBody(body: string): string {
   let value: unknown;
@@ -64,10 +65,19 @@ export function redrivenBody(body: string): string {
   } catch {
     return body;
   }
-  if (typeof value !== 'object' || value === null || !('continuation' in value)) return body;
-  const { continuation } = value as { continuation: unknown };
-  if (typeof continuation !== 'object' || continuation === null) return body;
-  return JSON.stringify({ ...value, continuation: { ...continuation, count: 1 } });
+  if (typeof value !== 'object' || value === null) return body;
+  const { continuation, fanOut } = value as { continuation?: unknown; fanOut?: unknown };
+  const counted = typeof continuation === 'object' && continuation !== null;
+  const finishing =
+    typeof fanOut === 'object' &&
+    fanOut !== null &&
+    (fanOut as { role?: unknown }).role === 'finish';
+  if (!counted && !finishing) return body;
+  return JSON.stringify({
+    ...value,
+    ...(counted && { continuation: { ...continuation, count: 1 } }),
+    ...(finishing && { fanOut: { ...fanOut, checks: 0, quiet: 0, reissued: 0 } }),
+  });
 }
 
 /** Whether a dead letter passes every filter given. */

@@ -4,7 +4,7 @@ import * as z from 'zod';
 import type { ReplicationRule } from '../config/schema.ts';
 import { type CopyCheckpoint, CopyStoppedError } from '../copy/copy-object.ts';
 import type { PullMemory } from '../copy/pull-memory.ts';
-import { runCopyTask, type TaskOutcome } from '../copy/run-task.ts';
+import { runCopyTask, type TaskContext, type TaskOutcome } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
 import {
   asReplicatorError,
@@ -14,6 +14,16 @@ import {
 } from '../errors.ts';
 import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
+import {
+  type FanOut,
+  type FanOutDependencies,
+  type FanOutResult,
+  type FanOutTiming,
+  fanOutHook,
+  fanOutSchema,
+  runFinishTask,
+  runRangeTask,
+} from './fan-out.ts';
 import { sendAll, sendToDeadLetter } from './sqs.ts';
 import { MAX_CONTINUATIONS, MAX_RECEIVES, retryDelaySeconds } from './timing.ts';
 
@@ -46,6 +56,7 @@ const copyTaskSchema = z.strictObject({
   writtenBy: z.literal('user').optional(),
   etag: z.string().min(1).optional(),
   continuation: continuationSchema.optional(),
+  fanOut: fanOutSchema.optional(),
 });
 
 /** How far a task stopped by its time budget got: carried by the message that continues it. */
@@ -60,6 +71,8 @@ export interface Continuation {
 export interface TaskMessage {
   task: CopyTask;
   continuation?: Continuation;
+  /** Present on the range and finishing tasks of a fanned-out copy. */
+  fanOut?: FanOut;
 }
 
 /** Parses a task message body; anything else is permanent (it will never parse). */
@@ -82,17 +95,23 @@ export function parseTaskMessage(body: string): TaskMessage {
       `the task message is not a copy task: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
-  const { sequencer, writtenBy, etag, continuation, ...rest } = result.data;
+  const { sequencer, writtenBy, etag, continuation, fanOut, ...rest } = result.data;
   const task: CopyTask = {
     ...rest,
     ...(sequencer !== undefined && { sequencer }),
     ...(writtenBy !== undefined && { writtenBy }),
     ...(etag !== undefined && { etag }),
   };
-  if (!continuation) return { task };
+  if (fanOut?.role === 'range' && fanOut.last < fanOut.first) {
+    throw new PermanentError(
+      `the task message is not a copy task: fanOut: parts ${fanOut.first}-${fanOut.last} are no range`,
+    );
+  }
+  if (!continuation) return { task, ...(fanOut && { fanOut }) };
   const { upload } = continuation;
   return {
     task,
+    ...(fanOut && { fanOut }),
     continuation: {
       count: continuation.count,
       ...(upload && {
@@ -189,6 +208,8 @@ export interface TaskRecordDependencies {
   maxContinuations?: number;
   /** Bytes each copy may hold at once (its share of the function's memory); default unchecked. */
   memoryBudget?: number;
+  /** How a fanned-out copy's finishing task checks (tests shorten it); see src/queue/fan-out.ts. */
+  fanOutTiming?: FanOutTiming;
 }
 
 /** The reason a copy's signal fires when its invocation nears the end of its time budget. */
@@ -231,8 +252,21 @@ export async function processTaskRecord(
       throw new PermanentError(
         `the task names rule "${task.rule}", which the configuration does not have`,
       );
-    const copy = (stores: TaskStores) =>
-      runCopyTask(parsed, {
+    const log = (message: string) =>
+      telemetry?.logger.info(message, { correlationId: parsed.correlationId });
+    const fanOutDependencies: FanOutDependencies = {
+      send: (messages) => sendAll(dependencies.sqs, dependencies.queueUrl, messages),
+      deadLetter: (body, reason) =>
+        sendToDeadLetter(dependencies.sqs, dependencies.deadLetterQueueUrl, body, {
+          ...reason,
+          receiveCount,
+          sourceQueue: dependencies.queueUrl,
+        }),
+      ...(dependencies.fanOutTiming && { timing: dependencies.fanOutTiming }),
+      log,
+    };
+    const copy = async (stores: TaskStores): Promise<TaskOutcome | FanOutResult> => {
+      const context: TaskContext = {
         rule,
         source: stores.source,
         destination: stores.destination,
@@ -243,13 +277,24 @@ export async function processTaskRecord(
         ...(dependencies.memoryBudget !== undefined && {
           memoryBudget: dependencies.memoryBudget,
         }),
-        ...(telemetry && {
-          log: (message: string) =>
-            telemetry.logger.info(message, { correlationId: parsed.correlationId }),
-        }),
-      });
+        ...(telemetry && { log }),
+      };
+      context.fanOut = fanOutHook(parsed, context, fanOutDependencies);
+      const { fanOut } = message;
+      if (fanOut?.role === 'range') return runRangeTask(parsed, fanOut, context, resume);
+      if (fanOut?.role === 'finish') {
+        return runFinishTask(parsed, fanOut, context, fanOutDependencies);
+      }
+      const outcome = await runCopyTask(parsed, context);
+      return outcome.action === 'fanned-out'
+        ? {
+            kind: 'continued',
+            detail: `split into ${outcome.ranges} range tasks and a finishing task`,
+          }
+        : outcome;
+    };
     const stores = await dependencies.storesFor(rule, task);
-    let outcome: TaskOutcome;
+    let outcome: TaskOutcome | FanOutResult;
     try {
       outcome = await copy(stores);
     } catch (error) {
@@ -261,6 +306,17 @@ export async function processTaskRecord(
         correlationId: task.correlationId,
       });
       outcome = await copy(await dependencies.storesFor(rule, task));
+    }
+    if ('kind' in outcome) {
+      if (outcome.kind === 'continued') {
+        telemetry?.taskContinued(task, outcome.detail);
+        return 'continued';
+      }
+      if (outcome.kind === 'dead-lettered') {
+        telemetry?.taskFailed(task, 'retryable', outcome.error, true, receiveCount);
+        return 'dead-lettered';
+      }
+      outcome = outcome.outcome;
     }
     telemetry?.taskDone(task, outcome);
     return outcome;

@@ -52,6 +52,18 @@ export const MAX_RECEIVES = 8;
  * 11 MiB/s (5 TiB / 600 runs = 8.7 GiB a run). A copy slower than that is not going to finish.
  */
 export const MAX_CONTINUATIONS = 600;
+/**
+ * A fanned-out copy's finishing task checks its upload every FAN_OUT_CHECK_SECONDS (an SQS
+ * delay, at most 900 s). After FAN_OUT_QUIET_CHECKS checks in a row without a new part (20
+ * minutes: longer than a range task's invocation, so a running one shows progress first) it
+ * sends the missing ranges again; after FAN_OUT_MAX_REISSUES of those without progress it
+ * dead-letters. FAN_OUT_MAX_CHECKS (7 days of checks) stays within the week Azure keeps
+ * uncommitted blocks.
+ */
+export const FAN_OUT_CHECK_SECONDS = 60;
+export const FAN_OUT_QUIET_CHECKS = 20;
+export const FAN_OUT_MAX_REISSUES = 3;
+export const FAN_OUT_MAX_CHECKS = (7 * 24 * 3600) / FAN_OUT_CHECK_SECONDS;
 export const RETRY_BASE_SECONDS = 30;
 // SQS allows a visibility timeout of at most 12 hours; an hour keeps a stuck key moving.
 export const RETRY_CAP_SECONDS = 3600;

@@ -253,7 +253,7 @@ describe('Function: redrive', () => {
 });
 
 describe('Function: redrivenBody', () => {
-  it("starts a continued copy's count afresh and keeps its staged upload; other bodies go back as they were", () => {
+  it("starts a continued copy's or a finishing task's counts afresh and keeps its staged upload; other bodies go back as they were", () => {
     const continued = JSON.stringify({
       rule: 'a',
       sourceKey: 'k',
@@ -263,6 +263,28 @@ describe('Function: redrivenBody', () => {
       rule: 'a',
       sourceKey: 'k',
       continuation: { count: 1, upload: { id: 'u-1', partSize: 5242880, partsDone: 9 } },
+    });
+    const finishing = JSON.stringify({
+      rule: 'a',
+      fanOut: {
+        role: 'finish',
+        upload: { id: 'u-2' },
+        checks: 40,
+        staged: 3,
+        quiet: 2,
+        reissued: 3,
+      },
+    });
+    expect(JSON.parse(redrivenBody(finishing))).toEqual({
+      rule: 'a',
+      fanOut: {
+        role: 'finish',
+        upload: { id: 'u-2' },
+        checks: 0,
+        staged: 3,
+        quiet: 0,
+        reissued: 0,
+      },
     });
     const plain = task('a', 'k');
     expect(redrivenBody(plain)).toBe(plain);

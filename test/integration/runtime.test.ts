@@ -144,6 +144,8 @@ describe('Function: buildRuntime', () => {
             exclude: [],
             partSize: '8MiB',
             concurrency: 8,
+            fanOutAbove: '8GiB',
+            fanOutRangeSize: '1GiB',
           },
         ],
         eventGrid: { auth: { mode: 'shared-secret', secretArn: hookArn } },
