@@ -25,6 +25,7 @@ import {
   FAN_OUT_MAX_CHECKS,
   FAN_OUT_MAX_REISSUES,
   FAN_OUT_QUIET_CHECKS,
+  FAN_OUT_FIRST_CHECK_SECONDS as FIRST_CHECK_SECONDS,
 } from './timing.ts';
 
 const uploadSchema = z.strictObject({
@@ -77,7 +78,7 @@ type UploadRef = z.infer<typeof uploadSchema>;
 
 /** How often the finishing task looks, and when it calls a range lost; tests shorten them. */
 export interface FanOutTiming {
-  /** Seconds between two checks of the finishing task (SQS delays at most 900). */
+  /** Most seconds between two checks of the finishing task (SQS delays at most 900). */
   checkSeconds?: number;
   /** Checks in a row without a new part before the missing ranges are sent again. */
   quietChecks?: number;
@@ -122,6 +123,15 @@ function checkpointOf(upload: UploadRef): CopyCheckpoint {
     sourceSize: upload.sourceSize,
     parts: [],
   };
+}
+
+/**
+ * Seconds before the finishing task's next check: 10 s after the start, doubling with each
+ * check up to `checkSeconds`, so that a copy of a few ranges commits soon after its ranges
+ * are staged and a long one is not checked more often than needed.
+ */
+function checkDelay(checks: number, timing: FanOutTiming): number {
+  return Math.min(timing.checkSeconds ?? FAN_OUT_CHECK_SECONDS, FIRST_CHECK_SECONDS * 2 ** checks);
 }
 
 function messageOf(task: CopyTask, fanOut: FanOut, delaySeconds?: number): OutgoingMessage {
@@ -189,8 +199,7 @@ export function fanOutHook(
         quiet: 0,
         reissued: 0,
       };
-      const checkSeconds = dependencies.timing?.checkSeconds ?? FAN_OUT_CHECK_SECONDS;
-      await dependencies.send([messageOf(task, finish, checkSeconds)]);
+      await dependencies.send([messageOf(task, finish, checkDelay(0, dependencies.timing ?? {}))]);
       await dependencies.send(
         rangeMessages(task, upload, begun.parts, rangeParts, Array(ranges).keys()),
       );
@@ -323,9 +332,6 @@ export async function runFinishTask(
   }
   const next: FinishMessage = { ...fanOut, checks, staged: state.staged, quiet, reissued };
   // The finishing task first: if the ranges fail to send, it sends them again later.
-  await dependencies.send([
-    messageOf(task, next, timing.checkSeconds ?? FAN_OUT_CHECK_SECONDS),
-    ...messages,
-  ]);
+  await dependencies.send([messageOf(task, next, checkDelay(checks, timing)), ...messages]);
   return { kind: 'continued', detail: `waiting: ${waiting}` };
 }

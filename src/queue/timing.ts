@@ -53,13 +53,15 @@ export const MAX_RECEIVES = 8;
  */
 export const MAX_CONTINUATIONS = 600;
 /**
- * A fanned-out copy's finishing task checks its upload every FAN_OUT_CHECK_SECONDS (an SQS
- * delay, at most 900 s). After FAN_OUT_QUIET_CHECKS checks in a row without a new part (20
+ * A fanned-out copy's finishing task checks its upload FAN_OUT_FIRST_CHECK_SECONDS after the
+ * start, then at twice the interval each time up to FAN_OUT_CHECK_SECONDS (an SQS delay, at
+ * most 900 s). After FAN_OUT_QUIET_CHECKS checks in a row without a new part (20
  * minutes: longer than a range task's invocation, so a running one shows progress first) it
  * sends the missing ranges again; after FAN_OUT_MAX_REISSUES of those without progress it
  * dead-letters. FAN_OUT_MAX_CHECKS (7 days of checks) stays within the week Azure keeps
  * uncommitted blocks.
  */
+export const FAN_OUT_FIRST_CHECK_SECONDS = 10;
 export const FAN_OUT_CHECK_SECONDS = 60;
 export const FAN_OUT_QUIET_CHECKS = 20;
 export const FAN_OUT_MAX_REISSUES = 3;
