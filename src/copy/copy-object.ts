@@ -342,7 +342,7 @@ export async function commitFanOut(
   }
   await assertSourceUnchanged(request, head);
   const committed = await destination.commitStaged(upload, [...staged.values()], {
-    ...atCommit(destination, writeFor(request, head, condition)),
+    ...withoutSignal(atCommit(destination, writeFor(request, head, condition))),
     expectedSize: head.size,
   });
   request.onProgress?.(head.size, head.size);
@@ -377,6 +377,16 @@ function holdsVersion(checkpoint: CopyCheckpoint, head: ObjectHead): boolean {
     checkpoint.sourceSize === head.size &&
     checkpoint.sourceVersionId === head.versionId
   );
+}
+
+/**
+ * A commit runs to its end once started: stopped by the time budget, its outcome would be
+ * unknown (the store may commit after the client gave up), and the next run would find a
+ * finished copy and report a skip. The budget's margin leaves it the time.
+ */
+function withoutSignal(write: WriteOptions): WriteOptions {
+  const { signal: _stopped, ...rest } = write;
+  return rest;
 }
 
 function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
@@ -713,7 +723,7 @@ async function stageAndCommit(
     if (staging.stageOnly) return '';
     await how.beforeCommit?.();
     const result = await destination.commitStaged(upload, [...staged.values()], {
-      ...atCommit(destination, write),
+      ...withoutSignal(atCommit(destination, write)),
       expectedSize: head.size,
     });
     return result.etag;

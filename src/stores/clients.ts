@@ -46,9 +46,6 @@ export function makeS3Client(
     // Every body carries the checksum we computed (or a trailer we asked for); no second one.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    // A streamed part goes aws-chunked, whose chunks S3 refuses below 8 KiB but the last
-    // (InvalidChunkSizeError); a source stream may deliver smaller ones.
-    requestStreamBufferSize: 64 * 1024,
   });
   client.middlewareStack.add(unsignedPayload, { step: 'build', name: 's3azUnsignedPayload' });
   return client;

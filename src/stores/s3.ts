@@ -23,6 +23,7 @@ import {
   PreconditionFailedError,
   RetryableError,
 } from '../errors.ts';
+import { awsChunkedWithCrc32, CRC32_TRAILER } from './aws-chunked.ts';
 import type {
   CallOptions,
   CommitOptions,
@@ -284,9 +285,10 @@ export class S3ObjectStore implements ObjectStore, Presigner {
   }
 
   /**
-   * Uploads a part from a stream without holding it: the SDK sends it aws-chunked with its CRC32
-   * in a trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), which S3 verifies before it keeps the
-   * part and returns in the response.
+   * Uploads a part from a stream without holding it: sent aws-chunked with its CRC32 in a
+   * trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), which S3 verifies before it keeps the part
+   * and returns in the response. The SDK's own retries are off for it (a consumed stream cannot
+   * be sent again); the copy engine retries the part from the source.
    * https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming-trailers.html
    * https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html
    */
@@ -298,28 +300,49 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     options: CallOptions = {},
   ): Promise<StagedPart> {
     const what = `${this.describe(upload.key)} part ${partNumber}`;
+    const encoded = awsChunkedWithCrc32();
+    // A body that fails fails the part: the request then ends through the caller's signal
+    // (the HTTP client pipes the body, and a pipe does not pass errors on).
+    body.on('error', (error) => encoded.destroy(error));
+    encoded.on('error', () => undefined);
+    body.pipe(encoded);
+    const command = new UploadPartCommand({
+      Bucket: this.container,
+      Key: upload.key,
+      UploadId: upload.uploadId,
+      PartNumber: partNumber,
+      Body: encoded,
+    });
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { headers: Record<string, string> };
+        delete request.headers['content-length'];
+        Object.assign(request.headers, {
+          'content-encoding': 'aws-chunked',
+          'transfer-encoding': 'chunked',
+          'x-amz-decoded-content-length': String(size),
+          'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+          'x-amz-trailer': CRC32_TRAILER,
+        });
+        return next(args);
+      },
+      { step: 'build', name: 's3azAwsChunked' },
+    );
+    command.middlewareStack.remove('retryMiddleware');
     let out: UploadPartCommandOutput;
     try {
-      out = await this.#client.send(
-        new UploadPartCommand({
-          Bucket: this.container,
-          Key: upload.key,
-          UploadId: upload.uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: size,
-          ChecksumAlgorithm: 'CRC32',
-        }),
-        abortOf(options.signal),
-      );
+      out = await this.#client.send(command, abortOf(options.signal));
     } catch (error) {
       throw classifyS3Error(error, what);
+    } finally {
+      body.unpipe(encoded);
     }
-    if (!out.ChecksumCRC32) {
-      // The commit must repeat each part's checksum; without it the part cannot be committed.
-      throw new RetryableError(`${what}: S3 did not return the part's CRC32`);
+    const checksum = out.ChecksumCRC32 ?? encoded.checksum();
+    if (!checksum || checksum !== encoded.checksum()) {
+      // The commit must repeat each part's checksum as S3 computed it.
+      throw new RetryableError(`${what}: S3 did not confirm the part's CRC32`);
     }
-    return { partNumber, size, token: out.ETag ?? '', checksum: out.ChecksumCRC32 };
+    return { partNumber, size, token: out.ETag ?? '', checksum };
   }
 
   async listStaged(upload: StagedUpload, options: CallOptions = {}): Promise<StagedPart[]> {

@@ -1,6 +1,8 @@
 import { runFunctions } from './functions.ts';
 import { runLatency } from './latency.ts';
 import { type BenchMode, runWithCleanup } from './lifecycle.ts';
+import { runMemory } from './memory.ts';
+import { runResume } from './resume.ts';
 import { runThroughput } from './throughput.ts';
 
 /**
@@ -11,6 +13,8 @@ const MODES: Record<string, BenchMode> = {
   throughput: runThroughput,
   latency: runLatency,
   functions: runFunctions,
+  memory: runMemory,
+  resume: runResume,
 };
 
 // The pinned AWS SDK supports Node 20; its notice about future releases is noise here.

@@ -1,0 +1,220 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createProxyServer } from 'http-proxy-3';
+import { UsageError } from '../errors.ts';
+
+/**
+ * What can go wrong between the replicator and a store, as the clouds do it:
+ * - `503`: S3 `503 SlowDown`, Azure `503 ServerBusy`; the request was not carried out.
+ * - `500`: `500 InternalError` on both; not carried out.
+ * - `throttle`: a 503 as above with `Retry-After: 1`.
+ * - `reset`: the request is carried out, then the connection is reset after the response's
+ *   headers and at most half its body (the client cannot tell whether it happened).
+ * - `truncate`: carried out; the response declares its full length but the connection closes
+ *   after half of it.
+ * - `latency`: the request waits 200-1,000 ms before it reaches the store.
+ */
+export const FAULT_KINDS = ['503', '500', 'throttle', 'reset', 'truncate', 'latency'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** Which faults, how often, and from which seed (the same seed, the same faults in order). */
+export interface FaultPlan {
+  /** Fraction of requests that meet a fault, 0-1. */
+  rate: number;
+  seed: number;
+  kinds: FaultKind[];
+}
+
+/**
+ * Parses `--faults`: `5%`, or comma-separated `rate=5%` (or `0.05`), `seed=<n>`,
+ * `kinds=503+500+throttle+reset+truncate+latency` (default all).
+ *
+ * @throws UsageError naming the part that is wrong.
+ */
+export function parseFaultPlan(text: string): FaultPlan {
+  const plan: FaultPlan = { rate: 0.05, seed: 1, kinds: [...FAULT_KINDS] };
+  for (const part of text.split(',').map((item) => item.trim())) {
+    if (part === '') continue;
+    const [name, value] = part.includes('=') ? part.split('=', 2) : ['rate', part];
+    if (name === 'rate') plan.rate = parseRate(value ?? '', part);
+    else if (name === 'seed') {
+      if (!/^\d+$/.test(value ?? '')) {
+        throw new UsageError(`--faults: "${part}": the seed is a whole number`);
+      }
+      plan.seed = Number(value);
+    } else if (name === 'kinds') {
+      const kinds = (value ?? '').split('+');
+      for (const kind of kinds) {
+        if (!(FAULT_KINDS as readonly string[]).includes(kind)) {
+          throw new UsageError(
+            `--faults: "${kind}" is not a fault (known: ${FAULT_KINDS.join(', ')})`,
+          );
+        }
+      }
+      plan.kinds = kinds as FaultKind[];
+    } else {
+      throw new UsageError(`--faults: "${part}": expected rate=, seed= or kinds=`);
+    }
+  }
+  return plan;
+}
+
+function parseRate(value: string, part: string): number {
+  const match = /^(\d+(?:\.\d+)?)(%?)$/.exec(value);
+  const rate = match ? Number(match[1]) / (match[2] ? 100 : 1) : Number.NaN;
+  if (!(rate >= 0 && rate <= 1)) {
+    throw new UsageError(
+      `--faults: "${part}": the rate is a fraction from 0 to 1, or a percentage`,
+    );
+  }
+  return rate;
+}
+
+/** mulberry32: a small seeded generator, so that a seed repeats a run's faults. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface FaultProxy {
+  /** The proxy's origin, `http://127.0.0.1:<port>`. */
+  url: string;
+  /** Faults injected so far, by kind, and requests seen. */
+  counts(): { requests: number; faults: Record<FaultKind, number> };
+  /** Turns faults on or off (the requests pass either way). */
+  enable(on: boolean): void;
+  close(): Promise<void>;
+}
+
+// The error bodies the stores send.
+// https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+// https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes
+function errorResponse(
+  store: 's3' | 'azure',
+  status: 500 | 503,
+): { code: string; message: string; body: string; type: string } {
+  const code = status === 500 ? 'InternalError' : store === 's3' ? 'SlowDown' : 'ServerBusy';
+  const message =
+    status === 500
+      ? 'We encountered an internal error. Please try again.'
+      : store === 's3'
+        ? 'Please reduce your request rate.'
+        : 'The server is currently unable to receive requests. Please retry your request.';
+  const body =
+    store === 's3'
+      ? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`
+      : `\uFEFF<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+  return { code, message, body, type: 'application/xml' };
+}
+
+/**
+ * Starts an HTTP proxy in front of one store (`target`, an origin) that injects faults by the
+ * plan: what the proxying itself does is http-proxy-3's; which request meets which fault is
+ * ours, drawn from the seed in the order requests arrive. The Host header is kept, so SigV4
+ * signatures and presigned URLs made for the proxy's address stay valid.
+ */
+export async function startFaultProxy(options: {
+  store: 's3' | 'azure';
+  target: string;
+  plan: FaultPlan;
+  port?: number;
+}): Promise<FaultProxy> {
+  const { plan, store } = options;
+  const next = random(plan.seed);
+  const faults = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<
+    FaultKind,
+    number
+  >;
+  let requests = 0;
+  let enabled = true;
+  const pending = new WeakMap<http.IncomingMessage, 'reset' | 'truncate'>();
+  const proxy = createProxyServer({
+    target: options.target,
+    selfHandleResponse: true,
+    changeOrigin: false,
+    xfwd: false,
+    proxyTimeout: 120_000,
+  });
+  proxy.on('proxyRes', (upstream, request, response) => {
+    const fault = pending.get(request);
+    response.writeHead(upstream.statusCode ?? 502, upstream.headers);
+    if (!fault) {
+      upstream.pipe(response);
+      return;
+    }
+    const declared = Number(upstream.headers['content-length'] ?? 0);
+    const keep = Math.floor(declared / 2);
+    if (keep === 0) {
+      // Nothing of the body to give: the connection goes after the headers.
+      response.flushHeaders();
+      upstream.resume();
+      setImmediate(() => (fault === 'reset' ? response.socket?.destroy() : response.socket?.end()));
+      return;
+    }
+    let sent = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      if (sent >= keep) return;
+      const part = chunk.subarray(0, keep - sent);
+      sent += part.length;
+      response.write(part);
+      if (sent >= keep) {
+        upstream.destroy();
+        // A reset is abrupt; a truncated response ends as if the body were complete.
+        if (fault === 'reset') response.socket?.destroy();
+        else response.socket?.end();
+      }
+    });
+  });
+  proxy.on('error', (_error, _request, response) => {
+    // The store went away or the client did: nothing more to send.
+    if (response instanceof http.ServerResponse) response.socket?.destroy();
+    else response?.destroy();
+  });
+  const server = http.createServer((request, response) => {
+    requests += 1;
+    const kind =
+      enabled && plan.kinds.length > 0 && next() < plan.rate
+        ? plan.kinds[Math.floor(next() * plan.kinds.length)]
+        : undefined;
+    if (kind) faults[kind] += 1;
+    if (kind === '503' || kind === '500' || kind === 'throttle') {
+      const error = errorResponse(store, kind === '500' ? 500 : 503);
+      // Answered once the request is read, as a store answers a request it will not carry out.
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(kind === '500' ? 500 : 503, {
+          'content-type': error.type,
+          'content-length': Buffer.byteLength(error.body),
+          ...(store === 'azure' && { 'x-ms-error-code': error.code }),
+          ...(kind === 'throttle' && { 'retry-after': '1' }),
+        });
+        response.end(error.body);
+      });
+      return;
+    }
+    if (kind === 'reset' || kind === 'truncate') pending.set(request, kind);
+    const forward = () => proxy.web(request, response);
+    if (kind === 'latency') setTimeout(forward, 200 + Math.floor(next() * 800));
+    else forward();
+  });
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts: () => ({ requests, faults: { ...faults } }),
+    enable(on) {
+      enabled = on;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      proxy.close();
+    },
+  };
+}
