@@ -7,6 +7,7 @@ import { SECRET_HEADER } from '../auth/event-grid-auth.ts';
 import { DIFFERENCE_KEPT } from '../core/decide.ts';
 import { formatBytes } from '../core/range-plan.ts';
 import { UsageError } from '../errors.ts';
+import { type FaultProxy, parseFaultPlan } from '../local/fault-proxy.ts';
 import { type LocalMirror, startLocalMirror } from '../local/mirror.ts';
 import type { TaskReport } from '../observe/telemetry.ts';
 import { type LocalState, writeLocalState } from '../ops/target.ts';
@@ -29,6 +30,7 @@ export interface LocalCommandOptions {
   container: string;
   data?: string;
   config?: string;
+  faults?: string;
   json?: boolean;
 }
 
@@ -48,7 +50,9 @@ function port(text: string, name: string): number {
 export async function runLocalCommand(options: LocalCommandOptions): Promise<void> {
   // EMF lines are for CloudWatch; here the per-change lines say what happened.
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  const faults = options.faults === undefined ? undefined : parseFaultPlan(options.faults);
   const mirror = await startLocalMirror({
+    ...(faults && { faults }),
     s3Port: port(options.s3Port, '--s3-port'),
     azurePort: port(options.azurePort, '--azure-port'),
     webhookPort: port(options.webhookPort, '--webhook-port'),
@@ -95,6 +99,7 @@ export async function runLocalCommand(options: LocalCommandOptions): Promise<voi
     if (stopping) return;
     stopping = true;
     if (say) process.stdout.write('\nstopping the local mirror...\n');
+    if (say && mirror.faults) process.stdout.write(`${faultSummary(mirror.faults)}\n`);
     clearTimeout(stateWrite);
     await Promise.all([mirror.stop(), removeState()]);
     process.exit(0);
@@ -198,6 +203,20 @@ function jsonOf(report: TaskReport): Record<string, unknown> {
   };
 }
 
+/** `faults injected: S3 12 of 240 requests (503: 3, …); Azure …`. */
+function faultSummary(faults: NonNullable<LocalMirror['faults']>): string {
+  const side = (name: string, proxy: FaultProxy) => {
+    const { requests, faults: byKind } = proxy.counts();
+    const total = Object.values(byKind).reduce((sum, count) => sum + count, 0);
+    const kinds = Object.entries(byKind)
+      .filter(([, count]) => count > 0)
+      .map(([kind, count]) => `${kind}: ${count}`)
+      .join(', ');
+    return `${name} ${total} of ${requests} requests${kinds ? ` (${kinds})` : ''}`;
+  };
+  return `faults injected: ${side('S3', faults.s3)}; ${side('Azure', faults.azure)}`;
+}
+
 function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
   const { emulators, config, webhookUrl, webhookSecret } = mirror;
   const rule = config.rules[0];
@@ -246,6 +265,11 @@ function printReady(mirror: LocalMirror, options: LocalCommandOptions): void {
     `  Azure Blob  ${emulators.azureAccountUrl}   container: ${container}`,
     `  Event Grid webhook  ${webhookUrl}   secret (${SECRET_HEADER} header): ${webhookSecret}`,
     ...rules,
+    ...(options.faults !== undefined && mirror.faults
+      ? [
+          `  faults: ${options.faults} of the replicator's requests to S3 (via ${mirror.faults.s3.url}) and Azure (via ${mirror.faults.azure.url}); your own requests go direct`,
+        ]
+      : []),
     '',
     'environment for the AWS CLI, the SDKs, the Azure CLI and s3az:',
     `  export AWS_ENDPOINT_URL=${emulators.s3Endpoint} AWS_ENDPOINT_URL_S3=${emulators.s3Endpoint} AWS_REGION=${emulators.region} AWS_DEFAULT_REGION=${emulators.region}`,

@@ -65,6 +65,10 @@ program
   .option('--container <name>', 'container of the default rule', 'replicated')
   .option('--config <file>', 'a replication configuration instead of the default two-way rule')
   .option('--data <dir>', 'keep Azure Blob data in this folder instead of in memory')
+  .option(
+    '--faults <spec>',
+    "inject faults into the replicator's requests to both stores: 5%, or rate=5%,seed=1,kinds=503+500+throttle+reset+truncate+latency",
+  )
   .option('--json', 'machine-readable lines: one JSON object per change')
   .action(async (options) => {
     await runLocalCommand(options);

@@ -719,6 +719,8 @@ async function stageAndCommit(
         request.onProgress?.(done, head.size);
       },
       request.signal,
+      // Stopped by the time budget, the parts in flight finish: the next run need not send them.
+      { finishInFlight: request.keepStagedOnStop === true },
     );
     if (staging.stageOnly) return '';
     await how.beforeCommit?.();

@@ -1,5 +1,6 @@
 import type { ReplicationRule } from '../config/schema.ts';
 import { type Decision, decide, looksLikeEcho, type SkipReason } from '../core/decide.ts';
+import { checkAddressable } from '../core/keys.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
@@ -130,6 +131,10 @@ export async function runCopyTask(
   context: TaskContext,
 ): Promise<TaskOutcome | FannedOut> {
   const { rule, source, destination } = context;
+  // Before any request: an SDK resolves "./" and "../" in a blob name (reading or deleting
+  // another blob) and fails on a lone surrogate; such keys cannot name an object there.
+  checkAddressable(source.side, task.sourceKey);
+  checkAddressable(destination.side, task.destinationKey);
   const call = context.signal ? { signal: context.signal } : {};
   let sourceHead: ObjectHead | undefined;
   let limit = MAX_DECISIONS;

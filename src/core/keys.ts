@@ -11,6 +11,35 @@ function shown(key: string): string {
 }
 
 /**
+ * Whether `key` can name an object on `side` without another one being meant: throws
+ * UnrepresentableError for a lone surrogate (no UTF-8 form, and the SDKs cannot encode it),
+ * and on Azure for a "." or ".." path segment, which the SDK resolves in the URL (so
+ * `a/../b` would read or delete `b`). Checked before any request of a task.
+ */
+export function checkAddressable(side: Side, key: string): void {
+  checkWellFormed(key);
+  if (side === 'azure') checkDotSegments(key);
+}
+
+function checkWellFormed(key: string): void {
+  if (key.length === 0) throw new UnrepresentableError('an object key cannot be empty');
+  // With the u flag this matches only unpaired surrogates, which UTF-8 cannot encode.
+  if (/[\uD800-\uDFFF]/u.test(key)) {
+    throw new UnrepresentableError(
+      `key "${shown(key)}" is not well-formed Unicode (a lone surrogate), so it has no UTF-8 form`,
+    );
+  }
+}
+
+function checkDotSegments(key: string): void {
+  if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new UnrepresentableError(
+      `key "${shown(key)}" has a "." or ".." path segment, which Azure resolves away`,
+    );
+  }
+}
+
+/**
  * Throws `UnrepresentableError`, naming the key (cut short when long) and the reason, when
  * `side` cannot store `key` under exactly that name.
  *
@@ -25,13 +54,7 @@ function shown(key: string): string {
  * Spaces, `+`, `%`, other Unicode and deep `/` paths are fine on both.
  */
 export function checkKeyFor(side: Side, key: string): void {
-  if (key.length === 0) throw new UnrepresentableError('an object key cannot be empty');
-  // With the u flag this matches only unpaired surrogates, which UTF-8 cannot encode.
-  if (/[\uD800-\uDFFF]/u.test(key)) {
-    throw new UnrepresentableError(
-      `key "${shown(key)}" is not well-formed Unicode (a lone surrogate), so it has no UTF-8 form`,
-    );
-  }
+  checkWellFormed(key);
   if (side === 's3') {
     const bytes = Buffer.byteLength(key, 'utf8');
     if (bytes > MAX_KEY_LENGTH) {
@@ -58,11 +81,7 @@ export function checkKeyFor(side: Side, key: string): void {
       `key "${shown(key)}" contains "\\", which Azure turns into "/" in blob names`,
     );
   }
-  if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
-    throw new UnrepresentableError(
-      `key "${shown(key)}" has a "." or ".." path segment, which Azure resolves away`,
-    );
-  }
+  checkDotSegments(key);
 }
 
 /**

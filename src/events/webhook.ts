@@ -5,6 +5,25 @@ import { EventParseError, type ObjectEvent } from './object-event.ts';
 /** Event Grid posts at most 1 MiB per delivery; anything larger is not from it. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
+/**
+ * Event Grid's events nest a few levels (an array, the event, `data`, a field's object); a
+ * body nested deeper than this is no delivery of theirs, and storing it would overflow the
+ * stack of JSON.stringify.
+ */
+export const MAX_DEPTH = 64;
+
+/** Whether `value` nests arrays and objects more than `limit` levels deep, without recursion. */
+function deeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop() as [unknown, number];
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export interface WebhookRequest {
   method: string;
   /** Header names in lower case. */
@@ -92,6 +111,9 @@ export async function handleWebhook(
     value = JSON.parse(request.body);
   } catch {
     return json(400, { error: 'the body is not valid JSON' });
+  }
+  if (deeperThan(value, MAX_DEPTH)) {
+    return json(400, { error: `the body is nested deeper than ${MAX_DEPTH} levels` });
   }
   let parsed: ReturnType<typeof parseEachEventGridEvent>;
   try {

@@ -18,6 +18,7 @@ import { LOCAL_NOTIFICATION_ID_PREFIX, type PipelineQueues } from '../ops/target
 import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
 import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
 import { type RunningEmulators, startEmulators } from './emulators.ts';
+import { type FaultPlan, type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { QueueRunner, type SqsHandler } from './queue-runner.ts';
 import { readServerlessWiring } from './serverless-wiring.ts';
 
@@ -35,6 +36,11 @@ export interface LocalMirrorOptions {
   azuriteDataDir?: string;
   /** Seconds before a failed task is tried again (doubling); default 1 locally. */
   retryBaseSeconds?: number;
+  /**
+   * Faults injected between the replicator and both stores (`--faults`); users' own requests
+   * go to the emulators directly.
+   */
+  faults?: FaultPlan;
 }
 
 export interface LocalMirror {
@@ -47,6 +53,8 @@ export interface LocalMirror {
   queues: PipelineQueues;
   runtime: Runtime;
   telemetry: Telemetry;
+  /** The fault proxies in front of S3 and Azure, with `--faults`. */
+  faults?: { s3: FaultProxy; azure: FaultProxy };
   stop(): Promise<void>;
 }
 
@@ -77,6 +85,11 @@ function eventOf(request: http.IncomingMessage, body: string): APIGatewayProxyEv
     body,
     isBase64Encoded: false,
   } as unknown as APIGatewayProxyEventV2;
+}
+
+function sameAccount(a: string, b: string): boolean {
+  const strip = (url: string) => url.replace(/\/+$/, '');
+  return strip(a) === strip(b);
 }
 
 /**
@@ -125,9 +138,28 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
     eventGrid: { url: webhookUrl, secret, containers },
   });
   const runners: QueueRunner[] = [];
+  let faults: LocalMirror['faults'];
   try {
+    if (options.faults) {
+      faults = {
+        s3: await startFaultProxy({
+          store: 's3',
+          target: emulators.s3Endpoint,
+          plan: options.faults,
+        }),
+        azure: await startFaultProxy({
+          store: 'azure',
+          target: new URL(emulators.azureAccountUrl).origin,
+          plan: { ...options.faults, seed: options.faults.seed + 1 },
+        }),
+      };
+    }
+    // The replicator reaches the stores through the fault proxies, when there are any.
+    const azureAccountUrl = faults
+      ? `${faults.azure.url}${new URL(emulators.azureAccountUrl).pathname}`
+      : emulators.azureAccountUrl;
     const env: Environment = {
-      AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
+      AWS_ENDPOINT_URL_S3: faults?.s3.url ?? emulators.s3Endpoint,
       AWS_ENDPOINT_URL_SQS: emulators.s3Endpoint,
       AWS_REGION: emulators.region,
       // The replicator writes with a key of its own, so that the S3 events of its writes name
@@ -135,7 +167,10 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       AWS_ACCESS_KEY_ID: emulators.replicatorAccessKeyId,
       AWS_SECRET_ACCESS_KEY: emulators.secretAccessKey,
       S3AZ_OWN_S3_PRINCIPALS: `AWS:${emulators.replicatorAccessKeyId}`,
-      AZURE_STORAGE_CONNECTION_STRING: emulators.azureConnectionString,
+      AZURE_STORAGE_CONNECTION_STRING: emulators.azureConnectionString.replace(
+        emulators.azureAccountUrl,
+        azureAccountUrl,
+      ),
       [WEBHOOK_SECRET_VARIABLE]: secret,
       S3AZ_RETRY_BASE_SECONDS: String(options.retryBaseSeconds ?? 1),
     };
@@ -178,7 +213,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
 
     const bucket = options.bucket ?? 'replicated';
     const container = options.container ?? 'replicated';
-    const config = fromFile
+    const configured = fromFile
       ? fromFile
       : validateConfig({
           rules: [
@@ -192,7 +227,16 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
           ],
           eventGrid: { auth: { mode: 'shared-secret', secretEnv: WEBHOOK_SECRET_VARIABLE } },
         });
-    const s3 = makeS3Client(env);
+    const config: ReplicationConfig = {
+      ...configured,
+      rules: configured.rules.map((rule) =>
+        sameAccount(rule.azure.accountUrl, emulators.azureAccountUrl)
+          ? { ...rule, azure: { ...rule.azure, accountUrl: azureAccountUrl } }
+          : rule,
+      ),
+    };
+    // Setting up goes to the emulators directly, past any faults.
+    const s3 = makeS3Client({ ...env, AWS_ENDPOINT_URL_S3: emulators.s3Endpoint });
     const blobs = BlobServiceClient.fromConnectionString(emulators.azureConnectionString);
     for (const rule of config.rules) {
       await s3.send(new CreateBucketCommand({ Bucket: rule.s3.bucket })).catch((error) => {
@@ -261,18 +305,21 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       },
       runtime,
       telemetry,
+      ...(faults && { faults }),
       async stop() {
         stopping = true;
         // The runners stop polling at once and the emulators stop alongside, as when Ctrl-C
         // reaches every process together, instead of after the runners' 1 s long polls.
         const polling = Promise.all(runners.map((runner) => runner.stop()));
         await Promise.all([polling, emulators.stop()]);
+        await Promise.all([faults?.s3.close(), faults?.azure.close()]);
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
       },
     };
   } catch (error) {
     await Promise.all(runners.map((runner) => runner.stop()));
+    await Promise.all([faults?.s3.close(), faults?.azure.close()]);
     await emulators.stop();
     server.close();
     throw error;

@@ -18,6 +18,31 @@ export interface OutgoingMessage {
   delaySeconds?: number;
 }
 
+/**
+ * What SQS refuses in a message body or a string attribute: anything but #x9, #xA, #xD,
+ * #x20-#xD7FF, #xE000-#xFFFD and #x10000-#x10FFFF (with the u flag a lone surrogate is one
+ * character, outside every range).
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
+ */
+const NOT_FOR_SQS = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu;
+
+/** Text SQS takes as an attribute: what it would refuse (from a hostile key, say) becomes U+FFFD. */
+export function sqsText(text: string): string {
+  return text.replace(NOT_FOR_SQS, '\uFFFD');
+}
+
+/**
+ * A JSON body SQS takes: JSON.stringify escapes control characters and lone surrogates, but
+ * not U+FFFE and U+FFFF, which SQS refuses; they are escaped here, which means the same in a
+ * JSON string.
+ */
+export function sqsBody(body: string): string {
+  return body.replace(
+    NOT_FOR_SQS,
+    (character) => `\\u${(character.codePointAt(0) ?? 0xfffd).toString(16).padStart(4, '0')}`,
+  );
+}
+
 function attributesOf(
   attributes: Record<string, string> | undefined,
 ): Record<string, MessageAttributeValue> | undefined {
@@ -25,7 +50,7 @@ function attributesOf(
   return Object.fromEntries(
     Object.entries(attributes).map(([name, value]) => [
       name,
-      { DataType: 'String', StringValue: value },
+      { DataType: 'String', StringValue: sqsText(value) },
     ]),
   );
 }
@@ -55,7 +80,7 @@ export async function sendEach(
         const attributes = attributesOf(message.attributes);
         return {
           Id: String(start + index),
-          MessageBody: message.body,
+          MessageBody: sqsBody(message.body),
           ...(attributes && { MessageAttributes: attributes }),
           ...(message.delaySeconds !== undefined && { DelaySeconds: message.delaySeconds }),
         };
@@ -146,9 +171,10 @@ export async function sendToDeadLetter(
   await client.send(
     new SendMessageCommand({
       QueueUrl: deadLetterQueueUrl,
-      MessageBody: body,
+      MessageBody: sqsBody(body),
       MessageAttributes: attributesOf({
         reason: why.reason,
+        // A cut through a surrogate pair leaves half of it, which sqsText replaces.
         error: why.error.slice(0, 1000),
         failedAt: new Date().toISOString(),
         receiveCount: String(why.receiveCount),

@@ -29,6 +29,13 @@ import { credentialsOf, type Environment } from './aws-settings.ts';
  */
 export { awsClientSettings, type Environment, makeSqsClient } from './aws-settings.ts';
 
+const SILENT_LOGGER = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
+
 /**
  * Builds the S3 client from the standard AWS environment; a rule's region and role (assumed
  * credentials) override the environment's.
@@ -46,6 +53,10 @@ export function makeS3Client(
     // Every body carries the checksum we computed (or a trailer we asked for); no second one.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // As the SDK's default logger, silent; but without it the SDK writes to the console each
+    // time a streamed part fails ("non-retryable streaming request"), which the copy engine
+    // retries and reports itself.
+    logger: SILENT_LOGGER,
   });
   client.middlewareStack.add(unsignedPayload, { step: 'build', name: 's3azUnsignedPayload' });
   return client;

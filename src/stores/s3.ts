@@ -287,8 +287,8 @@ export class S3ObjectStore implements ObjectStore, Presigner {
   /**
    * Uploads a part from a stream without holding it: sent aws-chunked with its CRC32 in a
    * trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), which S3 verifies before it keeps the part
-   * and returns in the response. The SDK's own retries are off for it (a consumed stream cannot
-   * be sent again); the copy engine retries the part from the source.
+   * and returns in the response. The SDK does not retry a streamed request (a consumed stream
+   * cannot be sent again); the copy engine retries the part from the source.
    * https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming-trailers.html
    * https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html
    */
@@ -328,7 +328,6 @@ export class S3ObjectStore implements ObjectStore, Presigner {
       },
       { step: 'build', name: 's3azAwsChunked' },
     );
-    command.middlewareStack.remove('retryMiddleware');
     let out: UploadPartCommandOutput;
     try {
       out = await this.#client.send(command, abortOf(options.signal));

@@ -15,6 +15,7 @@ const MODES: Record<string, BenchMode> = {
   functions: runFunctions,
   memory: runMemory,
   resume: runResume,
+  fuzz: async (args, cleanup) => (await import('./fuzz.ts')).runFuzz(args, cleanup),
 };
 
 // The pinned AWS SDK supports Node 20; its notice about future releases is noise here.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkKeyFor, joinKey, relativeKey } from '../../src/core/keys.ts';
+import { checkAddressable, checkKeyFor, joinKey, relativeKey } from '../../src/core/keys.ts';
 import { UnrepresentableError } from '../../src/errors.ts';
 
 describe('Function: checkKeyFor', () => {
@@ -74,6 +74,25 @@ describe('Function: checkKeyFor', () => {
     // Assess
     expect(message).toContain(`key "${'🎉'.repeat(59)}x…(2060 chars)"`);
     expect(message.length).toBeLessThan(400);
+  });
+});
+
+describe('Function: checkAddressable', () => {
+  it.each([
+    ['azure', './victim', /"\." or "\.\." path segment/],
+    ['azure', 'a/b/../../victim', /"\." or "\.\." path segment/],
+    ['azure', '../', /"\." or "\.\." path segment/],
+    ['s3', '\ud800', /lone surrogate/],
+    ['azure', 'a\udfffb', /lone surrogate/],
+  ] as const)('refuses %s key %j before any request names another object', (side, key, message) => {
+    expect(() => checkAddressable(side, key)).toThrow(UnrepresentableError);
+    expect(() => checkAddressable(side, key)).toThrow(message);
+  });
+
+  it('lets through what only a write would refuse (a folder marker, a trailing dot)', () => {
+    expect(() => checkAddressable('azure', 'folder/')).not.toThrow();
+    expect(() => checkAddressable('azure', 'name.')).not.toThrow();
+    expect(() => checkAddressable('s3', 'a/../b')).not.toThrow();
   });
 });
 

@@ -8,7 +8,7 @@ import type { DeliveryAuth } from '../../src/auth/event-grid-auth.ts';
 import type { ReplicationConfig } from '../../src/config/schema.ts';
 import type { MalformedEvent } from '../../src/events/event-grid.ts';
 import type { ObjectEvent } from '../../src/events/object-event.ts';
-import { handleWebhook, type WebhookRequest } from '../../src/events/webhook.ts';
+import { handleWebhook, MAX_DEPTH, type WebhookRequest } from '../../src/events/webhook.ts';
 import { buildRuntime } from '../../src/runtime/runtime.ts';
 import { entraFixture } from '../support/entra.ts';
 
@@ -110,6 +110,22 @@ function recorder(fail = false, failDeadLetter = false) {
 }
 
 describe('Function: handleWebhook', () => {
+  it('refuses with 400, storing nothing, a delivery nested deeper than any Event Grid event', async () => {
+    // Prepare: a valid event whose data holds 5,000 nested arrays (JSON.stringify would overflow).
+    const sink = recorder();
+    const deep = `[{"id":"d1","eventType":"Microsoft.Storage.BlobCreated","subject":"/blobServices/default/containers/c/blobs/k","eventTime":"2026-01-01T00:00:00Z","data":{"x":${'['.repeat(5000)}${']'.repeat(5000)}}}]`;
+    // Act
+    const response = await handleWebhook(
+      post(deep, { authorization: `Bearer ${await token()}` }),
+      sink.deps(entra),
+    );
+    // Assess
+    expect(response.status).toBe(400);
+    expect(response.body).toContain(`nested deeper than ${MAX_DEPTH} levels`);
+    expect(sink.stored).toEqual([]);
+    expect(sink.deadLettered).toEqual([]);
+  });
+
   it('stores the events of a delivery with a valid Entra ID token, and counts ignored types', async () => {
     const sink = recorder();
     const response = await handleWebhook(
