@@ -9,9 +9,10 @@ import { UsageError } from '../errors.ts';
  * - `500`: `500 InternalError` on both; not carried out.
  * - `throttle`: a 503 as above with `Retry-After: 1`.
  * - `reset`: the request is carried out, then the connection is reset after the response's
- *   headers and at most half its body (the client cannot tell whether it happened).
+ *   headers and at most half its body, or before the answer when it has no body (the client
+ *   cannot tell whether it happened).
  * - `truncate`: carried out; the response declares its full length but the connection closes
- *   after half of it.
+ *   after half of it (without a body: as `reset`).
  * - `latency`: the request waits 200-1,000 ms before it reaches the store.
  */
 export const FAULT_KINDS = ['503', '500', 'throttle', 'reset', 'truncate', 'latency'] as const;
@@ -143,20 +144,23 @@ export async function startFaultProxy(options: {
   });
   proxy.on('proxyRes', (upstream, request, response) => {
     const fault = pending.get(request);
-    response.writeHead(upstream.statusCode ?? 502, upstream.headers);
+    const status = upstream.statusCode ?? 502;
     if (!fault) {
+      response.writeHead(status, upstream.headers);
       upstream.pipe(response);
       return;
     }
-    const declared = Number(upstream.headers['content-length'] ?? 0);
-    const keep = Math.floor(declared / 2);
+    // A HEAD (or 204/304) answer declares a length but has no body to cut.
+    const bodyless = request.method === 'HEAD' || status === 204 || status === 304;
+    const keep = bodyless ? 0 : Math.floor(Number(upstream.headers['content-length'] ?? 0) / 2);
     if (keep === 0) {
-      // Nothing of the body to give: the connection goes after the headers.
-      response.flushHeaders();
+      // Nothing of a body to give: the connection goes before the answer does, so the client
+      // cannot tell whether the request was carried out.
       upstream.resume();
-      setImmediate(() => (fault === 'reset' ? response.socket?.destroy() : response.socket?.end()));
+      response.socket?.destroy();
       return;
     }
+    response.writeHead(status, upstream.headers);
     let sent = 0;
     upstream.on('data', (chunk: Buffer) => {
       if (sent >= keep) return;
@@ -169,6 +173,10 @@ export async function startFaultProxy(options: {
         if (fault === 'reset') response.socket?.destroy();
         else response.socket?.end();
       }
+    });
+    // A body shorter than it declared (not ours to cut): pass on its end.
+    upstream.on('end', () => {
+      if (sent < keep) response.end();
     });
   });
   proxy.on('error', (_error, _request, response) => {

@@ -3,6 +3,7 @@ import { runLatency } from './latency.ts';
 import { type BenchMode, runWithCleanup } from './lifecycle.ts';
 import { runMemory } from './memory.ts';
 import { runResume } from './resume.ts';
+import { runSoak } from './soak.ts';
 import { runThroughput } from './throughput.ts';
 
 /**
@@ -15,6 +16,7 @@ const MODES: Record<string, BenchMode> = {
   functions: runFunctions,
   memory: runMemory,
   resume: runResume,
+  soak: runSoak,
   fuzz: async (args, cleanup) => (await import('./fuzz.ts')).runFuzz(args, cleanup),
 };
 

@@ -141,7 +141,7 @@ describe('Function: startFaultProxy', () => {
     ['s3', 'azure'],
     ['azure', 's3'],
   ] as const)(
-    'a task %s -> %s retried through 25%% faults of every kind ends byte-identical',
+    'a task %s -> %s retried through faults of every kind (a quarter of requests) ends byte-identical',
     async (from, to) => {
       // Prepare
       const stores: Record<'s3' | 'azure', { direct: ObjectStore; faulty: ObjectStore }> = {
