@@ -72,7 +72,7 @@ function parseRate(value: string, part: string): number {
 }
 
 /** mulberry32: a small seeded generator, so that a seed repeats a run's faults. */
-function random(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -127,7 +127,7 @@ export async function startFaultProxy(options: {
   port?: number;
 }): Promise<FaultProxy> {
   const { plan, store } = options;
-  const next = random(plan.seed);
+  const next = seededRandom(plan.seed);
   const faults = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<
     FaultKind,
     number

@@ -10,6 +10,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
 import type { CopyTask } from '../../src/core/route.ts';
+import { recordOf } from '../../src/local/queue-runner.ts';
 import {
   parseTaskMessage,
   processTaskRecord,
@@ -206,22 +207,7 @@ async function nextRecord(sqs: SQSClient, queueUrl: string): Promise<SQSRecord> 
     );
     const message = out.Messages?.[0];
     if (!message) continue;
-    return {
-      messageId: message.MessageId ?? '',
-      receiptHandle: message.ReceiptHandle ?? '',
-      body: message.Body ?? '',
-      attributes: {
-        ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-        SentTimestamp: message.Attributes?.SentTimestamp ?? '0',
-        SenderId: 'local',
-        ApproximateFirstReceiveTimestamp: '0',
-      },
-      messageAttributes: {},
-      md5OfBody: message.MD5OfBody ?? '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:bench-tasks',
-      awsRegion: 'us-east-1',
-    };
+    return recordOf(message, 'arn:aws:sqs:us-east-1:000000000000:bench-tasks', 'us-east-1');
   }
   throw new Error('the tasks queue stayed empty: the continuation did not come back');
 }

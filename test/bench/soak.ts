@@ -1,17 +1,20 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { runPool } from '../../src/copy/pool.ts';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
-import { parseFaultPlan } from '../../src/local/fault-proxy.ts';
+import { parseFaultPlan, seededRandom } from '../../src/local/fault-proxy.ts';
 import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import { redrive } from '../../src/ops/redrive.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
@@ -19,6 +22,8 @@ import type { Cleanup } from './lifecycle.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** Users' S3 writes above this go multipart, in parts of this size. */
+const USER_PART = 8 * MiB;
 
 export interface SoakOptions {
   /** Objects written in the first phase, half on each side. */
@@ -62,17 +67,6 @@ function sizeOf(random: () => number, max: number): number {
   return Math.floor(MiB + random() * (max - MiB));
 }
 
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 async function readStream(stream: Readable | undefined): Promise<Buffer> {
@@ -111,7 +105,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
   // EMF lines are for CloudWatch; the soak reports its own figures.
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const started = Date.now();
-  const random = seeded(parseFaultPlan(options.faults).seed);
+  const random = seededRandom(parseFaultPlan(options.faults).seed);
   const mirror: LocalMirror = await startLocalMirror({
     s3Port: 0,
     azurePort: 0,
@@ -159,7 +153,33 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     let bytes = 0;
     const write = async (side: 's3' | 'azure', key: string, size: number) => {
       const body = randomBytes(size);
-      if (side === 's3') {
+      if (side === 's3' && size > USER_PART) {
+        // As `aws s3 cp` does it (and the emulator takes at most 11 MiB a request).
+        const { UploadId } = await s3.send(
+          new CreateMultipartUploadCommand({ Bucket: 'replicated', Key: key }),
+        );
+        const parts = [];
+        for (let start = 0, number = 1; start < size; start += USER_PART, number++) {
+          const { ETag } = await s3.send(
+            new UploadPartCommand({
+              Bucket: 'replicated',
+              Key: key,
+              UploadId,
+              PartNumber: number,
+              Body: body.subarray(start, start + USER_PART),
+            }),
+          );
+          parts.push({ PartNumber: number, ETag });
+        }
+        await s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: 'replicated',
+            Key: key,
+            UploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+        );
+      } else if (side === 's3') {
         await s3.send(new PutObjectCommand({ Bucket: 'replicated', Key: key, Body: body }));
       } else {
         await container.getBlockBlobClient(key).uploadData(body);

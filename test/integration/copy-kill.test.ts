@@ -21,6 +21,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
 import type { CopyTask } from '../../src/core/route.ts';
 import { REPLICATOR_ACCESS_KEY_PREFIX } from '../../src/local/emulators.ts';
+import { recordOf } from '../../src/local/queue-runner.ts';
 import { cleanup, localInitiators } from '../../src/ops/cleanup.ts';
 import { processTaskRecord } from '../../src/queue/task-record.ts';
 import { AzureBlobObjectStore, blockIdFor } from '../../src/stores/azure-blob.ts';
@@ -199,22 +200,7 @@ async function redelivered(queueUrl: string): Promise<SQSRecord> {
     );
     const message = out.Messages?.[0];
     if (!message) continue;
-    return {
-      messageId: message.MessageId ?? '',
-      receiptHandle: message.ReceiptHandle ?? '',
-      body: message.Body ?? '',
-      attributes: {
-        ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-        SentTimestamp: message.Attributes?.SentTimestamp ?? '0',
-        SenderId: 'local',
-        ApproximateFirstReceiveTimestamp: '0',
-      },
-      messageAttributes: {},
-      md5OfBody: message.MD5OfBody ?? '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:tasks',
-      awsRegion: 'us-east-1',
-    };
+    return recordOf(message, 'arn:aws:sqs:us-east-1:000000000000:tasks', 'us-east-1');
   }
   throw new Error('the killed task was not delivered again within 20 s');
 }

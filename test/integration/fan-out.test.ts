@@ -8,12 +8,12 @@ import {
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import type { SQSRecord } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import { readReplicaMarker } from '../../src/core/metadata.ts';
 import type { CopyTask } from '../../src/core/route.ts';
+import { recordOf } from '../../src/local/queue-runner.ts';
 import { processTaskRecord, type TaskRecordDependencies } from '../../src/queue/task-record.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import type { ObjectStore } from '../../src/stores/object-store.ts';
@@ -56,25 +56,6 @@ async function createQueue(name: string, visibility: number): Promise<string> {
     }),
   );
   return out.QueueUrl ?? '';
-}
-
-function recordOf(message: Message): SQSRecord {
-  return {
-    messageId: message.MessageId ?? '',
-    receiptHandle: message.ReceiptHandle ?? '',
-    body: message.Body ?? '',
-    attributes: {
-      ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-      SentTimestamp: message.Attributes?.SentTimestamp ?? '0',
-      SenderId: 'local',
-      ApproximateFirstReceiveTimestamp: '0',
-    },
-    messageAttributes: {},
-    md5OfBody: message.MD5OfBody ?? '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:tasks',
-    awsRegion: 'us-east-1',
-  };
 }
 
 /** The store, counting the commits of staged uploads it made. */
@@ -151,7 +132,10 @@ async function runUntil(
       const role = fanOut?.role ?? 'task';
       run.processed.set(role, (run.processed.get(role) ?? 0) + 1);
       try {
-        await processTaskRecord(recordOf(message), dependencies);
+        await processTaskRecord(
+          recordOf(message, 'arn:aws:sqs:us-east-1:000000000000:tasks', 'us-east-1'),
+          dependencies,
+        );
         await remove();
       } catch {
         // Left for its visibility timeout, as Lambda leaves a failed record.

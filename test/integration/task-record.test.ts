@@ -13,6 +13,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { PullMemory } from '../../src/copy/pull-memory.ts';
 import type { CopyTask } from '../../src/core/route.ts';
 import { NotFoundError, RetryableError } from '../../src/errors.ts';
+import { recordOf } from '../../src/local/queue-runner.ts';
 import {
   parseTaskMessage,
   processTaskRecord,
@@ -79,22 +80,7 @@ async function nextRecord(queueUrl: string): Promise<SQSRecord> {
     }),
   );
   const message = out.Messages?.[0] as Message;
-  return {
-    messageId: message.MessageId ?? '',
-    receiptHandle: message.ReceiptHandle ?? '',
-    body: message.Body ?? '',
-    attributes: {
-      ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-      SentTimestamp: message.Attributes?.SentTimestamp ?? '0',
-      SenderId: 'local',
-      ApproximateFirstReceiveTimestamp: '0',
-    },
-    messageAttributes: {},
-    md5OfBody: message.MD5OfBody ?? '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:tasks',
-    awsRegion: 'us-east-1',
-  };
+  return recordOf(message, 'arn:aws:sqs:us-east-1:000000000000:tasks', 'us-east-1');
 }
 
 function dependencies(

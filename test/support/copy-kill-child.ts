@@ -11,6 +11,7 @@ import { type Message, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { SQSRecord } from 'aws-lambda';
 import { validateConfig } from '../../src/config/load.ts';
+import { recordOf } from '../../src/local/queue-runner.ts';
 import { processTaskRecord } from '../../src/queue/task-record.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
 import { makeS3Client, makeSqsClient } from '../../src/stores/clients.ts';
@@ -74,22 +75,11 @@ async function main(): Promise<void> {
   );
   const message: Message | undefined = out.Messages?.[0];
   if (!message) throw new Error('no task message arrived');
-  const record: SQSRecord = {
-    messageId: message.MessageId ?? '',
-    receiptHandle: message.ReceiptHandle ?? '',
-    body: message.Body ?? '',
-    attributes: {
-      ApproximateReceiveCount: message.Attributes?.ApproximateReceiveCount ?? '1',
-      SentTimestamp: message.Attributes?.SentTimestamp ?? '0',
-      SenderId: 'local',
-      ApproximateFirstReceiveTimestamp: '0',
-    },
-    messageAttributes: {},
-    md5OfBody: message.MD5OfBody ?? '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:tasks',
-    awsRegion: 'us-east-1',
-  };
+  const record: SQSRecord = recordOf(
+    message,
+    'arn:aws:sqs:us-east-1:000000000000:tasks',
+    'us-east-1',
+  );
   const outcome = await processTaskRecord(record, {
     sqs,
     queueUrl,
