@@ -52,6 +52,8 @@ export interface SoakReport {
   copies: number;
   /** Keys whose final state is not the last user operation on them, on either side. */
   lost: string[];
+  /** For each lost key: what the users last did and what each side holds. */
+  lostDetail: string[];
   /** Keys present on both sides with different bytes. */
   corrupted: string[];
   /** Keys copied more often than they were changed (beyond retries of one task). */
@@ -149,6 +151,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
 
     /** What the users last did to each key: its bytes' SHA-256, or undefined for a delete. */
     const expected = new Map<string, string | undefined>();
+    const lastOp = new Map<string, string>();
     const changes = new Map<string, number>();
     let bytes = 0;
     const write = async (side: 's3' | 'azure', key: string, size: number) => {
@@ -185,6 +188,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
         await container.getBlockBlobClient(key).uploadData(body);
       }
       expected.set(key, sha(body));
+      lastOp.set(key, `write on ${side}`);
       changes.set(key, (changes.get(key) ?? 0) + 1);
       bytes += size;
     };
@@ -195,6 +199,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
         await container.getBlockBlobClient(key).deleteIfExists();
       }
       expected.set(key, undefined);
+      lastOp.set(key, `delete on ${side}`);
       changes.set(key, (changes.get(key) ?? 0) + 1);
     };
     const settle = async (what: string) => {
@@ -268,6 +273,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     for await (const item of container.listBlobsFlat()) azureKeys.add(item.name);
     if (process.env.S3AZ_SOAK_DEBUG) log(`listed ${azureKeys.size} on Azure`);
     const lost: string[] = [];
+    const lostDetail: string[] = [];
     const corrupted: string[] = [];
     await runPool([...expected.keys()], options.concurrency, async (key) => {
       const want = expected.get(key);
@@ -288,7 +294,14 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
           )
         : undefined;
       if (onS3 !== undefined && onAzure !== undefined && onS3 !== onAzure) corrupted.push(key);
-      else if (onS3 !== want || onAzure !== want) lost.push(key);
+      else if (onS3 !== want || onAzure !== want) {
+        lost.push(key);
+        const short = (hash: string | undefined) =>
+          hash === undefined ? 'absent' : hash.slice(0, 8);
+        lostDetail.push(
+          `${key}: users last ${lastOp.get(key) ?? '?'} (${short(want)}); S3 ${short(onS3)}, Azure ${short(onAzure)}; ${changes.get(key)} changes, ${copies.get(key) ?? 0} copies`,
+        );
+      }
     });
     const pingPong = [...copies.entries()]
       .filter(([key, count]) => count > (changes.get(key) ?? 0))
@@ -310,6 +323,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
       redriven,
       copies: [...copies.values()].reduce((sum, count) => sum + count, 0),
       lost,
+      lostDetail,
       corrupted,
       pingPong,
       seconds: (Date.now() - started) / 1000,
@@ -363,7 +377,7 @@ export async function runSoak(args: readonly string[], cleanup: Cleanup): Promis
   const faults = Object.values(report.faults).reduce((sum, count) => sum + count, 0);
   if (report.lost.length + report.corrupted.length + report.pingPong.length > 0) {
     process.stdout.write(
-      `lost: ${report.lost.slice(0, 10).join(', ')}\ncorrupted: ${report.corrupted.slice(0, 10).join(', ')}\nping-pong: ${report.pingPong.slice(0, 10).join(', ')}\n`,
+      `lost:\n  ${report.lostDetail.slice(0, 20).join('\n  ')}\ncorrupted: ${report.corrupted.slice(0, 10).join(', ')}\nping-pong: ${report.pingPong.slice(0, 10).join(', ')}\n`,
     );
     throw new Error('soak: the sides do not agree with what the users did');
   }
