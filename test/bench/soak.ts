@@ -10,12 +10,13 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { runPool } from '../../src/copy/pool.ts';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
 import { parseFaultPlan, seededRandom } from '../../src/local/fault-proxy.ts';
 import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
+import { queueCounts } from '../../src/ops/dead-letters.ts';
 import { redrive } from '../../src/ops/redrive.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
 import type { Cleanup } from './lifecycle.ts';
@@ -78,22 +79,8 @@ async function readStream(stream: Readable | undefined): Promise<Buffer> {
 }
 
 async function depth(sqs: SQSClient, url: string): Promise<number> {
-  const out = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: [
-        'ApproximateNumberOfMessages',
-        'ApproximateNumberOfMessagesNotVisible',
-        'ApproximateNumberOfMessagesDelayed',
-      ],
-    }),
-  );
-  const attributes = out.Attributes ?? {};
-  return (
-    Number(attributes.ApproximateNumberOfMessages ?? 0) +
-    Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0) +
-    Number(attributes.ApproximateNumberOfMessagesDelayed ?? 0)
-  );
+  const counts = await queueCounts(sqs, url);
+  return counts.visible + counts.inFlight + counts.delayed;
 }
 
 /**
