@@ -19,6 +19,7 @@ import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import { queueCounts } from '../../src/ops/dead-letters.ts';
 import { redrive } from '../../src/ops/redrive.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
+import { readAll } from '../support/streams.ts';
 import type { Cleanup } from './lifecycle.ts';
 
 const KiB = 1024;
@@ -71,12 +72,6 @@ function sizeOf(random: () => number, max: number): number {
 }
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-async function readStream(stream: Readable | undefined): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream ?? []) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 async function depth(sqs: SQSClient, url: string): Promise<number> {
   const counts = await queueCounts(sqs, url);
@@ -266,7 +261,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
       const want = expected.get(key);
       const onS3 = s3Keys.has(key)
         ? sha(
-            await readStream(
+            await readAll(
               (await s3.send(new GetObjectCommand({ Bucket: 'replicated', Key: key })))
                 .Body as Readable,
             ),
@@ -274,7 +269,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
         : undefined;
       const onAzure = azureKeys.has(key)
         ? sha(
-            await readStream(
+            await readAll(
               (await container.getBlockBlobClient(key).download())
                 .readableStreamBody as unknown as Readable,
             ),
