@@ -42,6 +42,7 @@ export function createCopyHandler(runtime: () => Promise<Runtime>) {
       telemetry: built.telemetry,
       retryBaseSeconds: built.retryBaseSeconds,
       maxReceives: built.maxReceives,
+      deleteHoldSeconds: built.deleteHoldSeconds,
       // The records of a batch copy side by side, each within its share of the memory.
       memoryBudget: functionMemoryBudget(process.env, event.Records.length, COPY_MEMORY_MB),
     };

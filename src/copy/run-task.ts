@@ -41,6 +41,19 @@ export interface TaskContext {
   memoryBudget?: number;
   /** Splits copies of very large objects over parallel invocations; absent: never. */
   fanOut?: FanOutHook;
+  /** An earlier run held this delete; see `DecisionInput.held`. */
+  held?: { etag: string; over: boolean };
+}
+
+/**
+ * A delete in doubt (see `decide`): the destination version `etag` may be newer than the
+ * delete. The task is to run again after a hold, with `TaskContext.held`.
+ */
+export interface HeldDelete {
+  action: 'held';
+  etag: string;
+  detail: string;
+  decisions: number;
 }
 
 /** A copy too large for one invocation's stream, split into range tasks and a finishing task. */
@@ -129,7 +142,7 @@ export const CREATE_FIRST_BYTES = 64 * 1024;
 export async function runCopyTask(
   task: CopyTask,
   context: TaskContext,
-): Promise<TaskOutcome | FannedOut> {
+): Promise<TaskOutcome | FannedOut | HeldDelete> {
   const { rule, source, destination } = context;
   // Before any request: an SDK resolves "./" and "../" in a blob name (reading or deleting
   // another blob) and fails on a lone surrogate; such keys cannot name an object there.
@@ -163,6 +176,7 @@ export async function runCopyTask(
       tieWinner: rule.conflictWinner,
       source: sourceHead,
       destination: destinationHead,
+      ...(context.held && { held: context.held }),
     });
     if (resume && decision.action !== 'copy') {
       // Nothing will commit what the earlier run staged.
@@ -174,6 +188,9 @@ export async function runCopyTask(
     try {
       if (decision.action === 'skip') {
         return { action: 'skipped', reason: decision.reason, detail: decision.detail, decisions };
+      }
+      if (decision.action === 'hold') {
+        return { action: 'held', etag: decision.etag, detail: decision.detail, decisions };
       }
       if (decision.action === 'delete') {
         if (decision.sourceCondition) {

@@ -25,7 +25,16 @@ export type Decision =
        */
       sourceCondition?: WriteCondition;
     }
-  | { action: 'skip'; reason: SkipReason; detail: string };
+  | { action: 'skip'; reason: SkipReason; detail: string }
+  | {
+      /**
+       * A delete in doubt: the destination version `etag` may have been written after the
+       * delete. Wait (DELETE_HOLD_SECONDS), then decide again with `held` (see DecisionInput).
+       */
+      action: 'hold';
+      etag: string;
+      detail: string;
+    };
 
 /** Where the task's two objects are, and what the event said about the change. */
 export interface DecisionTask {
@@ -61,6 +70,11 @@ export interface DecisionInput {
   source: ObjectHead | undefined;
   /** Current state of the destination object (undefined: absent). */
   destination: ObjectHead | undefined;
+  /**
+   * An earlier run of this delete held it (a `hold` decision) on the destination version
+   * `etag`; `over` once the hold's time has passed.
+   */
+  held?: { etag: string; over: boolean };
 }
 
 const skip = (reason: SkipReason, detail: string): Decision => ({ action: 'skip', reason, detail });
@@ -230,8 +244,16 @@ function writtenBeforeDelete(head: ObjectHead, deletedAt: number): boolean {
   return secondOf(written) < secondOf(deletedAt) - 1;
 }
 
+/**
+ * Whether `head` was certainly written after the delete at `deletedAt`: dated in a later
+ * second (for an S3 multipart object, the date of its upload's start is later still).
+ */
+function writtenAfterDelete(head: ObjectHead, deletedAt: number): boolean {
+  return Number.isFinite(deletedAt) && secondOf(head.lastModified.getTime()) > secondOf(deletedAt);
+}
+
 function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
-  const { task } = input;
+  const { task, held } = input;
   const ours = replicaMarkerOf(
     destination,
     task.rule,
@@ -242,15 +264,37 @@ function decideDelete(input: DecisionInput, destination: ObjectHead): Decision {
   // Rule 7: the destination is our replica of the deleted object: it goes too.
   if (ours) return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
   // The destination is the original of the deleted replica, or a user's own write. It goes
-  // unless it may have been written after the delete (newest wins); when in doubt it is kept.
+  // unless it was written after the delete (newest wins).
   const deletedAt = Date.parse(task.eventTime);
-  if (!writtenBeforeDelete(destination, deletedAt)) {
+  const deleteIt: Decision = {
+    action: 'delete',
+    condition: { kind: 'match', etag: destination.etag },
+  };
+  if (writtenBeforeDelete(destination, deletedAt)) return deleteIt;
+  const dated = `the destination (dated ${destination.lastModified.toISOString()})`;
+  const at = Number.isFinite(deletedAt) ? new Date(deletedAt).toISOString() : 'an unknown time';
+  if (!Number.isFinite(deletedAt) || writtenAfterDelete(destination, deletedAt)) {
     return skip(
       'diverged',
-      `the destination (dated ${destination.lastModified.toISOString()}) may have been written after the delete at ${Number.isFinite(deletedAt) ? new Date(deletedAt).toISOString() : 'an unknown time'}; kept (conflict: the newer change wins)`,
+      `${dated} was written after the delete at ${at}; kept (conflict: the newer change wins)`,
     );
   }
-  return { action: 'delete', condition: { kind: 'match', etag: destination.etag } };
+  if (held && held.etag !== destination.etag) {
+    return skip(
+      'diverged',
+      `${dated} was written while the delete at ${at} waited; kept (conflict: the newer change wins)`,
+    );
+  }
+  // In doubt (a write in the delete's second, or an S3 multipart object, which S3 dates from
+  // its upload's start). A version written after the delete has an event of its own, which
+  // carries it across: then the source exists again when the hold is over, and the delete is
+  // not decided here. A version still alone after the hold was there before the delete.
+  if (held?.over) return deleteIt;
+  return {
+    action: 'hold',
+    etag: destination.etag,
+    detail: `${dated} may have been written after the delete at ${at}; the delete waits for that version's own event before it goes ahead`,
+  };
 }
 
 /**

@@ -36,6 +36,8 @@ export interface LocalMirrorOptions {
   azuriteDataDir?: string;
   /** Seconds before a failed task is tried again (doubling); default 1 locally. */
   retryBaseSeconds?: number;
+  /** How long a delete in doubt waits (default DELETE_HOLD_SECONDS, as deployed). */
+  deleteHoldSeconds?: number;
   /**
    * Faults injected between the replicator and both stores (`--faults`); users' own requests
    * go to the emulators directly.
@@ -173,6 +175,9 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       ),
       [WEBHOOK_SECRET_VARIABLE]: secret,
       S3AZ_RETRY_BASE_SECONDS: String(options.retryBaseSeconds ?? 1),
+      ...(options.deleteHoldSeconds !== undefined && {
+        S3AZ_DELETE_HOLD_SECONDS: String(options.deleteHoldSeconds),
+      }),
     };
     const sqs = makeSqsClient(env);
     const wiring = await readServerlessWiring();

@@ -9,7 +9,6 @@ import {
 } from '../copy/copy-object.ts';
 import {
   copyRequestFor,
-  type FannedOut,
   type FanOutHook,
   runCopyTask,
   type TaskContext,
@@ -263,7 +262,11 @@ export async function runFinishTask(
     await context.destination
       .abortStaged({ key: task.destinationKey, uploadId: checkpoint.uploadId })
       .catch(() => undefined);
-    const outcome: TaskOutcome | FannedOut = await runCopyTask(task, context);
+    const outcome = await runCopyTask(task, context);
+    if (outcome.action === 'held') {
+      // Only a delete is held, and a fanned-out copy is never a delete.
+      throw new Error(`a fanned-out copy was decided as a held delete: ${outcome.detail}`);
+    }
     return outcome.action === 'fanned-out'
       ? { kind: 'continued', detail: `split again into ${outcome.ranges} range tasks` }
       : { kind: 'done', outcome };

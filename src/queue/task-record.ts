@@ -25,7 +25,12 @@ import {
   runRangeTask,
 } from './fan-out.ts';
 import { sendAll, sendToDeadLetter } from './sqs.ts';
-import { MAX_CONTINUATIONS, MAX_RECEIVES, retryDelaySeconds } from './timing.ts';
+import {
+  DELETE_HOLD_SECONDS,
+  MAX_CONTINUATIONS,
+  MAX_RECEIVES,
+  retryDelaySeconds,
+} from './timing.ts';
 
 const continuationSchema = z.strictObject({
   count: z.number().int().min(1),
@@ -40,6 +45,12 @@ const continuationSchema = z.strictObject({
       checksums: z.base64(),
     })
     .optional(),
+});
+
+/** A delete held in doubt (see `decide`): the destination version it waits on, and since when. */
+const holdSchema = z.strictObject({
+  etag: z.string().min(1),
+  since: z.iso.datetime(),
 });
 
 const copyTaskSchema = z.strictObject({
@@ -57,6 +68,7 @@ const copyTaskSchema = z.strictObject({
   etag: z.string().min(1).optional(),
   continuation: continuationSchema.optional(),
   fanOut: fanOutSchema.optional(),
+  hold: holdSchema.optional(),
 });
 
 /** How far a task stopped by its time budget got: carried by the message that continues it. */
@@ -73,6 +85,8 @@ export interface TaskMessage {
   continuation?: Continuation;
   /** Present on the range and finishing tasks of a fanned-out copy. */
   fanOut?: FanOut;
+  /** Present on a delete held in doubt (see `decide`). */
+  hold?: { etag: string; since: string };
 }
 
 /** Parses a task message body; anything else is permanent (it will never parse). */
@@ -95,7 +109,7 @@ export function parseTaskMessage(body: string): TaskMessage {
       `the task message is not a copy task: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
-  const { sequencer, writtenBy, etag, continuation, fanOut, ...rest } = result.data;
+  const { sequencer, writtenBy, etag, continuation, fanOut, hold, ...rest } = result.data;
   const task: CopyTask = {
     ...rest,
     ...(sequencer !== undefined && { sequencer }),
@@ -107,11 +121,12 @@ export function parseTaskMessage(body: string): TaskMessage {
       `the task message is not a copy task: fanOut: parts ${fanOut.first}-${fanOut.last} are no range`,
     );
   }
-  if (!continuation) return { task, ...(fanOut && { fanOut }) };
+  if (!continuation) return { task, ...(fanOut && { fanOut }), ...(hold && { hold }) };
   const { upload } = continuation;
   return {
     task,
     ...(fanOut && { fanOut }),
+    ...(hold && { hold }),
     continuation: {
       count: continuation.count,
       ...(upload && {
@@ -210,7 +225,14 @@ export interface TaskRecordDependencies {
   memoryBudget?: number;
   /** How a fanned-out copy's finishing task checks (tests shorten it); see src/queue/fan-out.ts. */
   fanOutTiming?: FanOutTiming;
+  /** How long a delete in doubt waits (default DELETE_HOLD_SECONDS; at most 900, SQS's delay). */
+  deleteHoldSeconds?: number;
 }
+
+/** SQS delays a message at most 15 minutes. */
+const MAX_DELAY_SECONDS = 900;
+/** A delayed message may be received a little early; a hold this close to its end is over. */
+const HOLD_EARLY_MS = 1000;
 
 /** The reason a copy's signal fires when its invocation nears the end of its time budget. */
 export class TimeBudgetExceededError extends RetryableError {
@@ -254,6 +276,8 @@ export async function processTaskRecord(
       );
     const log = (message: string) =>
       telemetry?.logger.info(message, { correlationId: parsed.correlationId });
+    const { hold } = message;
+    const holdSeconds = dependencies.deleteHoldSeconds ?? DELETE_HOLD_SECONDS;
     const fanOutDependencies: FanOutDependencies = {
       send: (messages) => sendAll(dependencies.sqs, dependencies.queueUrl, messages),
       deadLetter: (body, reason) =>
@@ -278,6 +302,12 @@ export async function processTaskRecord(
           memoryBudget: dependencies.memoryBudget,
         }),
         ...(telemetry && { log }),
+        ...(hold && {
+          held: {
+            etag: hold.etag,
+            over: Date.now() - Date.parse(hold.since) >= holdSeconds * 1000 - HOLD_EARLY_MS,
+          },
+        }),
       };
       context.fanOut = fanOutHook(parsed, context, fanOutDependencies);
       const { fanOut } = message;
@@ -286,6 +316,21 @@ export async function processTaskRecord(
         return runFinishTask(parsed, fanOut, context, fanOutDependencies);
       }
       const outcome = await runCopyTask(parsed, context);
+      if (outcome.action === 'held') {
+        // The hold runs from the first time this version was held on.
+        const since = hold?.etag === outcome.etag ? hold.since : new Date().toISOString();
+        const wait = Math.max(1, Math.ceil(holdSeconds - (Date.now() - Date.parse(since)) / 1000));
+        await sendAll(dependencies.sqs, dependencies.queueUrl, [
+          {
+            body: JSON.stringify({
+              ...(JSON.parse(record.body) as Record<string, unknown>),
+              hold: { etag: outcome.etag, since },
+            }),
+            delaySeconds: Math.min(wait, MAX_DELAY_SECONDS),
+          },
+        ]);
+        return { kind: 'continued', detail: `${outcome.detail} (${wait} s)` };
+      }
       return outcome.action === 'fanned-out'
         ? {
             kind: 'continued',

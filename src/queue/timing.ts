@@ -66,6 +66,16 @@ export const FAN_OUT_CHECK_SECONDS = 60;
 export const FAN_OUT_QUIET_CHECKS = 20;
 export const FAN_OUT_MAX_REISSUES = 3;
 export const FAN_OUT_MAX_CHECKS = (7 * 24 * 3600) / FAN_OUT_CHECK_SECONDS;
+/**
+ * How long a delete in doubt waits before it goes ahead (see `decide`): the other side holds a
+ * version that may have been written after the delete (in the delete's second, or an S3
+ * multipart object, which S3 dates from its upload's start). A version written after the
+ * delete has its own event, which carries it across in the meantime. S3 notifications come
+ * "typically in seconds but can sometimes take a minute or longer"
+ * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventNotifications.html); five
+ * minutes leaves room for that and for the pipeline's own queues. At most 900 (an SQS delay).
+ */
+export const DELETE_HOLD_SECONDS = 300;
 export const RETRY_BASE_SECONDS = 30;
 // SQS allows a visibility timeout of at most 12 hours; an hour keeps a stuck key moving.
 export const RETRY_CAP_SECONDS = 3600;

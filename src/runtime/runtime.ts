@@ -13,7 +13,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
 import { Telemetry } from '../observe/telemetry.ts';
-import { MAX_RECEIVES, RETRY_BASE_SECONDS } from '../queue/timing.ts';
+import { DELETE_HOLD_SECONDS, MAX_RECEIVES, RETRY_BASE_SECONDS } from '../queue/timing.ts';
 import { awsClientSettings, type Environment, makeSqsClient } from '../stores/aws-settings.ts';
 import type { AzureBlobObjectStore } from '../stores/azure-blob.ts';
 import type { S3ObjectStore } from '../stores/s3.ts';
@@ -55,6 +55,8 @@ export interface Runtime {
   retryBaseSeconds: number;
   /** The work queues' maxReceiveCount (`S3AZ_MAX_RECEIVES`, as in serverless.yml). */
   maxReceives: number;
+  /** How long a delete in doubt waits (`S3AZ_DELETE_HOLD_SECONDS`; see DELETE_HOLD_SECONDS). */
+  deleteHoldSeconds: number;
   /**
    * The S3 principals the replicator writes as (`S3AZ_OWN_S3_PRINCIPALS`, comma-separated;
    * see `ProvenanceOptions`). Empty: S3 events say nothing about provenance.
@@ -130,6 +132,12 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     3600,
   );
   const maxReceives = integerVariable(env, 'S3AZ_MAX_RECEIVES', MAX_RECEIVES, 1000);
+  const deleteHoldSeconds = integerVariable(
+    env,
+    'S3AZ_DELETE_HOLD_SECONDS',
+    DELETE_HOLD_SECONDS,
+    900,
+  );
   if (maxReceives < 1)
     throw new ConfigError('environment variable S3AZ_MAX_RECEIVES must be at least 1');
   const ownS3Principals = (env.S3AZ_OWN_S3_PRINCIPALS ?? '')
@@ -200,6 +208,7 @@ export async function buildRuntime(options: RuntimeOptions = {}): Promise<Runtim
     retryBaseSeconds,
     ownS3Principals,
     maxReceives,
+    deleteHoldSeconds,
     queueUrl(name) {
       const variable = QUEUE_VARIABLES[name];
       const url = env[variable];

@@ -38,6 +38,8 @@ export interface SoakOptions {
   concurrency: number;
   /** How long to wait for the mirror to settle after each phase. */
   settleTimeoutMs: number;
+  /** How long the mirror holds a delete in doubt (default: as deployed). */
+  deleteHoldSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -94,6 +96,9 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     s3Port: 0,
     azurePort: 0,
     faults: parseFaultPlan(options.faults),
+    ...(options.deleteHoldSeconds !== undefined && {
+      deleteHoldSeconds: options.deleteHoldSeconds,
+    }),
   });
   cleanup?.add(() => mirror.stop());
   try {

@@ -11,6 +11,8 @@ describe('Soak: the local mirror under injected faults', () => {
       faults: 'rate=5%,seed=11',
       concurrency: 8,
       settleTimeoutMs: 120_000,
+      // Deletes in doubt wait seconds here, not the deployed five minutes.
+      deleteHoldSeconds: 3,
     });
     // Assess
     const summary = describeSoak(report);

@@ -125,13 +125,40 @@ describe('Function: runCopyTask', () => {
 
     await s3.put('kept.txt', Buffer.from('x'), any);
     await run(task('s3', 'kept.txt'));
-    await azure.put('kept.txt', Buffer.from('rewritten by a user'), any);
     await s3.delete('kept.txt');
-    expect(await run(task('s3', 'kept.txt', 'deleted'))).toMatchObject({
-      action: 'skipped',
-      reason: 'diverged',
-    });
+    // The user's rewrite on Azure comes seconds after the delete (its event was slow).
+    const deletedEarlier = {
+      ...task('s3', 'kept.txt', 'deleted'),
+      eventTime: new Date(Date.now() - 5000).toISOString(),
+    };
+    await azure.put('kept.txt', Buffer.from('rewritten by a user'), any);
+    expect(await run(deletedEarlier)).toMatchObject({ action: 'skipped', reason: 'diverged' });
     expect(await text(azure, 'kept.txt')).toBe('rewritten by a user');
+  });
+
+  it('holds a delete racing a write on the other side, then deletes what no event carried across', async () => {
+    await s3.put('raced.txt', Buffer.from('x'), any);
+    await run(task('s3', 'raced.txt'));
+    await azure.put('raced.txt', Buffer.from('rewritten by a user'), any);
+    await s3.delete('raced.txt');
+    const deleted = task('s3', 'raced.txt', 'deleted');
+    const first = await run(deleted);
+    const rewritten = await azure.head('raced.txt');
+    expect(first).toMatchObject({ action: 'held', etag: rewritten?.etag });
+    expect(await text(azure, 'raced.txt')).toBe('rewritten by a user');
+
+    const context = { rule: rule('mirror', 's3'), source: s3, destination: azure };
+    const notYet = await runCopyTask(deleted, {
+      ...context,
+      held: { etag: rewritten?.etag ?? '', over: false },
+    });
+    expect(notYet).toMatchObject({ action: 'held' });
+    const over = await runCopyTask(deleted, {
+      ...context,
+      held: { etag: rewritten?.etag ?? '', over: true },
+    });
+    expect(over).toMatchObject({ action: 'deleted' });
+    expect(await azure.head('raced.txt')).toBeUndefined();
   });
 
   it('keeps the destination when the rule ignores deletes', async () => {

@@ -120,6 +120,8 @@ export async function startPipeline(options: PipelineOptions = {}): Promise<Pipe
     S3AZ_TASKS_DLQ_URL: tasksDeadLetter,
     S3AZ_RETRY_BASE_SECONDS: '0',
     S3AZ_MAX_RECEIVES: String(maxReceives),
+    // A delete in doubt waits a second here, not five minutes.
+    S3AZ_DELETE_HOLD_SECONDS: '1',
     [WEBHOOK_SECRET_VARIABLE]: webhookSecret,
     // The replicator writes with its own key, as `s3az local` does, so that S3 events tell
     // its writes from the tests' (which use the users' key).

@@ -348,36 +348,72 @@ describe('Function: decide (deleted)', () => {
     );
     expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
     expect(decision.action === 'skip' && decision.detail).toMatch(
-      /may have been written after the delete/,
+      /was written after the delete/,
     );
   });
 
-  it('keeps a destination written in the same second as the delete (Last-Modified has whole seconds)', () => {
+  it('holds a delete whose destination was written in the same second (Last-Modified has whole seconds)', () => {
     const decision = decide(
       deleted({
         t: { eventTime: new Date(later(10).getTime() + 400).toISOString() },
         destination: head('"a9"', later(10)),
       }),
     );
-    expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
+    expect(decision).toMatchObject({ action: 'hold', etag: '"a9"' });
+    expect(decision.action === 'hold' && decision.detail).toMatch(
+      /may have been written after the delete/,
+    );
   });
 
-  it('keeps a destination written within a second before the delete (it may have raced it)', () => {
+  it('holds a delete whose destination was written within a second before it (it may have raced it)', () => {
     const decision = decide(
       deleted({
         t: { eventTime: new Date(later(11).getTime() + 300).toISOString() },
         destination: head('"a9"', later(10)),
       }),
     );
+    expect(decision).toMatchObject({ action: 'hold', etag: '"a9"' });
+  });
+
+  it('holds a delete of an S3 multipart object dated less than an hour before it (S3 dates it from the upload start)', () => {
+    const multipart = head('"abc-3"', later(10));
+    const soon = deleted({ t: { sourceSide: 'azure', eventTime: later(600).toISOString() } });
+    expect(decide({ ...soon, destination: multipart })).toMatchObject({
+      action: 'hold',
+      etag: '"abc-3"',
+    });
+    const late = deleted({ t: { sourceSide: 'azure', eventTime: later(4000).toISOString() } });
+    expect(decide({ ...late, destination: multipart })).toMatchObject({ action: 'delete' });
+  });
+
+  it('keeps an S3 multipart object whose upload started after the delete', () => {
+    const multipart = head('"abc-3"', later(20));
+    const decision = decide(
+      deleted({ t: { sourceSide: 'azure', eventTime: later(10).toISOString() }, destination: multipart }),
+    );
     expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
   });
 
-  it('keeps an S3 multipart object dated less than an hour before the delete (S3 dates it from the upload start)', () => {
+  it('deletes a held version once its hold is over and no event carried it across', () => {
     const multipart = head('"abc-3"', later(10));
-    const soon = deleted({ t: { sourceSide: 'azure', eventTime: later(600).toISOString() } });
-    expect(decide({ ...soon, destination: multipart })).toMatchObject({ reason: 'diverged' });
-    const late = deleted({ t: { sourceSide: 'azure', eventTime: later(4000).toISOString() } });
-    expect(decide({ ...late, destination: multipart })).toMatchObject({ action: 'delete' });
+    const task = deleted({ t: { sourceSide: 'azure', eventTime: later(600).toISOString() } });
+    expect(
+      decide({ ...task, destination: multipart, held: { etag: '"abc-3"', over: false } }),
+    ).toMatchObject({ action: 'hold' });
+    expect(
+      decide({ ...task, destination: multipart, held: { etag: '"abc-3"', over: true } }),
+    ).toEqual({ action: 'delete', condition: { kind: 'match', etag: '"abc-3"' } });
+  });
+
+  it('keeps a version written while the delete was held (another eTag than the one held on)', () => {
+    const rewritten = head('"abc-4"', later(10));
+    const decision = decide({
+      ...deleted({ t: { sourceSide: 'azure', eventTime: later(600).toISOString() } }),
+      destination: rewritten,
+      held: { etag: '"abc-3"', over: true },
+    });
+    expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
+    expect(decision.action === 'skip' && decision.detail).toMatch(/while the delete at .* waited/);
   });
 
   it('replicates a rollback that restored our replica of an older version, dated by the rollback', () => {
