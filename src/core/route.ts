@@ -165,8 +165,20 @@ export interface RoutedBatch {
 }
 
 /**
- * Routes a batch of events through the rules and collapses events for the same source key to
- * the newest (by sequencer, else event time). A rename becomes a copy of the new name and a
+ * What tasks of one batch collapse on: the rule, the source side and key, and the kind. A
+ * batch keeps the newest `created` and the newest `deleted` task of a key, not only the newest
+ * of the two: a user's delete and the event of a replica the copy step wrote back after it
+ * (no provenance, as through EventBridge) come in one batch, and the write-back's task skips
+ * (`replica`) where the delete's task removes both (`decide`, "a copy raced ahead").
+ */
+export function collapseKeyOf(task: CopyTask): string {
+  return `${task.rule}\n${task.sourceSide}\n${task.sourceKey}\n${task.kind}`;
+}
+
+/**
+ * Routes a batch of events through the rules and collapses the tasks of one source key and
+ * kind to the newest (by sequencer, else event time; see `collapseKeyOf`), so a key gets at
+ * most one `created` and one `deleted` task. A rename becomes a copy of the new name and a
  * delete of the old one. Pure.
  */
 export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): RoutedBatch {
@@ -175,7 +187,7 @@ export function routeEvents(rules: ReplicationRule[], events: ObjectEvent[]): Ro
   let unrouted = 0;
   const keep = (task: CopyTask | undefined) => {
     if (!task) return;
-    const id = `${task.rule}\n${task.sourceSide}\n${task.sourceKey}`;
+    const id = collapseKeyOf(task);
     const current = newest.get(id);
     if (!current || isNewer(task, current)) newest.set(id, task);
   };

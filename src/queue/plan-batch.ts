@@ -1,7 +1,7 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import type { ReplicationRule } from '../config/schema.ts';
-import { type CopyTask, isNewer, routeEvents } from '../core/route.ts';
+import { type CopyTask, collapseKeyOf, isNewer, routeEvents } from '../core/route.ts';
 import { asReplicatorError } from '../errors.ts';
 import { EventParseError } from '../events/object-event.ts';
 import { parseQueuedEvent } from '../events/queued.ts';
@@ -46,8 +46,9 @@ export interface PlanDependencies {
 /**
  * The plan step for one batch of the events queue: parse each message, route its events
  * through the rules (events no rule covers are counted and dropped), expand directory events
- * by listing, collapse tasks for the same key across the batch to the newest, and send one
- * task per object to the tasks queue. A reconcile run's follow-up message goes on with the run
+ * by listing, collapse the tasks of one key and kind across the batch to the newest (at most
+ * one `created` and one `deleted` task per key: see `collapseKeyOf`), and send them to the
+ * tasks queue. A reconcile run's follow-up message goes on with the run
  * (src/queue/reconcile.ts), which sends its own tasks. A message that can never parse goes to the events
  * dead-letter queue with its reason. Returns the records to retry: exactly those whose tasks
  * could not all be planned or stored, so the rest of the batch is not done twice.
@@ -170,7 +171,7 @@ export async function planBatch(
         }
       }
       for (const task of tasks) {
-        const key = `${task.rule}\n${task.sourceSide}\n${task.sourceKey}`;
+        const key = collapseKeyOf(task);
         const current = newest.get(key);
         if (!current) newest.set(key, { task, records: new Set([id]) });
         else {

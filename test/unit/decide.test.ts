@@ -347,9 +347,7 @@ describe('Function: decide (deleted)', () => {
       deleted({ t: { eventTime: later(10).toISOString() }, destination: head('"a9"', later(20)) }),
     );
     expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
-    expect(decision.action === 'skip' && decision.detail).toMatch(
-      /was written after the delete/,
-    );
+    expect(decision.action === 'skip' && decision.detail).toMatch(/was written after the delete/);
   });
 
   it('holds a delete whose destination was written in the same second (Last-Modified has whole seconds)', () => {
@@ -389,7 +387,10 @@ describe('Function: decide (deleted)', () => {
   it('keeps an S3 multipart object whose upload started after the delete', () => {
     const multipart = head('"abc-3"', later(20));
     const decision = decide(
-      deleted({ t: { sourceSide: 'azure', eventTime: later(10).toISOString() }, destination: multipart }),
+      deleted({
+        t: { sourceSide: 'azure', eventTime: later(10).toISOString() },
+        destination: multipart,
+      }),
     );
     expect(decision).toMatchObject({ action: 'skip', reason: 'diverged' });
   });

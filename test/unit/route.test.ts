@@ -63,13 +63,62 @@ describe('Function: routeEvents', () => {
     expect(routeEvents(rules, [s3Event('in/a/file.tmp')]).tasks).toEqual([]);
   });
 
-  it('collapses events for one key to the newest by sequencer, whatever their order', () => {
+  it('collapses events of one key and kind to the newest by sequencer, whatever their order', () => {
     const { tasks } = routeEvents(rules, [
-      s3Event('in/k', { sequencer: '0055AED6DCD90281F0', kind: 'deleted' }),
-      s3Event('in/k', { sequencer: '0055AED6DCD90281E5' }),
+      s3Event('in/k', { id: 'second', sequencer: '0055AED6DCD90281F0' }),
+      s3Event('in/k', { id: 'first', sequencer: '0055AED6DCD90281E5' }),
+      s3Event('in/k', { id: 'third', sequencer: '0055AED6DCD9028200' }),
+      s3Event('in/k', { id: 'gone', sequencer: '0055AED6DCD90281A0', kind: 'deleted' }),
+      s3Event('in/k', { id: 'gone again', sequencer: '0055AED6DCD90281F5', kind: 'deleted' }),
     ]);
-    expect(tasks).toHaveLength(1);
-    expect(tasks[0]).toMatchObject({ kind: 'deleted', sequencer: '0055AED6DCD90281F0' });
+    expect(tasks.map((t) => [t.kind, t.correlationId])).toEqual([
+      ['created', 'third'],
+      ['deleted', 'gone again'],
+    ]);
+  });
+
+  it("keeps a user's delete beside a newer write-back's event of the same key", () => {
+    // Prepare: a user deletes in/k; the copy step writes a replica back before the delete's
+    // task runs, and the write-back's event (S3 through EventBridge: no writer) is newer.
+    const userDelete = s3Event('in/k', {
+      id: 'user-delete',
+      kind: 'deleted',
+      sequencer: '0055AED6DCD90281E5',
+      writtenBy: 'user',
+    });
+    const writeBack = s3Event('in/k', {
+      id: 'write-back',
+      sequencer: '0055AED6DCD90281F0',
+      etag: '"d41d8cd98f00b204e9800998ecf8427e"',
+    });
+
+    // Act: both in one batch, in either order.
+    const batches = [
+      routeEvents(rules, [userDelete, writeBack]),
+      routeEvents(rules, [writeBack, userDelete]),
+    ];
+
+    // Assess: one task of each kind; the delete's is not dropped for the newer event.
+    for (const { tasks } of batches) {
+      expect(tasks).toHaveLength(2);
+      expect(tasks.find((t) => t.kind === 'deleted')).toMatchObject({
+        correlationId: 'user-delete',
+        writtenBy: 'user',
+        destinationKey: 'landing/k',
+      });
+      expect(tasks.find((t) => t.kind === 'created')).toMatchObject({
+        correlationId: 'write-back',
+        etag: writeBack.etag,
+      });
+    }
+  });
+
+  it('collapses by event time where an event has no sequencer', () => {
+    const { tasks } = routeEvents(rules, [
+      s3Event('in/k', { id: 'later', kind: 'deleted', eventTime: '2026-11-22T10:00:05Z' }),
+      s3Event('in/k', { id: 'earlier', kind: 'deleted', eventTime: '2026-11-22T10:00:01Z' }),
+    ]);
+    expect(tasks.map((t) => t.correlationId)).toEqual(['later']);
   });
 
   it('turns a rename into a copy of the new name and a delete of the old', () => {
