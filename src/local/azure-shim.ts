@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { EventGridShim } from './event-grid-shim.ts';
-import { headerValue } from './headers.ts';
+import { EVENT_GRID_STATUS_PATH, headerValue } from './headers.ts';
 import { type AuthCheck, SAS_PARAMETERS, refused as sasRefusal, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
 
@@ -23,7 +23,7 @@ export interface AzureShimOptions {
   port?: number;
   host?: string;
   /** Where successful blob writes and deletes are published as Event Grid events. */
-  eventGrid?: { url: string; secret?: string; containers?: string[] };
+  eventGrid?: { url: string; secret?: string; containers?: string[]; retryScale?: number };
 }
 
 /** A listening shim. */
@@ -614,6 +614,11 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
   let events: EventGridShim | undefined;
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://placeholder');
+    if (request.method === 'GET' && url.pathname === EVENT_GRID_STATUS_PATH) {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ pending: events?.pending() ?? 0 }));
+      return;
+    }
     events?.observe(request, response, url);
     const kind = pullKind(request, url.searchParams);
     if (!kind && isDeleteIfAbsent(request, url)) {
@@ -652,6 +657,9 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
       ...(options.eventGrid.secret !== undefined && { secret: options.eventGrid.secret }),
       accountUrl,
       ...(options.eventGrid.containers && { containers: options.eventGrid.containers }),
+      ...(options.eventGrid.retryScale !== undefined && {
+        retryScale: options.eventGrid.retryScale,
+      }),
       onError: (error) => console.error(`azure shim: ${(error as Error).message}`),
     });
   }

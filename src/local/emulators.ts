@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { EVENT_GRID_STATUS_PATH } from './headers.ts';
 
 /** Endpoints and credentials of a running local stack. */
 export interface RunningEmulators {
@@ -26,6 +27,8 @@ export interface RunningEmulators {
   azuriteAccountUrl: string;
   /** Connection string for the public Azure endpoint (carries the account key). */
   azureConnectionString: string;
+  /** Events the Event Grid shim has not delivered to the webhook yet (0 without `eventGrid`). */
+  eventGridPending(): Promise<number>;
   /** Stops every emulator process and resolves when they have exited. */
   stop(): Promise<void>;
 }
@@ -43,7 +46,13 @@ export interface StartEmulatorsOptions {
   /** Receives what the emulators write on stderr. */
   log?: (line: string) => void;
   /** Publish Azure blob writes and deletes as Event Grid deliveries to this webhook. */
-  eventGrid?: { url: string; secret?: string; containers?: string[] };
+  eventGrid?: {
+    url: string;
+    secret?: string;
+    containers?: string[];
+    /** Scales Event Grid's retry schedule (10 s, 30 s, 1 min, …); tests shorten it. */
+    retryScale?: number;
+  };
 }
 
 /**
@@ -259,6 +268,9 @@ export async function startEmulators(
         ...(options.eventGrid?.containers && {
           S3AZ_EVENT_GRID_CONTAINERS: options.eventGrid.containers.join(','),
         }),
+        ...(options.eventGrid?.retryScale !== undefined && {
+          S3AZ_EVENT_GRID_RETRY_SCALE: String(options.eventGrid.retryScale),
+        }),
       },
       options.log,
     );
@@ -281,6 +293,10 @@ export async function startEmulators(
       azureAccountUrl,
       azuriteAccountUrl: `http://${AZURITE_HOST}:${azuritePort}/${ACCOUNT}`,
       azureConnectionString: `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${azureAccountKey};BlobEndpoint=${azureAccountUrl};`,
+      eventGridPending: async () => {
+        const response = await fetch(`http://${host}:${shimPort}${EVENT_GRID_STATUS_PATH}`);
+        return ((await response.json()) as { pending: number }).pending;
+      },
       stop,
     };
   } catch (error) {

@@ -24,9 +24,26 @@ export interface EventGridShimOptions {
   containers?: string[];
   /** Events per delivery (Event Grid's maxEventsPerBatch); default 10. */
   maxEventsPerBatch?: number;
-  /** Deliveries are retried this many times (Event Grid: up to 30 over 24 h); default 8. */
+  /** Attempts per delivery (Event Grid's maxDeliveryAttempts); default 30, as Event Grid. */
   maxAttempts?: number;
+  /** Scales the retry schedule (tests shorten it); default 1. */
+  retryScale?: number;
   onError?: (error: unknown) => void;
+}
+
+/**
+ * Event Grid's retry policy for a webhook: it waits 10 s, 30 s, 1 min, 5 min, 10 min, 30 min,
+ * then an hour between attempts, for at most 30 attempts or 24 hours (the event's time to
+ * live), and does not retry 400, 401, 403 or 413.
+ * https://learn.microsoft.com/azure/event-grid/delivery-and-retry
+ */
+const RETRY_SCHEDULE_MS = [10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000];
+const EVENT_TIME_TO_LIVE_MS = 24 * 3_600_000;
+const NOT_RETRIED = new Set([400, 401, 403, 413]);
+
+/** The wait after failed attempt `attempt` (1-based). */
+export function retryDelayMs(attempt: number): number {
+  return RETRY_SCHEDULE_MS[Math.min(attempt, RETRY_SCHEDULE_MS.length) - 1] ?? 3_600_000;
 }
 
 type Operation = { type: 'created'; api: string } | { type: 'deleted'; api: string };
@@ -60,6 +77,8 @@ export class EventGridShim {
   #pending: unknown[] = [];
   #timer: NodeJS.Timeout | undefined;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #wakers = new Set<() => void>();
+  #undelivered = 0;
   #counter = 0;
   #closed = false;
 
@@ -153,13 +172,19 @@ export class EventGridShim {
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length === 0) return;
-    const delivery = this.#deliver(batch).catch((error) => this.#options.onError?.(error));
+    this.#undelivered += batch.length;
+    const delivery = this.#deliver(batch)
+      .catch((error) => this.#options.onError?.(error))
+      .finally(() => {
+        this.#undelivered -= batch.length;
+      });
     this.#inFlight.add(delivery);
     delivery.finally(() => this.#inFlight.delete(delivery));
   }
 
   async #deliver(batch: unknown[]): Promise<void> {
-    const attempts = this.#options.maxAttempts ?? 8;
+    const attempts = this.#options.maxAttempts ?? 30;
+    const expires = Date.now() + EVENT_TIME_TO_LIVE_MS;
     let last = '';
     for (let attempt = 1; attempt <= attempts && !this.#closed; attempt++) {
       try {
@@ -175,18 +200,43 @@ export class EventGridShim {
         await response.arrayBuffer();
         if (response.ok) return;
         last = `HTTP ${response.status}`;
+        if (NOT_RETRIED.has(response.status)) break;
       } catch (error) {
         last = error instanceof Error ? error.message : String(error);
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 250 * 2 ** attempt)));
+      const wait = retryDelayMs(attempt) * (this.#options.retryScale ?? 1);
+      if (Date.now() + wait > expires) break;
+      await this.#sleep(wait);
     }
     throw new Error(`an Event Grid delivery of ${batch.length} events failed: ${last}`);
   }
 
-  /** Delivers what is pending, then stops. */
+  /**
+   * Events not yet taken by the webhook: waiting to be batched, being delivered, or waiting
+   * for a retry. (The local stack's own question, for tests that wait for the mirror to settle.)
+   */
+  pending(): number {
+    return this.#pending.length + this.#undelivered;
+  }
+
+  /** A retry's wait, cut short by `close`. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#wakers.add(wake);
+    });
+  }
+
+  /** Delivers what is pending (one attempt each, for what is waiting to be retried), then stops. */
   async close(): Promise<void> {
     this.#flush();
-    await Promise.allSettled([...this.#inFlight]);
     this.#closed = true;
+    for (const wake of [...this.#wakers]) wake();
+    await Promise.allSettled([...this.#inFlight]);
   }
 }

@@ -5,3 +5,9 @@ export function headerValue(headers: IncomingHttpHeaders, name: string): string 
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }
+
+/**
+ * The Azure shim's one route of its own (no Azure API): `GET` it for `{"pending":N}`, the
+ * events the Event Grid shim has not delivered to the webhook yet.
+ */
+export const EVENT_GRID_STATUS_PATH = '/_s3az/event-grid';

@@ -43,6 +43,21 @@ export interface LocalMirrorOptions {
    * go to the emulators directly.
    */
   faults?: FaultPlan;
+  /**
+   * Emulators already running (started with `eventGrid` pointing at `webhookPort` with
+   * `webhookSecret`): the mirror uses them and leaves them running when it stops, so that a
+   * replicator killed and started again finds the stores and queues as it left them.
+   */
+  emulators?: RunningEmulators;
+  /** The webhook's shared secret (default: a new one); must match running emulators' `eventGrid`. */
+  webhookSecret?: string;
+  /**
+   * The queues' visibility timeout instead of serverless.yml's (90 minutes for tasks): how
+   * soon the message of a killed invocation comes back.
+   */
+  visibilityTimeoutSeconds?: number;
+  /** Told when the webhook starts and finishes answering a delivery. */
+  onWebhook?: (phase: 'start' | 'end') => void;
 }
 
 export interface LocalMirror {
@@ -101,7 +116,7 @@ function sameAccount(a: string, b: string): boolean {
  * and the queue-fed handlers run by the SQS runner with Lambda's semantics.
  */
 export async function startLocalMirror(options: LocalMirrorOptions = {}): Promise<LocalMirror> {
-  const secret = randomBytes(18).toString('base64url');
+  const secret = options.webhookSecret ?? randomBytes(18).toString('base64url');
   let ready: (value: Runtime) => void = () => undefined;
   const runtimeReady = new Promise<Runtime>((resolve) => {
     ready = resolve;
@@ -111,7 +126,9 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
+      options.onWebhook?.('start');
       webhook(eventOf(request, Buffer.concat(chunks).toString('utf8')))
+        .finally(() => options.onWebhook?.('end'))
         .then((result) => {
           response.writeHead(result.statusCode ?? 500, result.headers as http.OutgoingHttpHeaders);
           response.end(result.body ?? '');
@@ -133,12 +150,16 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
   const containers = fromFile
     ? [...new Set(fromFile.rules.map((rule) => rule.azure.container))]
     : [options.container ?? 'replicated'];
-  const emulators = await startEmulators({
-    ...(options.s3Port !== undefined && { s3Port: options.s3Port }),
-    ...(options.azurePort !== undefined && { azurePort: options.azurePort }),
-    ...(options.azuriteDataDir !== undefined && { azuriteDataDir: options.azuriteDataDir }),
-    eventGrid: { url: webhookUrl, secret, containers },
-  });
+  const emulators =
+    options.emulators ??
+    (await startEmulators({
+      ...(options.s3Port !== undefined && { s3Port: options.s3Port }),
+      ...(options.azurePort !== undefined && { azurePort: options.azurePort }),
+      ...(options.azuriteDataDir !== undefined && { azuriteDataDir: options.azuriteDataDir }),
+      eventGrid: { url: webhookUrl, secret, containers },
+    }));
+  // Emulators the caller started are the caller's to stop.
+  const stopEmulators = () => (options.emulators ? Promise.resolve() : emulators.stop());
   const runners: QueueRunner[] = [];
   let faults: LocalMirror['faults'];
   try {
@@ -189,8 +210,8 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       queues.set(
         queue.logicalId,
         await createQueue(sqs, queue.logicalId, {
-          ...(queue.visibilityTimeout !== undefined && {
-            VisibilityTimeout: String(queue.visibilityTimeout),
+          ...((options.visibilityTimeoutSeconds ?? queue.visibilityTimeout) !== undefined && {
+            VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? queue.visibilityTimeout),
           }),
           ...(queue.redrive &&
             deadLetter && {
@@ -316,7 +337,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
         // The runners stop polling at once and the emulators stop alongside, as when Ctrl-C
         // reaches every process together, instead of after the runners' 1 s long polls.
         const polling = Promise.all(runners.map((runner) => runner.stop()));
-        await Promise.all([polling, emulators.stop()]);
+        await Promise.all([polling, stopEmulators()]);
         await Promise.all([faults?.s3.close(), faults?.azure.close()]);
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -325,7 +346,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
   } catch (error) {
     await Promise.all(runners.map((runner) => runner.stop()));
     await Promise.all([faults?.s3.close(), faults?.azure.close()]);
-    await emulators.stop();
+    await stopEmulators();
     server.close();
     throw error;
   }

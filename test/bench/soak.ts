@@ -14,12 +14,15 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { runPool } from '../../src/copy/pool.ts';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
+import type { RunningEmulators } from '../../src/local/emulators.ts';
 import { parseFaultPlan, seededRandom } from '../../src/local/fault-proxy.ts';
 import { type LocalMirror, startLocalMirror } from '../../src/local/mirror.ts';
 import { queueCounts } from '../../src/ops/dead-letters.ts';
 import { redrive } from '../../src/ops/redrive.ts';
+import type { PipelineQueues } from '../../src/ops/target.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
 import { readAll } from '../support/streams.ts';
+import { type CrashPlan, type KillRecord, startCrashingMirror, type TaskFact } from './crash.ts';
 import type { Cleanup } from './lifecycle.ts';
 
 const KiB = 1024;
@@ -32,6 +35,8 @@ export interface SoakOptions {
   objects: number;
   /** Largest object; most are small. */
   maxBytes: number;
+  /** The share of objects from 1 MiB to `maxBytes` (default 3%). */
+  largeShare?: number;
   /** `--faults` of the mirror: between the replicator and the stores. */
   faults: string;
   /** Users' requests at once. */
@@ -40,6 +45,13 @@ export interface SoakOptions {
   settleTimeoutMs: number;
   /** How long the mirror holds a delete in doubt (default: as deployed). */
   deleteHoldSeconds?: number;
+  /**
+   * Kill the replicator with SIGKILL by this plan (its runners, copies and webhook run in a
+   * process of their own; see crash.ts); `faults` are not injected then.
+   */
+  crash?: CrashPlan;
+  /** Scales Event Grid's retry schedule in a crash run (default 1: 10 s, 30 s, 1 min, …). */
+  eventGridRetryScale?: number;
   log?: (line: string) => void;
 }
 
@@ -62,14 +74,70 @@ export interface SoakReport {
   corrupted: string[];
   /** Keys copied more often than they were changed (beyond retries of one task). */
   pingPong: string[];
+  /** With `crash`: what was going on at each kill. */
+  kills: KillRecord[];
+  /** With `crash`: what the emulators wrote on stderr. */
+  problems: string[];
   seconds: number;
 }
 
-/** Mostly small: 80% up to 64 KiB, 17% up to 1 MiB, 3% up to `max` (multipart). */
-function sizeOf(random: () => number, max: number): number {
+/** The mirror a soak runs against: in this process, or with its replicator killed by plan. */
+interface SoakMirror {
+  emulators: RunningEmulators;
+  queues: PipelineQueues;
+  faults?: LocalMirror['faults'];
+  onTask(listener: (fact: TaskFact) => void): void;
+  kills: KillRecord[];
+  /** Resolves once no more kills are planned. */
+  killed: Promise<void>;
+  problems: string[];
+  stop(): Promise<void>;
+}
+
+async function inProcessMirror(options: SoakOptions): Promise<SoakMirror> {
+  const mirror = await startLocalMirror({
+    s3Port: 0,
+    azurePort: 0,
+    faults: parseFaultPlan(options.faults),
+    ...(options.deleteHoldSeconds !== undefined && {
+      deleteHoldSeconds: options.deleteHoldSeconds,
+    }),
+  });
+  return {
+    emulators: mirror.emulators,
+    queues: mirror.queues,
+    ...(mirror.faults && { faults: mirror.faults }),
+    onTask(listener) {
+      mirror.telemetry.onTask((report) =>
+        listener({
+          task: report.task?.sourceKey ?? null,
+          result: report.result,
+          ...(report.result === 'done' && { action: report.outcome.action }),
+          ...(report.result === 'done' &&
+            report.outcome.action === 'skipped' && { reason: report.outcome.reason }),
+          ...(report.result === 'continued' && { reason: report.detail }),
+          ...(report.result === 'failed' && {
+            deadLettered: report.deadLettered,
+            error: `${report.errorKind}: ${report.error}`,
+          }),
+        }),
+      );
+    },
+    kills: [],
+    killed: Promise.resolve(),
+    problems: [],
+    stop: () => mirror.stop(),
+  };
+}
+
+/**
+ * Mostly small: 80% up to 64 KiB, 17% up to 1 MiB, 3% (`large`) up to `max` (multipart); a
+ * larger `large` share takes from the small ones.
+ */
+function sizeOf(random: () => number, max: number, large = 0.03): number {
   const pick = random();
-  if (pick < 0.8) return Math.floor(random() * 64 * KiB);
-  if (pick < 0.97) return Math.floor(64 * KiB + random() * (MiB - 64 * KiB));
+  if (pick < 0.83 - large) return Math.floor(random() * 64 * KiB);
+  if (pick < 1 - large) return Math.floor(64 * KiB + random() * (MiB - 64 * KiB));
   return Math.floor(MiB + random() * (max - MiB));
 }
 
@@ -92,14 +160,18 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const started = Date.now();
   const random = seededRandom(parseFaultPlan(options.faults).seed);
-  const mirror: LocalMirror = await startLocalMirror({
-    s3Port: 0,
-    azurePort: 0,
-    faults: parseFaultPlan(options.faults),
-    ...(options.deleteHoldSeconds !== undefined && {
-      deleteHoldSeconds: options.deleteHoldSeconds,
-    }),
-  });
+  const mirror: SoakMirror = options.crash
+    ? await startCrashingMirror(options.crash, {
+        // A killed invocation's message comes back this soon, not after the deployed 90 minutes.
+        visibilityTimeoutSeconds: 20,
+        ...(options.deleteHoldSeconds !== undefined && {
+          deleteHoldSeconds: options.deleteHoldSeconds,
+        }),
+        ...(options.eventGridRetryScale !== undefined && {
+          eventGridRetryScale: options.eventGridRetryScale,
+        }),
+      })
+    : await inProcessMirror(options);
   cleanup?.add(() => mirror.stop());
   try {
     const { emulators } = mirror;
@@ -124,15 +196,20 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     let retries = 0;
     let deadLetters = 0;
     const copies = new Map<string, number>();
-    mirror.telemetry.onTask((report) => {
-      if (report.result === 'failed') {
-        if (report.deadLettered) deadLetters += 1;
-        else retries += 1;
-        if (process.env.S3AZ_SOAK_DEBUG) log(`failed: ${report.errorKind}: ${report.error}`);
+    /** What the replicator reported of each key's tasks, in order. */
+    const history = new Map<string, string[]>();
+    mirror.onTask((fact) => {
+      if (fact.task !== null) {
+        const said = `${fact.result}${fact.action ? ` ${fact.action}` : ''}${fact.reason ? ` (${fact.reason.slice(0, 60)})` : ''}${fact.error ? ` (${fact.error.slice(0, 80)})` : ''}`;
+        history.set(fact.task, [...(history.get(fact.task) ?? []), said]);
       }
-      if (report.result === 'done' && report.outcome.action !== 'skipped') {
-        const key = report.task.sourceKey;
-        copies.set(key, (copies.get(key) ?? 0) + 1);
+      if (fact.result === 'failed') {
+        if (fact.deadLettered) deadLetters += 1;
+        else retries += 1;
+        if (process.env.S3AZ_SOAK_DEBUG) log(`failed: ${fact.error}`);
+      }
+      if (fact.result === 'done' && fact.action !== 'skipped' && fact.task !== null) {
+        copies.set(fact.task, (copies.get(fact.task) ?? 0) + 1);
       }
     });
 
@@ -194,8 +271,11 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
       let quiet = 0;
       while (quiet < 3) {
         if (Date.now() > deadline) throw new Error(`the mirror did not settle after ${what}`);
+        // Events the Event Grid shim still holds (a delivery waiting for its retry) count too.
         const pending =
-          (await depth(sqs, mirror.queues.events)) + (await depth(sqs, mirror.queues.tasks));
+          (await depth(sqs, mirror.queues.events)) +
+          (await depth(sqs, mirror.queues.tasks)) +
+          (await mirror.emulators.eventGridPending());
         quiet = pending === 0 ? quiet + 1 : 0;
         if (process.env.S3AZ_SOAK_DEBUG) log(`pending ${pending}`);
         await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -210,7 +290,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     const plan = keys.map((key, index) => ({
       key,
       side: (index % 2 === 0 ? 's3' : 'azure') as 's3' | 'azure',
-      size: sizeOf(random, options.maxBytes),
+      size: sizeOf(random, options.maxBytes, options.largeShare),
     }));
     log(`writing ${plan.length} objects, half on each side...`);
     await runPool(plan, options.concurrency, (item) => write(item.side, item.key, item.size));
@@ -228,9 +308,10 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
     );
     await runPool(later, options.concurrency, (item) =>
       item.pick < 0.2
-        ? write(item.side, item.key, sizeOf(random, options.maxBytes))
+        ? write(item.side, item.key, sizeOf(random, options.maxBytes, options.largeShare))
         : remove(item.side, item.key),
     );
+    await mirror.killed;
     await settle('the overwrites and deletes');
 
     let redriven = 0;
@@ -286,7 +367,7 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
         const short = (hash: string | undefined) =>
           hash === undefined ? 'absent' : hash.slice(0, 8);
         lostDetail.push(
-          `${key}: users last ${lastOp.get(key) ?? '?'} (${short(want)}); S3 ${short(onS3)}, Azure ${short(onAzure)}; ${changes.get(key)} changes, ${copies.get(key) ?? 0} copies`,
+          `${key}: users last ${lastOp.get(key) ?? '?'} (${short(want)}); S3 ${short(onS3)}, Azure ${short(onAzure)}; ${changes.get(key)} changes, ${copies.get(key) ?? 0} copies; tasks: ${(history.get(key) ?? ['none']).join(', ')}`,
         );
       }
     });
@@ -313,11 +394,20 @@ export async function soak(options: SoakOptions, cleanup?: Cleanup): Promise<Soa
       lostDetail,
       corrupted,
       pingPong,
+      kills: [...mirror.kills],
+      problems: [...mirror.problems],
       seconds: (Date.now() - started) / 1000,
     };
   } finally {
     await mirror.stop();
   }
+}
+
+/** What the kills of a crash run interrupted. */
+export function describeKills(kills: readonly KillRecord[]): string {
+  const during = (what: (kill: KillRecord) => number) =>
+    kills.filter((kill) => what(kill) > 0).length;
+  return `replicator killed (SIGKILL): ${kills.length} times; copies running at ${during((kill) => kill.copies)} of them, with a multipart upload to S3 open at ${during((kill) => kill.uploads)}; events being planned at ${during((kill) => kill.plans)}; the webhook answering a delivery at ${during((kill) => kill.webhook)}`;
 }
 
 /** One line per figure, for people. */
@@ -331,15 +421,20 @@ export function describeSoak(report: SoakReport): string {
     `faults injected: ${faults} of ${report.requests} requests (${byKind})`,
     `task retries: ${report.retries} (requests the SDKs retried themselves are not counted); dead letters: ${report.deadLetters}, re-driven: ${report.redriven}`,
     `copies and deletes: ${report.copies} for ${report.changes} changes`,
+    ...(report.kills.length > 0 ? [describeKills(report.kills)] : []),
+    ...(report.problems.length > 0
+      ? [`emulators' errors: ${report.problems.length}, the first: ${report.problems[0]}`]
+      : []),
     `lost: ${report.lost.length}; corrupted: ${report.corrupted.length}; ping-pong: ${report.pingPong.length}`,
     `time: ${report.seconds.toFixed(0)} s`,
   ].join('\n');
 }
 
 /**
- * `npm run bench -- soak [--objects 10000] [--max-size 40MiB] [--faults rate=5%,seed=1]`: the
- * soak at full size; exits 1 unless nothing was lost, corrupted or copied back and forth and
- * at least 500 faults were injected (for the full size).
+ * `npm run bench -- soak [--objects 10000] [--max-size 40MiB] [--faults rate=5%,seed=1]
+ * [--kills N]`: the soak at full size; exits 1 unless nothing was lost, corrupted or copied back
+ * and forth and at least 500 faults were injected (for the full size). With `--kills N` the
+ * replicator is killed N times instead of faults being injected (the crash run).
  */
 export async function runSoak(args: readonly string[], cleanup: Cleanup): Promise<void> {
   const options: SoakOptions = {
@@ -357,7 +452,9 @@ export async function runSoak(args: readonly string[], cleanup: Cleanup): Promis
     if (name === '--objects') options.objects = Number(value);
     else if (name === '--max-size') options.maxBytes = parseSize(value);
     else if (name === '--faults') options.faults = value;
-    else throw new Error(`soak: unknown option ${name}`);
+    else if (name === '--kills') {
+      options.crash = { kills: Number(value), seed: 1, minGapMs: 3_000, maxGapMs: 10_000 };
+    } else throw new Error(`soak: unknown option ${name}`);
   }
   const report = await soak(options, cleanup);
   process.stdout.write(`${describeSoak(report)}\n`);
@@ -368,7 +465,10 @@ export async function runSoak(args: readonly string[], cleanup: Cleanup): Promis
     );
     throw new Error('soak: the sides do not agree with what the users did');
   }
-  if (options.objects >= 10_000 && faults < 500) {
+  if (options.crash && report.kills.length < options.crash.kills) {
+    throw new Error(`soak: only ${report.kills.length} of ${options.crash.kills} kills were made`);
+  }
+  if (!options.crash && options.objects >= 10_000 && faults < 500) {
     throw new Error(`soak: only ${faults} faults were injected (at least 500 expected)`);
   }
 }

@@ -5,7 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { type RunningEmulators, startEmulators } from '../../src/local/emulators.ts';
 
 /** What the tests get from the emulators started once for the whole run. */
-export type EmulatorEnv = Omit<RunningEmulators, 'stop'>;
+export type EmulatorEnv = Omit<RunningEmulators, 'stop' | 'eventGridPending'>;
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,7 +23,7 @@ export async function setup(project: TestProject): Promise<void> {
   });
   running = await startEmulators();
   await build;
-  const { stop: _stop, ...env } = running;
+  const { stop: _stop, eventGridPending: _pending, ...env } = running;
   project.provide('emulators', env);
 }
 
