@@ -1,6 +1,13 @@
 import type { ReplicationRule } from '../config/schema.ts';
+import { DELETE_HOLD_SECONDS } from '../queue/timing.ts';
 import type { ObjectHead, Side } from '../stores/object-store.ts';
-import { type DecisionTask, decide, isFolderMarker, replicaMarkerOf } from './decide.ts';
+import {
+  type DecisionTask,
+  decide,
+  isFolderMarker,
+  MULTIPART_DATE_DOUBT_MS,
+  replicaMarkerOf,
+} from './decide.ts';
 import { allowed, type CopyTask, destinationKeyOf, taskForKey } from './route.ts';
 
 /**
@@ -47,16 +54,31 @@ export const DIFFERENCE_KINDS: readonly DifferenceKind[] = [
 /**
  * Why a key is left alone although the sides may differ: a folder placeholder, a key the
  * rule's include/exclude patterns leave out, a change the rule's direction does not replicate,
- * or a delete when the rule does not mirror deletes.
+ * a delete when the rule does not mirror deletes, or a recent S3 multipart object on one side
+ * only (`recent`: its replica's delete may be waiting; see RECONCILE_MULTIPART_GRACE_MS).
  */
-export type IgnoredReason = 'folder-marker' | 'excluded' | 'direction' | 'deletes-not-mirrored';
+export type IgnoredReason =
+  | 'folder-marker'
+  | 'excluded'
+  | 'direction'
+  | 'deletes-not-mirrored'
+  | 'recent';
 
 export const IGNORED_REASONS: readonly IgnoredReason[] = [
   'folder-marker',
   'excluded',
   'direction',
   'deletes-not-mirrored',
+  'recent',
 ];
+
+/**
+ * An S3 multipart object on one side only and younger than this is left to the events: a
+ * user may just have deleted its replica, and that delete waits (DELETE_HOLD_SECONDS) because
+ * S3 dates a multipart object from its upload's start (MULTIPART_DATE_DOUBT_MS). Copying it
+ * back meanwhile would undo the delete. The next run copies it if its event was lost.
+ */
+export const RECONCILE_MULTIPART_GRACE_MS = MULTIPART_DATE_DOUBT_MS + DELETE_HOLD_SECONDS * 1000;
 
 /** What reconcile makes of one key. */
 export type KeyVerdict =
@@ -170,6 +192,15 @@ function oneSided(
   const created = taskForKey(rule, side, object.key, 'created', origin);
   if (!created) return { verdict: 'ignored', reason: 'excluded' };
   const copy = decision(rule, created, head, undefined);
+  if (
+    copy.action === 'copy' &&
+    rule.deletes === 'mirror' &&
+    side === 's3' &&
+    /-\d+"?$/.test(head.etag) &&
+    head.lastModified.getTime() > Date.parse(origin.eventTime) - RECONCILE_MULTIPART_GRACE_MS
+  ) {
+    return { verdict: 'ignored', reason: 'recent' };
+  }
   if (copy.action === 'copy') {
     return found(rule, side === 's3' ? 'missing-on-azure' : 'missing-on-s3', created);
   }

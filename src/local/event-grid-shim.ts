@@ -205,7 +205,7 @@ export class EventGridShim {
         last = error instanceof Error ? error.message : String(error);
       }
       const wait = retryDelayMs(attempt) * (this.#options.retryScale ?? 1);
-      if (Date.now() + wait > expires) break;
+      if (attempt === attempts || this.#closed || Date.now() + wait > expires) break;
       await this.#sleep(wait);
     }
     throw new Error(`an Event Grid delivery of ${batch.length} events failed: ${last}`);
@@ -221,6 +221,7 @@ export class EventGridShim {
 
   /** A retry's wait, cut short by `close`. */
   #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
@@ -232,7 +233,10 @@ export class EventGridShim {
     });
   }
 
-  /** Delivers what is pending (one attempt each, for what is waiting to be retried), then stops. */
+  /**
+   * Stops: what is waiting to be batched gets one attempt; a delivery waiting for a retry, or
+   * one that fails now, is given up.
+   */
   async close(): Promise<void> {
     this.#flush();
     this.#closed = true;

@@ -125,10 +125,16 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // A watcher's failure is its own: it must not take the webhook down.
+    const tell = (phase: 'start' | 'end') => {
+      try {
+        options.onWebhook?.(phase);
+      } catch {}
+    };
     request.on('end', () => {
-      options.onWebhook?.('start');
+      tell('start');
       webhook(eventOf(request, Buffer.concat(chunks).toString('utf8')))
-        .finally(() => options.onWebhook?.('end'))
+        .finally(() => tell('end'))
         .then((result) => {
           response.writeHead(result.statusCode ?? 500, result.headers as http.OutgoingHttpHeaders);
           response.end(result.body ?? '');

@@ -16,7 +16,7 @@ import {
 } from '../copy/run-task.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
-import { NotFoundError, PreconditionFailedError } from '../errors.ts';
+import { NotFoundError, PermanentError, PreconditionFailedError } from '../errors.ts';
 import type { ObjectHead, WriteCondition } from '../stores/object-store.ts';
 import type { OutgoingMessage } from './sqs.ts';
 import {
@@ -265,7 +265,7 @@ export async function runFinishTask(
     const outcome = await runCopyTask(task, context);
     if (outcome.action === 'held') {
       // Only a delete is held, and a fanned-out copy is never a delete.
-      throw new Error(`a fanned-out copy was decided as a held delete: ${outcome.detail}`);
+      throw new PermanentError(`a fanned-out copy was decided as a held delete: ${outcome.detail}`);
     }
     return outcome.action === 'fanned-out'
       ? { kind: 'continued', detail: `split again into ${outcome.ranges} range tasks` }

@@ -229,6 +229,9 @@ export interface TaskRecordDependencies {
   deleteHoldSeconds?: number;
 }
 
+/** Milliseconds since a hold began (negative when `since` is in the future). */
+const heldFor = (since: string) => Date.now() - Date.parse(since);
+
 /** SQS delays a message at most 15 minutes. */
 const MAX_DELAY_SECONDS = 900;
 /** A delayed message may be received a little early; a hold this close to its end is over. */
@@ -305,7 +308,7 @@ export async function processTaskRecord(
         ...(hold && {
           held: {
             etag: hold.etag,
-            over: Date.now() - Date.parse(hold.since) >= holdSeconds * 1000 - HOLD_EARLY_MS,
+            over: heldFor(hold.since) >= holdSeconds * 1000 - HOLD_EARLY_MS,
           },
         }),
       };
@@ -315,21 +318,37 @@ export async function processTaskRecord(
       if (fanOut?.role === 'finish') {
         return runFinishTask(parsed, fanOut, context, fanOutDependencies);
       }
-      const outcome = await runCopyTask(parsed, context);
+      let outcome = await runCopyTask(parsed, context);
+      if (outcome.action === 'held' && holdSeconds === 0) {
+        // No hold configured: decide at once as if it were over.
+        outcome = await runCopyTask(parsed, {
+          ...context,
+          held: { etag: outcome.etag, over: true },
+        });
+      }
       if (outcome.action === 'held') {
-        // The hold runs from the first time this version was held on.
-        const since = hold?.etag === outcome.etag ? hold.since : new Date().toISOString();
-        const wait = Math.max(1, Math.ceil(holdSeconds - (Date.now() - Date.parse(since)) / 1000));
+        // The hold runs from the first time this version was held on (never from the future:
+        // a clock ahead, or an edited body, must not hold it for ever).
+        const since =
+          hold?.etag === outcome.etag && heldFor(hold.since) >= 0
+            ? hold.since
+            : new Date().toISOString();
+        const wait = Math.min(
+          MAX_DELAY_SECONDS,
+          Math.max(1, Math.ceil(holdSeconds - heldFor(since) / 1000)),
+        );
+        // A continuation's upload was given up when the task was decided a delete.
+        const { continuation: _dropped, ...body } = JSON.parse(record.body) as Record<
+          string,
+          unknown
+        >;
         await sendAll(dependencies.sqs, dependencies.queueUrl, [
           {
-            body: JSON.stringify({
-              ...(JSON.parse(record.body) as Record<string, unknown>),
-              hold: { etag: outcome.etag, since },
-            }),
-            delaySeconds: Math.min(wait, MAX_DELAY_SECONDS),
+            body: JSON.stringify({ ...body, hold: { etag: outcome.etag, since } }),
+            delaySeconds: wait,
           },
         ]);
-        return { kind: 'continued', detail: `${outcome.detail} (${wait} s)` };
+        return { kind: 'continued', detail: `${outcome.detail} (next look in ${wait} s)` };
       }
       return outcome.action === 'fanned-out'
         ? {

@@ -70,12 +70,16 @@ export const FAN_OUT_MAX_CHECKS = (7 * 24 * 3600) / FAN_OUT_CHECK_SECONDS;
  * How long a delete in doubt waits before it goes ahead (see `decide`): the other side holds a
  * version that may have been written after the delete (in the delete's second, or an S3
  * multipart object, which S3 dates from its upload's start). A version written after the
- * delete has its own event, which carries it across in the meantime. S3 notifications come
- * "typically in seconds but can sometimes take a minute or longer"
- * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventNotifications.html); five
- * minutes leaves room for that and for the pipeline's own queues. At most 900 (an SQS delay).
+ * delete has its own event, whose task carries it across in the meantime. That event may be
+ * late: S3 notifications come "typically in seconds but can sometimes take a minute or longer"
+ * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventNotifications.html), and Event
+ * Grid retries a delivery the webhook missed after 10 s, 30 s, 1 min and 5 min
+ * (https://learn.microsoft.com/azure/event-grid/delivery-and-retry): 400 s for four misses.
+ * Its task may fail and wait RETRY_BASE_SECONDS, then twice that, and so on. Fifteen minutes
+ * covers four delivery misses and three task retries (400 + 30 + 60 + 120 s, with the copies'
+ * own time); a delete that waits longer is mirrored later still.
  */
-export const DELETE_HOLD_SECONDS = 300;
+export const DELETE_HOLD_SECONDS = 900;
 export const RETRY_BASE_SECONDS = 30;
 // SQS allows a visibility timeout of at most 12 hours; an hour keeps a stuck key moving.
 export const RETRY_CAP_SECONDS = 3600;

@@ -13,6 +13,7 @@ import {
 import { seededRandom } from '../../src/local/fault-proxy.ts';
 import { queueCounts } from '../../src/ops/dead-letters.ts';
 import type { PipelineQueues } from '../../src/ops/target.ts';
+import { DELETE_HOLD_SECONDS } from '../../src/queue/timing.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
 
 const require = createRequire(import.meta.url);
@@ -123,12 +124,30 @@ export async function startCrashingMirror(
     webhookPort,
     webhookSecret,
     visibilityTimeoutSeconds: options.visibilityTimeoutSeconds,
-    deleteHoldSeconds: options.deleteHoldSeconds ?? 300,
+    deleteHoldSeconds: options.deleteHoldSeconds ?? DELETE_HOLD_SECONDS,
   });
   const listeners: Array<(fact: TaskFact) => void> = [];
   let webhook = 0;
   let child: ChildProcess | undefined;
   let stopping = false;
+  /** A replicator that exited by itself (not killed by plan): the run has failed. */
+  let died: Error | undefined;
+  const gone = (process_: ChildProcess) =>
+    process_.exitCode !== null || process_.signalCode !== null;
+  /** Waits for `process_` to exit, sending SIGKILL after `ms` (at once when `ms` is 0). */
+  const ended = (process_: ChildProcess, signal: NodeJS.Signals, ms: number) =>
+    new Promise<void>((resolve) => {
+      if (gone(process_)) {
+        resolve();
+        return;
+      }
+      const timer = setTimeout(() => process_.kill('SIGKILL'), ms);
+      process_.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      process_.kill(signal);
+    });
 
   const startReplicator = () =>
     new Promise<PipelineQueues>((resolve, reject) => {
@@ -149,9 +168,15 @@ export async function startCrashingMirror(
       replicator.stderr?.on('data', (chunk: Buffer) => {
         stderr = (stderr + chunk.toString()).slice(-2000);
       });
+      const startTimer = setTimeout(() => {
+        reject(new Error(`the replicator did not start in 60 s: ${stderr.trim()}`));
+        replicator.kill('SIGKILL');
+      }, 60_000);
       replicator.once('exit', (code, signal) => {
+        clearTimeout(startTimer);
         if (signal !== 'SIGKILL' && !stopping) {
-          reject(new Error(`the replicator exited (${code ?? signal}): ${stderr.trim()}`));
+          died = new Error(`the replicator exited by itself (${code ?? signal}): ${stderr.trim()}`);
+          reject(died);
         }
       });
       createInterface({ input: replicator.stdout as NodeJS.ReadableStream }).on('line', (text) => {
@@ -161,8 +186,10 @@ export async function startCrashingMirror(
         } catch {
           return;
         }
-        if (fact.ready) resolve(fact.queues as PipelineQueues);
-        else if (fact.webhook === 'start') webhook += 1;
+        if (fact.ready) {
+          clearTimeout(startTimer);
+          resolve(fact.queues as PipelineQueues);
+        } else if (fact.webhook === 'start') webhook += 1;
         else if (fact.webhook === 'end') webhook = Math.max(0, webhook - 1);
         else if ('task' in fact)
           for (const listener of listeners) listener(fact as unknown as TaskFact);
@@ -195,6 +222,7 @@ export async function startCrashingMirror(
       const gap = plan.minGapMs + random() * (plan.maxGapMs - plan.minGapMs);
       // The random moment is the point of a crash test: not a wait for a condition.
       await new Promise((resolve) => setTimeout(resolve, gap));
+      if (died) throw died;
       if (stopping) return;
       const openUploads = async () =>
         (
@@ -219,10 +247,8 @@ export async function startCrashingMirror(
         webhook,
         uploads,
       };
-      const victim = child;
-      const exited = new Promise((resolve) => victim?.once('exit', resolve));
-      victim?.kill('SIGKILL');
-      await exited;
+      if (died) throw died;
+      if (child) await ended(child, 'SIGKILL', 0);
       webhook = 0;
       kills.push(record);
       if (stopping) return;
@@ -244,12 +270,7 @@ export async function startCrashingMirror(
     async stop() {
       stopping = true;
       await killed.catch(() => undefined);
-      const last = child;
-      if (last && last.exitCode === null && last.signalCode === null) {
-        const exited = new Promise((resolve) => last.once('exit', resolve));
-        last.kill('SIGTERM');
-        await exited;
-      }
+      if (child) await ended(child, 'SIGTERM', 10_000);
       await emulators.stop();
     },
   };

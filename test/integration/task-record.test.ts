@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import {
   CreateQueueCommand,
+  DeleteMessageCommand,
   type Message,
   ReceiveMessageCommand,
   SendMessageCommand,
@@ -403,5 +404,101 @@ describe('Function: processTaskRecord, a copy continued across invocations', () 
       count: 2,
       checkpoint: { parts: [{ partNumber: 1 }, { partNumber: 2 }, { partNumber: 3 }] },
     });
+  });
+});
+
+describe('Function: processTaskRecord, a delete in doubt', () => {
+  const mirrorDeletes = (
+    urls: { queueUrl: string; deadLetterQueueUrl: string },
+    deleteHoldSeconds: number,
+  ): TaskRecordDependencies => {
+    const base = dependencies(urls);
+    return {
+      ...base,
+      rules: base.rules.map((rule) => ({ ...rule, deletes: 'mirror' as const })),
+      deleteHoldSeconds,
+    };
+  };
+  /** Processes a record and, when it succeeds, deletes it from the queue as Lambda does. */
+  const handled = async (
+    urls: { queueUrl: string },
+    record: SQSRecord,
+    with_: TaskRecordDependencies,
+  ) => {
+    const outcome = await processTaskRecord(record, with_);
+    await sqs.send(
+      new DeleteMessageCommand({ QueueUrl: urls.queueUrl, ReceiptHandle: record.receiptHandle }),
+    );
+    return outcome;
+  };
+  // A user deleted the Azure side just now; S3 holds a version dated in the same second.
+  const deletedOnAzure = (key: string): CopyTask => ({
+    ...task(key),
+    kind: 'deleted',
+    sourceSide: 'azure',
+    sourceContainer: azure.container,
+    destinationContainer: s3.container,
+  });
+
+  it('holds it, comes back with its hold after the delay, then deletes what no event carried across', async () => {
+    const urls = await queues();
+    await s3.put('held.txt', Buffer.from('x'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    const etag = (await s3.head('held.txt'))?.etag;
+    const first = await handled(
+      urls,
+      await asRecord(urls.queueUrl, JSON.stringify(deletedOnAzure('held.txt'))),
+      mirrorDeletes(urls, 1),
+    );
+    expect(first).toBe('continued');
+    const again = await nextRecord(urls.queueUrl);
+    expect(parseTaskMessage(again.body).hold).toMatchObject({ etag });
+    expect(await s3.head('held.txt')).toBeDefined();
+    expect(await handled(urls, again, mirrorDeletes(urls, 1))).toMatchObject({
+      action: 'deleted',
+    });
+    expect(await s3.head('held.txt')).toBeUndefined();
+  });
+
+  it('starts a hold dated in the future again from now, so that it cannot last for ever', async () => {
+    const urls = await queues();
+    await s3.put('future.txt', Buffer.from('x'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    const etag = (await s3.head('future.txt'))?.etag ?? '';
+    const body = JSON.stringify({
+      ...deletedOnAzure('future.txt'),
+      hold: { etag, since: '2100-01-01T00:00:00.000Z' },
+    });
+    const before = Date.now();
+    expect(await handled(urls, await asRecord(urls.queueUrl, body), mirrorDeletes(urls, 1))).toBe(
+      'continued',
+    );
+    const since = Date.parse(
+      parseTaskMessage((await nextRecord(urls.queueUrl)).body).hold?.since ?? '',
+    );
+    expect(since).toBeGreaterThanOrEqual(before - 1000);
+    expect(since).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('decides at once when no hold is configured (0 seconds)', async () => {
+    const urls = await queues();
+    await s3.put('unheld.txt', Buffer.from('x'), {
+      properties: {},
+      metadata: {},
+      condition: { kind: 'any' },
+    });
+    expect(
+      await processTaskRecord(
+        await asRecord(urls.queueUrl, JSON.stringify(deletedOnAzure('unheld.txt'))),
+        mirrorDeletes(urls, 0),
+      ),
+    ).toMatchObject({ action: 'deleted' });
+    expect(await s3.head('unheld.txt')).toBeUndefined();
   });
 });

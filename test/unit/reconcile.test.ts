@@ -258,6 +258,22 @@ describe('Function: compareKey', () => {
     ).toEqual({ verdict: 'ignored', reason: 'deletes-not-mirrored' });
   });
 
+  it('leaves a recent S3 multipart object on S3 only to the events (a delete of its replica may be waiting)', () => {
+    // ORIGIN is two hours after T0; the grace is an hour and a quarter.
+    const recent = user('s3', '"e1-3"', later(7200 - 600));
+    expect(verdictOf({ s3: recent })).toEqual({ verdict: 'ignored', reason: 'recent' });
+    expect(verdictOf({ s3: user('s3', '"e1-3"', later(7200 - 5000)) })).toEqual(
+      copyFrom('s3', 'missing-on-azure'),
+    );
+    // A single-request object is dated by its write; and without mirrored deletes, nothing waits.
+    expect(verdictOf({ s3: user('s3', '"e1"', later(7200 - 600)) })).toEqual(
+      copyFrom('s3', 'missing-on-azure'),
+    );
+    expect(verdictOf({ s3: recent }, ruleOf({ deletes: 'ignore' }))).toEqual(
+      copyFrom('s3', 'missing-on-azure'),
+    );
+  });
+
   it('names the run in every task, with its time', () => {
     const verdict = compareKey(RULE, { s3: user('s3', '"e1"') }, ORIGIN);
     expect(verdict).toMatchObject({
