@@ -1,5 +1,6 @@
 import type { RunningEmulators } from '../../src/local/emulators.ts';
 import { startLocalMirror } from '../../src/local/mirror.ts';
+import { taskFactOf } from './crash.ts';
 
 /**
  * The replicator of a crash run, as a process of its own (see crash.ts): the local mirror on
@@ -33,20 +34,7 @@ const mirror = await startLocalMirror({
   deleteHoldSeconds: setup.deleteHoldSeconds,
   onWebhook: (phase) => line({ webhook: phase }),
 });
-mirror.telemetry.onTask((report) => {
-  line({
-    task: report.task?.sourceKey ?? null,
-    result: report.result,
-    ...(report.result === 'done' && { action: report.outcome.action }),
-    ...(report.result === 'done' &&
-      report.outcome.action === 'skipped' && { reason: report.outcome.reason }),
-    ...(report.result === 'continued' && { reason: report.detail }),
-    ...(report.result === 'failed' && {
-      deadLettered: report.deadLettered,
-      error: `${report.errorKind}: ${report.error}`,
-    }),
-  });
-});
+mirror.telemetry.onTask((report) => line(taskFactOf(report)));
 line({ ready: true, queues: mirror.queues });
 process.once('SIGTERM', () => {
   mirror.stop().finally(() => process.exit(0));

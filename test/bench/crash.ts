@@ -11,6 +11,7 @@ import {
   startEmulators,
 } from '../../src/local/emulators.ts';
 import { seededRandom } from '../../src/local/fault-proxy.ts';
+import type { TaskReport } from '../../src/observe/telemetry.ts';
 import { queueCounts } from '../../src/ops/dead-letters.ts';
 import type { PipelineQueues } from '../../src/ops/target.ts';
 import { DELETE_HOLD_SECONDS } from '../../src/queue/timing.ts';
@@ -27,6 +28,22 @@ export interface TaskFact {
   reason?: string;
   deadLettered?: boolean;
   error?: string;
+}
+
+/** The fact a task report tells, in a form that crosses a process boundary as JSON. */
+export function taskFactOf(report: TaskReport): TaskFact {
+  return {
+    task: report.task?.sourceKey ?? null,
+    result: report.result,
+    ...(report.result === 'done' && { action: report.outcome.action }),
+    ...(report.result === 'done' &&
+      report.outcome.action === 'skipped' && { reason: report.outcome.reason }),
+    ...(report.result === 'continued' && { reason: report.detail }),
+    ...(report.result === 'failed' && {
+      deadLettered: report.deadLettered,
+      error: `${report.errorKind}: ${report.error}`,
+    }),
+  };
 }
 
 /** What was going on when the replicator was killed. */

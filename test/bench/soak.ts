@@ -22,7 +22,13 @@ import { redrive } from '../../src/ops/redrive.ts';
 import type { PipelineQueues } from '../../src/ops/target.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
 import { readAll } from '../support/streams.ts';
-import { type CrashPlan, type KillRecord, startCrashingMirror, type TaskFact } from './crash.ts';
+import {
+  type CrashPlan,
+  type KillRecord,
+  startCrashingMirror,
+  type TaskFact,
+  taskFactOf,
+} from './crash.ts';
 import type { Cleanup } from './lifecycle.ts';
 
 const KiB = 1024;
@@ -108,20 +114,7 @@ async function inProcessMirror(options: SoakOptions): Promise<SoakMirror> {
     queues: mirror.queues,
     ...(mirror.faults && { faults: mirror.faults }),
     onTask(listener) {
-      mirror.telemetry.onTask((report) =>
-        listener({
-          task: report.task?.sourceKey ?? null,
-          result: report.result,
-          ...(report.result === 'done' && { action: report.outcome.action }),
-          ...(report.result === 'done' &&
-            report.outcome.action === 'skipped' && { reason: report.outcome.reason }),
-          ...(report.result === 'continued' && { reason: report.detail }),
-          ...(report.result === 'failed' && {
-            deadLettered: report.deadLettered,
-            error: `${report.errorKind}: ${report.error}`,
-          }),
-        }),
-      );
+      mirror.telemetry.onTask((report) => listener(taskFactOf(report)));
     },
     kills: [],
     killed: Promise.resolve(),
@@ -442,7 +435,8 @@ export async function runSoak(args: readonly string[], cleanup: Cleanup): Promis
     maxBytes: 40 * MiB,
     faults: 'rate=5%,seed=1',
     concurrency: 16,
-    settleTimeoutMs: 30 * 60_000,
+    // Held deletes (15 minutes) come on top of the work itself.
+    settleTimeoutMs: 60 * 60_000,
     log: (line) => process.stderr.write(`soak: ${line}\n`),
   };
   for (let index = 0; index < args.length; index++) {
