@@ -294,8 +294,21 @@ export async function startEmulators(
       azuriteAccountUrl: `http://${AZURITE_HOST}:${azuritePort}/${ACCOUNT}`,
       azureConnectionString: `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${azureAccountKey};BlobEndpoint=${azureAccountUrl};`,
       eventGridPending: async () => {
-        const response = await fetch(`http://${host}:${shimPort}${EVENT_GRID_STATUS_PATH}`);
-        return ((await response.json()) as { pending: number }).pending;
+        // A busy machine may refuse or reset a connection now and then: ask a few times.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const response = await fetch(`http://${host}:${shimPort}${EVENT_GRID_STATUS_PATH}`);
+            return ((await response.json()) as { pending: number }).pending;
+          } catch (error) {
+            if (attempt >= 5) {
+              const cause = (error as Error & { cause?: Error }).cause?.message;
+              throw new Error(
+                `the Azure shim did not say what Event Grid deliveries it holds: ${(error as Error).message}${cause ? ` (${cause})` : ''}`,
+              );
+            }
+            await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          }
+        }
       },
       stop,
     };
