@@ -1,6 +1,5 @@
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
-  CreateQueueCommand,
   DeleteMessageCommand,
   type Message,
   ReceiveMessageCommand,
@@ -18,6 +17,7 @@ import {
   makeBlobServiceClient,
   makeS3Client,
   makeSqsClient,
+  planQueues,
   queueDepth,
   uniqueName,
 } from '../support/emulators.ts';
@@ -37,13 +37,7 @@ async function renamedDirectory(copies: number, replicas: number) {
   await s3Client.send(new CreateBucketCommand({ Bucket: bucket }));
   const container = makeBlobServiceClient().getContainerClient(uniqueName('dir'));
   await container.create();
-  const queue = async (name: string) =>
-    (await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(name) }))).QueueUrl ?? '';
-  const queues = {
-    events: await queue('events'),
-    eventsDeadLetter: await queue('events-dlq'),
-    tasks: await queue('tasks'),
-  };
+  const queues = await planQueues(sqs);
   const name = (i: number) => String(i).padStart(3, '0');
   await Promise.all([
     ...Array.from({ length: copies }, (_, i) =>

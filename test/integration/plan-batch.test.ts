@@ -1,10 +1,10 @@
-import { CreateQueueCommand, type Message, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { type Message, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import type { CopyTask } from '../../src/core/route.ts';
 import { planBatch } from '../../src/queue/plan-batch.ts';
-import { emulatorEnv, makeSqsClient, uniqueName } from '../support/emulators.ts';
+import { emulatorEnv, makeSqsClient, planQueues, uniqueName } from '../support/emulators.ts';
 import { nextS3Sequencer, s3Notification, s3Record } from '../support/notifications.ts';
 
 const USER = 'AWS:AIDAPLANBATCHUSER';
@@ -35,13 +35,7 @@ describe('Function: planBatch (tasks of one key in one batch)', () => {
     // Prepare: a user writes and then deletes s3 `k`; before the delete's task ran, the copy
     // step wrote a replica back to `k`, whose event (through EventBridge: no writer) is newest.
     const sqs = makeSqsClient();
-    const queue = async (name: string) =>
-      (await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(name) }))).QueueUrl ?? '';
-    const queues = {
-      events: await queue('events'),
-      eventsDeadLetter: await queue('events-dlq'),
-      tasks: await queue('tasks'),
-    };
+    const queues = await planQueues(sqs);
     const bucket = uniqueName('plan');
     const rules = validateConfig({
       rules: [

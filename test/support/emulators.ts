@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { inject } from 'vitest';
 import { makeS3Client as makeClient, makeSqsClient as makeSqs } from '../../src/stores/clients.ts';
@@ -75,4 +75,15 @@ export async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<numb
     Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0) +
     Number(out.Attributes?.ApproximateNumberOfMessagesDelayed ?? 0)
   );
+}
+
+/** New queues for the plan step (events, its dead-letter queue, tasks), with default settings. */
+export async function planQueues(sqs: SQSClient) {
+  const queue = async (name: string) =>
+    (await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(name) }))).QueueUrl ?? '';
+  return {
+    events: await queue('events'),
+    eventsDeadLetter: await queue('events-dlq'),
+    tasks: await queue('tasks'),
+  };
 }
