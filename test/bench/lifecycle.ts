@@ -76,9 +76,25 @@ export async function runWithCleanup(mode: (cleanup: Cleanup) => Promise<void>):
   } catch (error) {
     // After a signal, the mode fails because its command was stopped; that is not news.
     if (!interrupted) {
-      process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stderr.write(`bench: ${describeError(error)}\n`);
     }
     await cleanup.run();
     process.exit(interrupted ? 130 : 1);
   }
+}
+
+/**
+ * An error in one line, with what an empty message leaves out: its name, the HTTP status an
+ * SDK error carries, its cause, and where it was thrown.
+ */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const cause = error.cause instanceof Error ? `; cause: ${describeError(error.cause)}` : '';
+  const where = (error.stack ?? '')
+    .split('\n')
+    .slice(1, 4)
+    .map((line) => line.trim())
+    .join(' < ');
+  return `${error.name}${status ? ` (HTTP ${status})` : ''}: ${error.message || '(no message)'}${cause} [${where}]`;
 }
