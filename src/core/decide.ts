@@ -231,6 +231,11 @@ const secondOf = (time: number) => Math.floor(time / 1000);
  */
 export const MULTIPART_DATE_DOUBT_MS = 60 * 60 * 1000;
 
+/** Whether an eTag is an S3 multipart object's (`"<hex>-<parts>"`), dated from its upload's start. */
+export function isMultipartEtag(etag: string): boolean {
+  return /-\d+"?$/.test(etag);
+}
+
 /**
  * Whether `head` was certainly written before the delete at `deletedAt`: dated at least one
  * whole second before it (one second of room for a write racing the delete's own read, and
@@ -240,7 +245,7 @@ export const MULTIPART_DATE_DOUBT_MS = 60 * 60 * 1000;
 function writtenBeforeDelete(head: ObjectHead, deletedAt: number): boolean {
   if (!Number.isFinite(deletedAt)) return false;
   const written = head.lastModified.getTime();
-  if (/-\d+"?$/.test(head.etag) && written > deletedAt - MULTIPART_DATE_DOUBT_MS) return false;
+  if (isMultipartEtag(head.etag) && written > deletedAt - MULTIPART_DATE_DOUBT_MS) return false;
   return secondOf(written) < secondOf(deletedAt) - 1;
 }
 

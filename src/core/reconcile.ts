@@ -5,6 +5,7 @@ import {
   type DecisionTask,
   decide,
   isFolderMarker,
+  isMultipartEtag,
   MULTIPART_DATE_DOUBT_MS,
   replicaMarkerOf,
 } from './decide.ts';
@@ -196,7 +197,7 @@ function oneSided(
     copy.action === 'copy' &&
     rule.deletes === 'mirror' &&
     side === 's3' &&
-    /-\d+"?$/.test(head.etag) &&
+    isMultipartEtag(head.etag) &&
     head.lastModified.getTime() > Date.parse(origin.eventTime) - RECONCILE_MULTIPART_GRACE_MS
   ) {
     return { verdict: 'ignored', reason: 'recent' };

@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
@@ -16,6 +15,7 @@ import { queueCounts } from '../../src/ops/dead-letters.ts';
 import type { PipelineQueues } from '../../src/ops/target.ts';
 import { DELETE_HOLD_SECONDS } from '../../src/queue/timing.ts';
 import { makeSqsClient } from '../../src/stores/clients.ts';
+import { freePort } from '../support/ports.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -87,17 +87,6 @@ export interface CrashingMirror {
   /** Lines the emulators wrote on stderr (a delivery the Event Grid shim gave up on). */
   problems: string[];
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /**

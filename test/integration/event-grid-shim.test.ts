@@ -51,6 +51,25 @@ async function store(shim: () => EventGridShim) {
 }
 
 const closing: Array<() => Promise<void>> = [];
+
+/**
+ * A shim (retries 1,000 times faster than Event Grid) delivering to a webhook that answers
+ * `answers`, in front of a store; its delivery errors in `errors`. Closed after the test.
+ */
+async function shimBefore(answers: Array<number | 'drop'>, options: { maxAttempts?: number } = {}) {
+  const hook = await webhook(answers);
+  const errors: Error[] = [];
+  const shim = new EventGridShim({
+    url: hook.url,
+    accountUrl: 'http://127.0.0.1:1/devstoreaccount1',
+    retryScale: 0.001,
+    ...options,
+    onError: (error) => errors.push(error as Error),
+  });
+  const azure = await store(() => shim);
+  closing.push(hook.close, azure.close, () => shim.close());
+  return { hook, errors, azure };
+}
 afterEach(async () => {
   for (const close of closing.splice(0).reverse()) await close();
 });
@@ -71,16 +90,7 @@ describe('Class: EventGridShim', () => {
   });
 
   it('delivers again after 503s and dropped connections, until the webhook takes the event', async () => {
-    const hook = await webhook([503, 'drop', 500]);
-    const errors: unknown[] = [];
-    const shim = new EventGridShim({
-      url: hook.url,
-      accountUrl: 'http://127.0.0.1:1/devstoreaccount1',
-      retryScale: 0.001,
-      onError: (error) => errors.push(error),
-    });
-    const azure = await store(() => shim);
-    closing.push(hook.close, azure.close, () => shim.close());
+    const { hook, errors, azure } = await shimBefore([503, 'drop', 500]);
     await azure.put('/devstoreaccount1/data/a.txt');
     await until(() => hook.deliveries.length === 1, 'the delivery');
     expect(hook.attempts()).toBe(4);
@@ -96,16 +106,7 @@ describe('Class: EventGridShim', () => {
   it.each([400, 401, 403, 413])(
     'does not retry a delivery the webhook answered %i (nor does Event Grid)',
     async (status) => {
-      const hook = await webhook([status]);
-      const errors: Error[] = [];
-      const shim = new EventGridShim({
-        url: hook.url,
-        accountUrl: 'http://127.0.0.1:1/devstoreaccount1',
-        retryScale: 0.001,
-        onError: (error) => errors.push(error as Error),
-      });
-      const azure = await store(() => shim);
-      closing.push(hook.close, azure.close, () => shim.close());
+      const { hook, errors, azure } = await shimBefore([status]);
       await azure.put('/devstoreaccount1/data/b.txt');
       await until(() => errors.length === 1, 'the failed delivery');
       expect(errors[0]?.message).toContain(`HTTP ${status}`);
@@ -114,17 +115,7 @@ describe('Class: EventGridShim', () => {
   );
 
   it('gives up after its attempts, naming the last answer', async () => {
-    const hook = await webhook([503, 503, 503]);
-    const errors: Error[] = [];
-    const shim = new EventGridShim({
-      url: hook.url,
-      accountUrl: 'http://127.0.0.1:1/devstoreaccount1',
-      maxAttempts: 3,
-      retryScale: 0.001,
-      onError: (error) => errors.push(error as Error),
-    });
-    const azure = await store(() => shim);
-    closing.push(hook.close, azure.close, () => shim.close());
+    const { hook, errors, azure } = await shimBefore([503, 503, 503], { maxAttempts: 3 });
     await azure.put('/devstoreaccount1/data/c.txt');
     await until(() => errors.length === 1, 'the failed delivery');
     expect(errors[0]?.message).toMatch(/delivery of 1 events failed: HTTP 503/);
