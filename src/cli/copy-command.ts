@@ -16,6 +16,7 @@ import {
 } from '../stores/clients.ts';
 import type { ListedObject, ObjectStore } from '../stores/object-store.ts';
 import { S3ObjectStore } from '../stores/s3.ts';
+import { DEFAULT_CONCURRENCY, DEFAULT_MEMORY, DEFAULT_PART_SIZE } from './copy-defaults.ts';
 import { ProgressBar } from './progress.ts';
 import { type Location, parseLocation } from './uri.ts';
 
@@ -27,11 +28,6 @@ export interface CopyCommandOptions {
   json?: boolean;
 }
 
-/** The default part size: 8 MiB keeps S3 parts under local emulators' 11 MiB body limit. */
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
-export const DEFAULT_CONCURRENCY = 8;
-/** What a copy may hold at once by default (`--memory`); the defaults above use 64 MiB of it. */
-export const DEFAULT_MEMORY = '1GiB';
 const MAX_CONCURRENCY = 64;
 
 /** Summary printed by `--json`. */
@@ -209,8 +205,14 @@ export async function runCopyCommand(
   const cache = new Map<string, ObjectStore>();
   const source = await storeFor(sourceLocation, cache);
   const destination = await storeFor(destinationLocation, cache);
-  await checkLocation(source, sourceLocation);
-  await checkLocation(destination, destinationLocation);
+  // Both at once: each is a round trip (and the first request of each SDK sets itself up).
+  // The source's failure is reported first, whichever answered first.
+  for (const check of await Promise.allSettled([
+    checkLocation(source, sourceLocation),
+    checkLocation(destination, destinationLocation),
+  ])) {
+    if (check.status === 'rejected') throw check.reason;
+  }
 
   const started = Date.now();
   const pullMemory = new PullMemory();

@@ -1,12 +1,26 @@
 import { Command, CommanderError } from 'commander';
 import { ReplicatorError, UsageError } from '../errors.ts';
-import { registerCleanupCommand } from './cleanup-command.ts';
-import { DEFAULT_CONCURRENCY, DEFAULT_MEMORY, runCopyCommand } from './copy-command.ts';
+import { DEFAULT_CONCURRENCY, DEFAULT_MEMORY } from './copy-defaults.ts';
 import { untilInterrupted } from './interrupt.ts';
-import { runLocalCommand } from './local-command.ts';
-import { registerOpsCommands } from './ops-commands.ts';
-import { registerReconcileCommand } from './reconcile-command.ts';
-import { registerSetupCommands } from './setup-command.ts';
+
+type Registration = () => Promise<(program: Command) => void>;
+
+/**
+ * The commands other modules declare, by name. Only the command being run is loaded (each
+ * module brings its SDK clients with it, and `s3az copy` needs none of CloudFormation, SQS,
+ * Secrets Manager, YAML or the configuration's schema): parsing and initialising those cost
+ * every copy about 0.25 s of start-up. `s3az --help` and an unknown command load them all.
+ */
+const ops: Registration = async () => (await import('./ops-commands.ts')).registerOpsCommands;
+const REGISTRATIONS: Record<string, Registration> = {
+  dlq: ops,
+  redrive: ops,
+  status: ops,
+  setup: async () => (await import('./setup-command.ts')).registerSetupCommands,
+  reconcile: async () => (await import('./reconcile-command.ts')).registerReconcileCommand,
+  cleanup: async () => (await import('./cleanup-command.ts')).registerCleanupCommand,
+};
+const BUILT_IN = new Set(['copy', 'local']);
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage. */
 function fail(error: unknown): never {
@@ -45,11 +59,13 @@ program
   .option('--json', 'print a JSON summary on stdout')
   .action(async (source: string, destination: string, options) => {
     await untilInterrupted('nothing was committed for the object in progress', (signal) =>
-      runCopyCommand(source, destination, options, {
-        stdout: process.stdout,
-        stderr: process.stderr,
-        signal,
-      }),
+      import('./copy-command.ts').then(({ runCopyCommand }) =>
+        runCopyCommand(source, destination, options, {
+          stdout: process.stdout,
+          stderr: process.stderr,
+          signal,
+        }),
+      ),
     );
   });
 
@@ -71,13 +87,18 @@ program
   )
   .option('--json', 'machine-readable lines: one JSON object per change')
   .action(async (options) => {
+    const { runLocalCommand } = await import('./local-command.ts');
     await runLocalCommand(options);
   });
 
-registerOpsCommands(program);
-registerSetupCommands(program);
-registerReconcileCommand(program);
-registerCleanupCommand(program);
+const named = process.argv[2];
+const needed =
+  named !== undefined && BUILT_IN.has(named)
+    ? []
+    : named !== undefined && REGISTRATIONS[named]
+      ? [REGISTRATIONS[named]]
+      : [...new Set(Object.values(REGISTRATIONS))];
+for (const register of await Promise.all(needed.map((load) => load()))) register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -42,7 +42,8 @@ export function decodeAwsChunked(body: Buffer):
     (chunk, index) => index < chunks.length - 1 && chunk.length < MIN_CHUNK_BYTES,
   );
   return {
-    data: Buffer.concat(chunks),
+    // One chunk (as `s3az` sends a streamed part) is passed on as it is, not copied.
+    data: chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks),
     trailers,
     ...(small >= 0 && { smallChunk: { chunk: small + 1, size: chunks[small]?.length ?? 0 } }),
   };

@@ -85,7 +85,10 @@ function localFile(name: string): URL {
 }
 
 function nodeArgs(): string[] {
+  // The benchmark's `--profile`: each emulator writes a V8 CPU profile there when it exits.
+  const profiles = process.env.S3AZ_CPU_PROFILE_DIR;
   return [
+    ...(profiles ? ['--cpu-prof', `--cpu-prof-dir=${profiles}`] : []),
     '--import',
     pathToFileURL(require.resolve('tsx')).href,
     '--import',

@@ -300,7 +300,7 @@ export class S3ObjectStore implements ObjectStore, Presigner {
     options: CallOptions = {},
   ): Promise<StagedPart> {
     const what = `${this.describe(upload.key)} part ${partNumber}`;
-    const encoded = awsChunkedWithCrc32();
+    const encoded = awsChunkedWithCrc32(size);
     // A body that fails fails the part: the request then ends through the caller's signal
     // (the HTTP client pipes the body, and a pipe does not pass errors on).
     body.on('error', (error) => encoded.destroy(error));

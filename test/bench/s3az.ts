@@ -1,15 +1,18 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, stop } from 'esbuild';
+import { promisify } from 'node:util';
 import type { StoreEnvironment } from './stores.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * Bundles the current sources of the `s3az` CLI into `tempDir`, as `npm ci` does into
- * `dist/s3az.mjs` (same options as esbuild.config.mjs), and returns the bundle's path.
+ * `dist/s3az.mjs` and `dist/cli/` (esbuild.config.mjs itself builds it), and returns the
+ * entry's path.
  *
  * The benchmark runs this snapshot rather than `src/cli/s3az.js`, because that entry falls back
  * to compiling the sources through tsx whenever the bundle is older than any source file, which
@@ -17,23 +20,11 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
  * would otherwise change what it measures halfway through.
  */
 export async function bundleS3az(tempDir: string): Promise<string> {
-  const outfile = join(tempDir, 's3az.mjs');
-  await build({
-    entryPoints: [join(ROOT, 'src/cli/main.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile,
-    banner: {
-      js: "import { createRequire as __s3azRequire } from 'node:module'; const require = __s3azRequire(import.meta.url);",
-    },
-    external: ['fauxqs', 'azurite'],
-    logLevel: 'warning',
+  await execFileAsync(process.execPath, [join(ROOT, 'esbuild.config.mjs')], {
+    cwd: ROOT,
+    env: { ...process.env, S3AZ_CLI_OUTDIR: tempDir },
   });
-  // esbuild keeps a service process for later builds; there are none.
-  await stop();
-  return outfile;
+  return join(tempDir, 's3az.mjs');
 }
 
 /**
