@@ -78,10 +78,18 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-/** A file of this folder, also when this module runs from the CLI bundle in dist/. */
+/**
+ * A file of this folder, also when this module runs from the CLI bundle (dist/s3az.mjs, or one
+ * of its chunks in dist/cli/): the package's src/local/ is then found above it.
+ */
 function localFile(name: string): URL {
   const beside = new URL(`./${name}`, import.meta.url);
-  return existsSync(beside) ? beside : new URL(`../src/local/${name}`, import.meta.url);
+  if (existsSync(beside)) return beside;
+  for (let up = '../'; up.length <= 12; up += '../') {
+    const candidate = new URL(`${up}src/local/${name}`, import.meta.url);
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`src/local/${name} was not found beside the package`);
 }
 
 function nodeArgs(): string[] {
