@@ -78,6 +78,11 @@ export interface CopyObjectRequest {
    */
   sourceHead?: ObjectHead;
   /**
+   * The whole content of `sourceHead`'s version, when the caller read it with the head (one GET
+   * of a small object): a copy in one request sends it without reading the source again.
+   */
+  sourceBody?: Buffer;
+  /**
    * Where an earlier run of this copy stopped (its `CopyStoppedError.checkpoint`). When the
    * source is still that version, the copy goes on in the same staged upload, sending only the
    * parts not verified there; otherwise the staged parts are abandoned and the copy starts over.
@@ -633,15 +638,21 @@ async function streamCopy(
 ): Promise<string> {
   const { destination } = request;
   if (parts.length === 0) {
+    // Bytes read with the head the copy started from (not after a restart on a newer version).
+    const known =
+      head === request.sourceHead && request.sourceBody?.length === head.size
+        ? request.sourceBody
+        : undefined;
     const body =
       head.size === 0
         ? Buffer.alloc(0)
-        : await readRange(request, head, {
+        : (known ??
+          (await readRange(request, head, {
             partNumber: 1,
             start: 0,
             end: head.size - 1,
             size: head.size,
-          });
+          })));
     const md5 = createHash('md5').update(body).digest();
     const result = await destination.put(request.destinationKey, body, {
       ...atCommit(destination, write, md5),

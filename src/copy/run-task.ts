@@ -4,7 +4,12 @@ import { checkAddressable } from '../core/keys.ts';
 import { parseSize } from '../core/range-plan.ts';
 import type { CopyTask } from '../core/route.ts';
 import { PreconditionFailedError, RetryableError } from '../errors.ts';
-import type { ObjectHead, ObjectStore, WriteCondition } from '../stores/object-store.ts';
+import {
+  type ObjectHead,
+  type ObjectStore,
+  readsSmall,
+  type WriteCondition,
+} from '../stores/object-store.ts';
 import {
   abandonCheckpoint,
   type CopyCheckpoint,
@@ -153,10 +158,27 @@ export async function runCopyTask(
   let limit = MAX_DECISIONS;
   // Only the first copy can go on from the earlier run: a failed one gave its upload up.
   let resume = context.resume;
+  // The bytes of `sourceHead`'s version, when one GET read both (a small new object).
+  let sourceBody: Buffer | undefined;
   for (let decisions = 1; decisions <= limit; decisions++) {
+    let read = false;
+    if (
+      decisions === 1 &&
+      task.kind === 'created' &&
+      task.size !== undefined &&
+      task.size <= CREATE_FIRST_BYTES &&
+      readsSmall(source)
+    ) {
+      // One GET answers what a HEAD would, and brings the bytes along.
+      const small = await source.getSmall(task.sourceKey, CREATE_FIRST_BYTES, call);
+      sourceHead = small?.head;
+      sourceBody = small?.body;
+      read = true;
+    }
     // After a create that found the destination there, the source just read is still the
-    // one to copy.
-    sourceHead ??= await source.head(task.sourceKey, call);
+    // one to copy; after a change, it is read again (HEAD) with nothing of the old bytes.
+    if (sourceHead === undefined) sourceBody = undefined;
+    if (!read) sourceHead ??= await source.head(task.sourceKey, call);
     const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
     // Only the first decision may assume the destination absent. A source that looks like
     // our own replica needs the destination to tell an echo from a rollback.
@@ -217,6 +239,7 @@ export async function runCopyTask(
         // the task decides again rather than copying whatever the source became.
         maxRestarts: 0,
         ...(small && { transfer: 'stream' as const }),
+        ...(sourceBody && { sourceBody }),
         ...(resumeNow && { resume: resumeNow }),
       });
       return {

@@ -21,6 +21,11 @@ export interface CopyTask {
   writtenBy?: 'user';
   /** The eTag the event reported for the version it announced (quoted). */
   etag?: string;
+  /**
+   * The size the event reported for that version: a small one is read whole at once (its GET
+   * answers what a HEAD would), instead of a HEAD and then a GET.
+   */
+  size?: number;
 }
 
 /** A directory rename or delete (ADLS Gen2), to be expanded into tasks by listing. */
@@ -128,6 +133,9 @@ function taskFor(
     ...(event.writtenBy === 'user' && { writtenBy: 'user' as const }),
     // A rename's event describes the new name; its delete of the old name has no version.
     ...(event.etag !== undefined && key === event.key && { etag: event.etag }),
+    ...(event.size !== undefined &&
+      key === event.key &&
+      kind === 'created' && { size: event.size }),
   };
 }
 

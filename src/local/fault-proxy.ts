@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { UsageError } from '../errors.ts';
 
@@ -83,11 +85,118 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/**
+ * How the proxy models a link to a distant cloud, on every request whether or not it meets a
+ * fault.
+ */
+export interface LinkShape {
+  /**
+   * One round trip, in milliseconds: each request waits this long before it is forwarded. A
+   * request's first byte going up and its answer's first byte coming down each cross the link
+   * once, so one round trip in total is charged here, all of it before the request reaches the
+   * store (TCP's handshake and slow start are not modelled).
+   */
+  delayMs: number;
+  /**
+   * Most bytes a second of each request's body going up and of its response's body coming
+   * down; a request holds its connection to the end (HTTP/1.1), so this is a per-connection
+   * cap. Default: no cap.
+   */
+  bytesPerSecond?: number;
+}
+
+/**
+ * Credit a paced stream may bank while it waits (for its reader, or for a late timer), in
+ * milliseconds of its rate: what it may then send at once, before pacing resumes.
+ */
+const PACING_BURST_MS = 30;
+/**
+ * The shortest wait: a stream that must wait sleeps at least this long, then sends what the
+ * bucket holds by then, so that a fast cap costs one timer (and one pause of its source) per
+ * few chunks rather than one per chunk. Less than the burst, so no credit is lost by it.
+ */
+const PACING_MIN_WAIT_MS = 15;
+/** Chunks are sliced to this many milliseconds of the rate (16 KiB at least), to go out evenly. */
+const PACING_SLICE_MS = 5;
+const MIN_PACING_SLICE = 16 * 1024;
+
+/**
+ * A stream that lets bytes through at most at `bytesPerSecond`, a token bucket filled by the
+ * clock: each chunk (sliced to {@link PACING_SLICE_MS} of the rate) goes once the bucket holds
+ * its bytes, waiting on one timer otherwise (of at least {@link PACING_MIN_WAIT_MS}). It takes
+ * the next chunk only when it has passed this one on and its reader wants more, so it holds one
+ * chunk at most beyond the streams' own buffers, and backpressure reaches the sender.
+ */
+export class PacedStream extends Transform {
+  readonly #bytesPerMs: number;
+  readonly #slice: number;
+  /** `performance.now()` at which the bytes sent so far have been paid for. */
+  #paidUntil = Number.NEGATIVE_INFINITY;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(bytesPerSecond: number) {
+    super();
+    if (!(bytesPerSecond > 0)) {
+      throw new RangeError(`bytesPerSecond must be positive, got ${bytesPerSecond}`);
+    }
+    this.#bytesPerMs = bytesPerSecond / 1000;
+    this.#slice = Math.max(MIN_PACING_SLICE, Math.floor(this.#bytesPerMs * PACING_SLICE_MS));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.#send(chunk, 0, done);
+  }
+
+  #send(chunk: Buffer, offset: number, done: TransformCallback): void {
+    this.#timer = undefined;
+    while (offset < chunk.length) {
+      if (this.destroyed) return;
+      const now = performance.now();
+      // Idle time (or a late timer) banks at most a burst's worth of credit.
+      this.#paidUntil = Math.max(this.#paidUntil, now - PACING_BURST_MS);
+      const wait = this.#paidUntil - now;
+      if (wait > 0) {
+        this.#timer = setTimeout(
+          () => this.#send(chunk, offset, done),
+          Math.max(Math.ceil(wait), PACING_MIN_WAIT_MS),
+        );
+        return;
+      }
+      const slice = chunk.subarray(offset, offset + this.#slice);
+      this.#paidUntil += slice.length / this.#bytesPerMs;
+      offset += slice.length;
+      this.push(slice);
+    }
+    done();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    callback(error);
+  }
+}
+
+/**
+ * `source` paced at `bytesPerSecond`, or `source` itself without a cap. Destroying either end
+ * destroys the other (so a cut response still frees its connection to the store).
+ */
+function paced(source: Readable, bytesPerSecond: number | undefined): Readable {
+  if (bytesPerSecond === undefined) return source;
+  // Errors are the streams' own to report; the pipeline only ties their ends together.
+  return pipeline(source, new PacedStream(bytesPerSecond), () => undefined);
+}
+
 export interface FaultProxy {
   /** The proxy's origin, `http://127.0.0.1:<port>`. */
   url: string;
   /** Faults injected so far, by kind, and requests seen. */
   counts(): { requests: number; faults: Record<FaultKind, number> };
+  /**
+   * The most requests in flight at once (arrived, not yet answered to the end) since the last
+   * call, or since the start; then starts counting again from those in flight now.
+   */
+  takePeakInFlight(): number;
   /** Turns faults on or off (the requests pass either way). */
   enable(on: boolean): void;
   close(): Promise<void>;
@@ -118,21 +227,34 @@ function errorResponse(
  * Starts an HTTP proxy in front of one store (`target`, an origin) that injects faults by the
  * plan: what the proxying itself does is http-proxy-3's; which request meets which fault is
  * ours, drawn from the seed in the order requests arrive. The Host header is kept, so SigV4
- * signatures and presigned URLs made for the proxy's address stay valid.
+ * signatures and presigned URLs made for the proxy's address stay valid. With `shape`, every
+ * request also crosses a modelled link to a distant cloud (a round trip of delay, a bandwidth
+ * cap per connection); a plan of rate 0 then gives the link alone.
  */
 export async function startFaultProxy(options: {
   store: 's3' | 'azure';
   target: string;
   plan: FaultPlan;
   port?: number;
+  shape?: LinkShape;
 }): Promise<FaultProxy> {
   const { plan, store } = options;
+  const delayMs = options.shape?.delayMs ?? 0;
+  const bytesPerSecond = options.shape?.bytesPerSecond;
+  if (!(Number.isFinite(delayMs) && delayMs >= 0)) {
+    throw new RangeError(`shape.delayMs must be a number >= 0, got ${delayMs}`);
+  }
+  if (bytesPerSecond !== undefined && !(bytesPerSecond > 0)) {
+    throw new RangeError(`shape.bytesPerSecond must be positive, got ${bytesPerSecond}`);
+  }
   const next = seededRandom(plan.seed);
   const faults = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<
     FaultKind,
     number
   >;
   let requests = 0;
+  let inFlight = 0;
+  let peakInFlight = 0;
   let enabled = true;
   const pending = new WeakMap<http.IncomingMessage, 'reset' | 'truncate'>();
   const proxy = createProxyServer({
@@ -145,9 +267,10 @@ export async function startFaultProxy(options: {
   proxy.on('proxyRes', (upstream, request, response) => {
     const fault = pending.get(request);
     const status = upstream.statusCode ?? 502;
+    const body = paced(upstream, bytesPerSecond);
     if (!fault) {
       response.writeHead(status, upstream.headers);
-      upstream.pipe(response);
+      body.pipe(response);
       return;
     }
     // A HEAD (or 204/304) answer declares a length but has no body to cut.
@@ -157,17 +280,19 @@ export async function startFaultProxy(options: {
       // Nothing of a body to give: the connection goes before the answer does, so the client
       // cannot tell whether the request was carried out.
       upstream.resume();
+      if (body !== upstream) body.resume();
       response.socket?.destroy();
       return;
     }
     response.writeHead(status, upstream.headers);
     let sent = 0;
-    upstream.on('data', (chunk: Buffer) => {
+    body.on('data', (chunk: Buffer) => {
       if (sent >= keep) return;
       const part = chunk.subarray(0, keep - sent);
       sent += part.length;
       response.write(part);
       if (sent >= keep) {
+        body.destroy();
         upstream.destroy();
         // A reset is abrupt; a truncated response ends as if the body were complete.
         if (fault === 'reset') response.socket?.destroy();
@@ -175,7 +300,7 @@ export async function startFaultProxy(options: {
       }
     });
     // A body shorter than it declared (not ours to cut): pass on its end.
-    upstream.on('end', () => {
+    body.on('end', () => {
       if (sent < keep) response.end();
     });
   });
@@ -186,11 +311,28 @@ export async function startFaultProxy(options: {
   });
   const server = http.createServer((request, response) => {
     requests += 1;
+    inFlight += 1;
+    peakInFlight = Math.max(peakInFlight, inFlight);
+    response.once('close', () => {
+      inFlight -= 1;
+    });
     const kind =
       enabled && plan.kinds.length > 0 && next() < plan.rate
         ? plan.kinds[Math.floor(next() * plan.kinds.length)]
         : undefined;
     if (kind) faults[kind] += 1;
+    // Drawn now, so that the seed gives the same faults in the same order whatever the delay.
+    const latency = kind === 'latency' ? 200 + Math.floor(next() * 800) : 0;
+    const handle = () => answer(request, response, kind, latency);
+    if (delayMs > 0) setTimeout(handle, delayMs);
+    else handle();
+  });
+  const answer = (
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+    kind: FaultKind | undefined,
+    latency: number,
+  ) => {
     if (kind === '503' || kind === '500' || kind === 'throttle') {
       const error = errorResponse(store, kind === '500' ? 500 : 503);
       // Answered once the request is read, as a store answers a request it will not carry out.
@@ -207,15 +349,24 @@ export async function startFaultProxy(options: {
       return;
     }
     if (kind === 'reset' || kind === 'truncate') pending.set(request, kind);
-    const forward = () => proxy.web(request, response);
-    if (kind === 'latency') setTimeout(forward, 200 + Math.floor(next() * 800));
+    const forward = () =>
+      bytesPerSecond === undefined
+        ? proxy.web(request, response)
+        : // The request's body goes up paced (http-proxy-3 sends `buffer` in place of it).
+          proxy.web(request, response, { buffer: paced(request, bytesPerSecond) });
+    if (latency > 0) setTimeout(forward, latency);
     else forward();
-  });
+  };
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     counts: () => ({ requests, faults: { ...faults } }),
+    takePeakInFlight() {
+      const peak = peakInFlight;
+      peakInFlight = inFlight;
+      return peak;
+    },
     enable(on) {
       enabled = on;
     },

@@ -66,6 +66,7 @@ const copyTaskSchema = z.strictObject({
   correlationId: z.string(),
   writtenBy: z.literal('user').optional(),
   etag: z.string().min(1).optional(),
+  size: z.number().int().nonnegative().optional(),
   continuation: continuationSchema.optional(),
   fanOut: fanOutSchema.optional(),
   hold: holdSchema.optional(),
@@ -109,12 +110,13 @@ export function parseTaskMessage(body: string): TaskMessage {
       `the task message is not a copy task: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
-  const { sequencer, writtenBy, etag, continuation, fanOut, hold, ...rest } = result.data;
+  const { sequencer, writtenBy, etag, size, continuation, fanOut, hold, ...rest } = result.data;
   const task: CopyTask = {
     ...rest,
     ...(sequencer !== undefined && { sequencer }),
     ...(writtenBy !== undefined && { writtenBy }),
     ...(etag !== undefined && { etag }),
+    ...(size !== undefined && { size }),
   };
   if (fanOut?.role === 'range' && fanOut.last < fanOut.first) {
     throw new PermanentError(

@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlobHTTPHeaders, BlobRequestConditions, ContainerClient } from '@azure/storage-blob';
+import type {
+  BlobDownloadResponseParsed,
+  BlobHTTPHeaders,
+  BlobRequestConditions,
+  ContainerClient,
+} from '@azure/storage-blob';
 import { OWN_CLIENT_REQUEST_ID_PREFIX } from '../core/metadata.ts';
 import { AZURE_BLOCK_BLOB_LIMITS } from '../core/range-plan.ts';
 import { NotFoundError, PermanentError } from '../errors.ts';
@@ -19,12 +24,15 @@ import type {
   PullFromUrl,
   PutOptions,
   PutResult,
+  SmallObject,
+  SmallReads,
   StagedPart,
   StagedUpload,
   StagePartOptions,
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
+import { readWhole } from './read-whole.ts';
 
 /** Length of the staging id inside every block id; Azure requires equal-length ids per blob. */
 const STAGING_ID_LENGTH = 16;
@@ -91,6 +99,39 @@ function definedProperties(source: {
   return properties;
 }
 
+/** What Get Blob Properties and a whole Get Blob say of a blob, alike. */
+function headOf(
+  key: string,
+  out: {
+    contentLength?: number | undefined;
+    etag?: string | undefined;
+    lastModified?: Date | undefined;
+    contentMD5?: Uint8Array | undefined;
+    metadata?: Record<string, string> | undefined;
+    contentType?: string | undefined;
+    contentEncoding?: string | undefined;
+    contentLanguage?: string | undefined;
+    contentDisposition?: string | undefined;
+    cacheControl?: string | undefined;
+  },
+): ObjectHead {
+  return {
+    key,
+    size: out.contentLength ?? 0,
+    etag: out.etag ?? '',
+    lastModified: out.lastModified ?? new Date(0),
+    // Put Blob stores the MD5 it computes; Put Block List keeps what the client sends and
+    // clears it otherwise, so a replica overwritten by any client shows another (or none).
+    // https://learn.microsoft.com/rest/api/storageservices/put-block-list
+    ...(out.contentMD5 !== undefined &&
+      out.contentMD5.length === 16 && {
+        contentMd5: Buffer.from(out.contentMD5).toString('base64'),
+      }),
+    properties: definedProperties(out),
+    metadata: { ...(out.metadata ?? {}) },
+  };
+}
+
 /** The part of the Azure SDK's request pipeline that `markOwnRequests` uses. */
 interface RequestPipeline {
   addPolicy(policy: {
@@ -131,7 +172,7 @@ function markOwnRequests(client: ContainerClient): void {
 }
 
 /** `ObjectStore` over one Azure Blob container (block blobs; ADLS Gen2 accounts included). */
-export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
+export class AzureBlobObjectStore implements ObjectStore, PullFromUrl, SmallReads {
   readonly side = 'azure' as const;
   readonly limits = AZURE_BLOCK_BLOB_LIMITS;
   readonly container: string;
@@ -175,21 +216,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
   async head(key: string, options: CallOptions = {}): Promise<ObjectHead | undefined> {
     try {
       const out = await this.#client.getBlobClient(key).getProperties(abortOf(options.signal));
-      return {
-        key,
-        size: out.contentLength ?? 0,
-        etag: out.etag ?? '',
-        lastModified: out.lastModified ?? new Date(0),
-        // Put Blob stores the MD5 it computes; Put Block List keeps what the client sends and
-        // clears it otherwise, so a replica overwritten by any client shows another (or none).
-        // https://learn.microsoft.com/rest/api/storageservices/put-block-list
-        ...(out.contentMD5 !== undefined &&
-          out.contentMD5.length === 16 && {
-            contentMd5: Buffer.from(out.contentMD5).toString('base64'),
-          }),
-        properties: definedProperties(out),
-        metadata: { ...(out.metadata ?? {}) },
-      };
+      return headOf(key, out);
     } catch (error) {
       const classified = classifyAzureError(error, this.describe(key));
       if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
@@ -197,6 +224,35 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl {
       }
       throw classified;
     }
+  }
+
+  async getSmall(
+    key: string,
+    maxBytes: number,
+    options: CallOptions = {},
+  ): Promise<SmallObject | undefined> {
+    let out: BlobDownloadResponseParsed;
+    try {
+      out = await this.#client.getBlobClient(key).download(0, undefined, {
+        ...abortOf(options.signal),
+        maxRetryRequests: 0,
+      });
+    } catch (error) {
+      const classified = classifyAzureError(error, this.describe(key));
+      if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
+        return undefined;
+      }
+      throw classified;
+    }
+    // Get Blob of the whole blob answers with the blob's own Content-MD5 property, as Get Blob
+    // Properties does. https://learn.microsoft.com/rest/api/storageservices/get-blob
+    const head = headOf(key, out);
+    const body = out.readableStreamBody as Readable | undefined;
+    if (!body || head.size > maxBytes) {
+      body?.destroy();
+      return { head };
+    }
+    return { head, body: await readWhole(body, head.size, this.describe(key)) };
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {

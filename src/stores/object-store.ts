@@ -149,6 +149,29 @@ export interface CommitOptions extends WriteOptions {
   expectedSize: number;
 }
 
+/** A whole object read in one request: what `head` knows, and its bytes when small enough. */
+export interface SmallObject {
+  head: ObjectHead;
+  /** The bytes of `head`'s version; absent when the object is larger than asked for. */
+  body?: Buffer;
+}
+
+/**
+ * A store that reads a whole small object and its properties in one GET, instead of a HEAD and
+ * then a GET: the GET's answer carries everything HEAD does.
+ */
+export interface SmallReads {
+  /**
+   * The object's head and, when it holds at most `maxBytes`, its bytes (a larger body is not
+   * read); `undefined` only when the object does not exist.
+   */
+  getSmall(key: string, maxBytes: number, options?: CallOptions): Promise<SmallObject | undefined>;
+}
+
+export function readsSmall(store: ObjectStore): store is ObjectStore & SmallReads {
+  return typeof (store as Partial<SmallReads>).getSmall === 'function';
+}
+
 /** The one interface every store implements. Small and streaming. */
 export interface ObjectStore {
   readonly side: Side;

@@ -50,6 +50,11 @@ const NETWORK_CODES = new Set([
   'ECONNABORTED',
 ]);
 
+/** The S3 error code of an SDK error (`NoSuchKey`, `NoSuchBucket`, …). */
+export function s3ErrorCode(error: unknown): string {
+  return codeOf((error ?? {}) as SdkErrorShape);
+}
+
 function codeOf(error: SdkErrorShape): string {
   return error.Code ?? error.name ?? error.code ?? 'Error';
 }

@@ -6,8 +6,10 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -37,13 +39,16 @@ import type {
   Presigner,
   PutOptions,
   PutResult,
+  SmallObject,
+  SmallReads,
   StagedPart,
   StagedUpload,
   StagePartOptions,
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
-import { classifyS3Error } from './s3-errors.ts';
+import { readWhole } from './read-whole.ts';
+import { classifyS3Error, s3ErrorCode } from './s3-errors.ts';
 
 /** CRC32 of a body as S3 wants it: base64 of the big-endian value. */
 function crc32Of(body: Buffer): string {
@@ -128,8 +133,22 @@ function md5OfEtag(out: {
   return { contentMd5: Buffer.from(hex, 'hex').toString('base64') };
 }
 
+/** What HeadObject and a whole GetObject say of an object, alike. */
+function headOf(key: string, out: HeadObjectCommandOutput | GetObjectCommandOutput): ObjectHead {
+  return {
+    key,
+    size: out.ContentLength ?? 0,
+    etag: out.ETag ?? '',
+    lastModified: out.LastModified ?? new Date(0),
+    ...(out.VersionId !== undefined && out.VersionId !== 'null' && { versionId: out.VersionId }),
+    ...md5OfEtag(out),
+    properties: definedProperties(out),
+    metadata: { ...(out.Metadata ?? {}) },
+  };
+}
+
 /** `ObjectStore` over one S3 bucket. The client is built by the caller (composition root). */
-export class S3ObjectStore implements ObjectStore, Presigner {
+export class S3ObjectStore implements ObjectStore, Presigner, SmallReads {
   readonly side = 's3' as const;
   readonly limits = S3_LIMITS;
   readonly container: string;
@@ -170,23 +189,41 @@ export class S3ObjectStore implements ObjectStore, Presigner {
         new HeadObjectCommand({ Bucket: this.container, Key: key }),
         abortOf(options.signal),
       );
-      return {
-        key,
-        size: out.ContentLength ?? 0,
-        etag: out.ETag ?? '',
-        lastModified: out.LastModified ?? new Date(0),
-        ...(out.VersionId !== undefined &&
-          out.VersionId !== 'null' && { versionId: out.VersionId }),
-        ...md5OfEtag(out),
-        properties: definedProperties(out),
-        metadata: { ...(out.Metadata ?? {}) },
-      };
+      return headOf(key, out);
     } catch (error) {
       const classified = classifyS3Error(error, this.describe(key));
       // HEAD has no body, so a missing bucket also reads as 404 here; checkContainer tells them apart.
       if (classified instanceof NotFoundError) return undefined;
       throw classified;
     }
+  }
+
+  async getSmall(
+    key: string,
+    maxBytes: number,
+    options: CallOptions = {},
+  ): Promise<SmallObject | undefined> {
+    let out: GetObjectCommandOutput;
+    try {
+      out = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.container, Key: key }),
+        abortOf(options.signal),
+      );
+    } catch (error) {
+      const classified = classifyS3Error(error, this.describe(key));
+      // A GET has a body: a missing bucket says NoSuchBucket, and is thrown.
+      if (classified instanceof NotFoundError && s3ErrorCode(error) === 'NoSuchKey') {
+        return undefined;
+      }
+      throw classified;
+    }
+    const head = headOf(key, out);
+    const body = out.Body as Readable | undefined;
+    if (!body || head.size > maxBytes) {
+      body?.destroy();
+      return { head };
+    }
+    return { head, body: await readWhole(body, head.size, this.describe(key)) };
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {

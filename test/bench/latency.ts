@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { formatBytes } from '../../src/core/range-plan.ts';
 import type { BenchMode } from './lifecycle.ts';
+import { formatProfiles, type ProfileSummary, summarizeProfiles } from './profile.ts';
 import { RCLONE_MISSING, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { hasGnuTime, runTimed } from './run.ts';
 
@@ -25,6 +26,8 @@ interface Options {
   seconds: number;
   files: number;
   json: boolean;
+  /** Where to write CPU profiles of the mirror and the emulators (`--profile <dir>`). */
+  profile?: string;
 }
 
 function parseOptions(args: readonly string[]): Options {
@@ -42,9 +45,12 @@ function parseOptions(args: readonly string[]): Options {
     } else if (name === '--files' && value) {
       options.files = Number(value);
       i++;
+    } else if (name === '--profile' && value) {
+      options.profile = resolve(value);
+      i++;
     } else
       throw new Error(
-        `latency: unknown option ${name} (--rates 5,10,20 --seconds 10 --files 2000 --json)`,
+        `latency: unknown option ${name} (--rates 5,10,20 --seconds 10 --files 2000 --json --profile <dir>)`,
       );
   }
   if (options.rates.some((rate) => !(rate > 0)) || !(options.seconds > 0) || !(options.files > 0)) {
@@ -86,24 +92,40 @@ interface Ready {
  * event loop (or a CPU) with the handlers they measure. Replicas are known from its output
  * lines, one per change, each with the commit time.
  */
-async function startMirrorProcess(cleanup: Parameters<BenchMode>[1]) {
+async function startMirrorProcess(cleanup: Parameters<BenchMode>[1], profile?: string) {
   const bin = fileURLToPath(new URL('../../src/cli/s3az.js', import.meta.url));
+  // A profiled mirror runs from the sources, so that the profile names files and functions
+  // (the bundle is minified); the emulators profile themselves (S3AZ_CPU_PROFILE_DIR).
+  const entry = profile
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${join(profile, 'mirror')}`,
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)),
+      ]
+    : [bin];
   const child = spawn(
     process.execPath,
-    [bin, 'local', '--json', '--s3-port', '0', '--azure-port', '0'],
+    [...entry, 'local', '--json', '--s3-port', '0', '--azure-port', '0'],
     {
-      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      env: {
+        ...process.env,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        ...(profile && { S3AZ_CPU_PROFILE_DIR: join(profile, 'emulators') }),
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
-  cleanup.add(
-    () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGINT');
-      }),
-  );
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  const stop = () => {
+    child.kill('SIGINT');
+    return exited;
+  };
+  cleanup.add(stop);
   const lines = createInterface({ input: child.stdout });
   const listeners = new Set<(line: Record<string, unknown>) => void>();
   const ready = new Promise<Ready>((resolve, reject) => {
@@ -124,6 +146,7 @@ async function startMirrorProcess(cleanup: Parameters<BenchMode>[1]) {
   return {
     ready: await ready,
     onLine: (listener: (line: Record<string, unknown>) => void) => listeners.add(listener),
+    stop,
   };
 }
 
@@ -311,7 +334,8 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
 
 export const runLatency: BenchMode = async (args, cleanup) => {
   const options = parseOptions(args);
-  const mirror = await startMirrorProcess(cleanup);
+  if (options.profile) rmSync(options.profile, { recursive: true, force: true });
+  const mirror = await startMirrorProcess(cleanup, options.profile);
   const stage = new Stage(mirror.ready, mirror.onLine);
   const say = (text: string) => {
     if (!options.json) process.stdout.write(`${text}\n`);
@@ -348,5 +372,12 @@ export const runLatency: BenchMode = async (args, cleanup) => {
     );
     say(`  ratio s3az / rclone: ${(small.mirrorSeconds / small.rclone.seconds).toFixed(2)}`);
   } else say(`  rclone: ${small.rclone.missing}`);
-  if (options.json) process.stdout.write(`${JSON.stringify({ series, small })}\n`);
+  let profiles: ProfileSummary[] | undefined;
+  if (options.profile) {
+    // The profiles are written as the processes exit.
+    await mirror.stop();
+    profiles = summarizeProfiles(options.profile);
+    say(`CPU profiles (${options.profile}; start-up included):\n${formatProfiles(profiles)}`);
+  }
+  if (options.json) process.stdout.write(`${JSON.stringify({ series, small, profiles })}\n`);
 };

@@ -18,6 +18,7 @@ const MODES: Record<string, BenchMode> = {
   resume: runResume,
   soak: runSoak,
   fuzz: async (args, cleanup) => (await import('./fuzz.ts')).runFuzz(args, cleanup),
+  curves: async (args, cleanup) => (await import('./curves.ts')).runCurves(args, cleanup),
 };
 
 // The pinned AWS SDK supports Node 20; its notice about future releases is noise here.

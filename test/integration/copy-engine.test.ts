@@ -464,7 +464,8 @@ describe('Function: copyObject within a memory budget', () => {
     });
     // Assess
     expect(destination.calls()).toBe(8);
-    expect(destination.most()).toBe(3);
+    // At most 3 (8 without the budget); fewer when a busy machine lets one finish first.
+    expect(destination.most()).toBeLessThanOrEqual(3);
     expect(sha(await content(azure, 'budget/to-azure'))).toBe(sha(body));
   });
 

@@ -1,4 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -203,4 +206,141 @@ describe('Function: startFaultProxy', () => {
       expect(injected).toBeGreaterThan(0);
     },
   );
+});
+
+describe('Function: startFaultProxy, with a link shape', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    await Promise.all(closers.map((close) => close()));
+  });
+
+  /** A tiny origin: `PUT` answers the body's length and SHA-256, `GET /<n>` sends n bytes of `data`. */
+  const startOrigin = async (data: Buffer): Promise<string> => {
+    const server = http.createServer((request, response) => {
+      if (request.method === 'PUT') {
+        const hash = createHash('sha256');
+        let length = 0;
+        request.on('data', (chunk: Buffer) => {
+          hash.update(chunk);
+          length += chunk.length;
+        });
+        request.on('end', () => {
+          response.writeHead(200, { 'content-type': 'application/json' });
+          response.end(JSON.stringify({ length, sha256: hash.digest('hex') }));
+        });
+        return;
+      }
+      const size = Math.min(Number(request.url?.slice(1) || 0), data.length);
+      response.writeHead(200, { 'content-length': size });
+      response.end(data.subarray(0, size));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+
+  const shaped = async (target: string, shape: { delayMs: number; bytesPerSecond?: number }) => {
+    const proxy = await startFaultProxy({
+      store: 's3',
+      target,
+      plan: parseFaultPlan('rate=0'),
+      shape,
+    });
+    closers.push(() => proxy.close());
+    return proxy;
+  };
+
+  const timed = async <T>(work: () => Promise<T>): Promise<{ value: T; seconds: number }> => {
+    const started = performance.now();
+    const value = await work();
+    return { value, seconds: (performance.now() - started) / 1000 };
+  };
+
+  it('holds each request for the delay (one round trip) before it reaches the store', async () => {
+    // Prepare
+    const origin = await startOrigin(Buffer.from('hello'));
+    const proxy = await shaped(origin, { delayMs: 150 });
+    // Act
+    const first = await timed(async () => (await fetch(`${proxy.url}/5`)).text());
+    const second = await timed(async () => (await fetch(`${proxy.url}/5`)).text());
+    // Assess: lower bounds only, on a shared machine.
+    expect(first.value).toBe('hello');
+    expect(second.value).toBe('hello');
+    expect(first.seconds).toBeGreaterThanOrEqual(0.14);
+    expect(second.seconds).toBeGreaterThanOrEqual(0.14);
+    expect(proxy.counts()).toMatchObject({ requests: 2, faults: { latency: 0 } });
+    expect(proxy.takePeakInFlight()).toBe(1);
+  });
+
+  it('caps a response body coming down, and passes it intact', async () => {
+    // Prepare
+    const data = randomBytes(2 * MiB);
+    const proxy = await shaped(await startOrigin(data), { delayMs: 0, bytesPerSecond: 4 * MiB });
+    // Act
+    const { value, seconds } = await timed(async () =>
+      Buffer.from(await (await fetch(`${proxy.url}/${data.length}`)).arrayBuffer()),
+    );
+    // Assess: 2 MiB at 4 MiB/s is 0.5 s, less the burst the cap lets through at once (30 ms)
+    // and the last slice (5 ms).
+    expect(sha(value)).toBe(sha(data));
+    expect(seconds).toBeGreaterThanOrEqual(0.45);
+  });
+
+  it('caps a request body going up, and passes it intact', async () => {
+    // Prepare
+    const data = randomBytes(2 * MiB);
+    const proxy = await shaped(await startOrigin(Buffer.alloc(0)), {
+      delayMs: 20,
+      bytesPerSecond: 4 * MiB,
+    });
+    // Act
+    const { value, seconds } = await timed(async () => {
+      const response = await fetch(`${proxy.url}/upload`, { method: 'PUT', body: data });
+      return (await response.json()) as { length: number; sha256: string };
+    });
+    // Assess
+    expect(value).toEqual({ length: data.length, sha256: sha(data) });
+    expect(seconds).toBeGreaterThanOrEqual(0.45);
+  });
+
+  it('shapes the emulators too: a presigned S3 URL made for the proxy stays valid', async () => {
+    // Prepare
+    const env = emulatorEnv();
+    const bucket = uniqueName('shaped');
+    await makeS3Client().send(new CreateBucketCommand({ Bucket: bucket }));
+    const data = randomBytes(MiB + 3);
+    await putObject(new S3ObjectStore(makeS3Client(), bucket), 'shaped/obj', data);
+    const proxy = await shaped(env.s3Endpoint, { delayMs: 30, bytesPerSecond: 8 * MiB });
+    const store = new S3ObjectStore(
+      makeProjectS3Client({ ...emulatorVariables(), AWS_ENDPOINT_URL_S3: proxy.url }),
+      bucket,
+    );
+    // Act
+    const url = await store.presignGet('shaped/obj', { expiresInSeconds: 60 });
+    const { value, seconds } = await timed(async () =>
+      Buffer.from(await (await fetch(url)).arrayBuffer()),
+    );
+    // Assess
+    expect(url.startsWith(proxy.url)).toBe(true);
+    expect(sha(value)).toBe(sha(data));
+    expect(seconds).toBeGreaterThanOrEqual(0.1);
+  });
+
+  it('refuses a shape it cannot model', async () => {
+    const plan = parseFaultPlan('rate=0');
+    await expect(
+      startFaultProxy({ store: 's3', target: 'http://127.0.0.1:1', plan, shape: { delayMs: -1 } }),
+    ).rejects.toThrow(/delayMs/);
+    await expect(
+      startFaultProxy({
+        store: 's3',
+        target: 'http://127.0.0.1:1',
+        plan,
+        shape: { delayMs: 0, bytesPerSecond: 0 },
+      }),
+    ).rejects.toThrow(/bytesPerSecond/);
+  });
 });

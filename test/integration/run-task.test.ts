@@ -214,6 +214,49 @@ describe('Function: runCopyTask', () => {
     expect(await text(azure, 'fresh.txt')).toBe('fresh');
   });
 
+  it.each([
+    ['s3', 'azure'],
+    ['azure', 's3'],
+  ] as const)(
+    'reads a small new %s object with one GET, no HEAD, and copies it to %s',
+    async (from, _to) => {
+      const [source, destination] = from === 's3' ? [s3, azure] : [azure, s3];
+      const key = `one-get-${from}.txt`;
+      await source.put(key, Buffer.from('read once'), { ...any, metadata: { owner: 'me' } });
+      const watched = recording(source);
+      const outcome = await run({ ...task(from, key), size: 9 }, 'mirror', {
+        source: watched.store,
+      });
+      expect(outcome).toMatchObject({ action: 'copied', bytes: 9, decisions: 1 });
+      expect(watched.calls).toEqual(['getSmall']);
+      expect(await text(destination, key)).toBe('read once');
+      expect((await destination.head(key))?.metadata.owner).toBe('me');
+    },
+  );
+
+  it('reads the source again when a small new object grew past the one-GET size', async () => {
+    const body = randomBytes(CREATE_FIRST_BYTES + 1);
+    await s3.put('grew.bin', body, any);
+    const watched = recording(s3);
+    // The event announced a 10-byte version; the object is larger now.
+    const outcome = await run({ ...task('s3', 'grew.bin'), size: 10 }, 'mirror', {
+      source: watched.store,
+    });
+    expect(outcome).toMatchObject({ action: 'copied', bytes: body.length });
+    expect(watched.calls[0]).toBe('getSmall');
+    expect(watched.calls).toContain('get');
+    expect((await azure.head('grew.bin'))?.size).toBe(body.length);
+  });
+
+  it("ends a small new object's task as gone when one GET finds nothing", async () => {
+    const watched = recording(s3);
+    const outcome = await run({ ...task('s3', 'never-there.txt'), size: 3 }, 'mirror', {
+      source: watched.store,
+    });
+    expect(outcome).toMatchObject({ action: 'skipped' });
+    expect(watched.calls).toEqual(['getSmall']);
+  });
+
   it('reads the destination and decides when the create finds it there', async () => {
     // A user's later write on Azure, then the earlier S3 object's event: the create must not
     // win. Stores keep whole seconds, so the two may tie; the rule gives a tie to Azure.

@@ -6,7 +6,7 @@ import { AnonymousCredential, ContainerClient } from '@azure/storage-blob';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError, PreconditionFailedError, ReplicatorError } from '../../src/errors.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
-import type { ObjectStore } from '../../src/stores/object-store.ts';
+import { type ObjectStore, readsSmall } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
 import { makeBlobServiceClient, makeS3Client, uniqueName } from '../support/emulators.ts';
 import { readAll } from '../support/streams.ts';
@@ -266,6 +266,27 @@ describe.each(factories)('Contract: ObjectStore ($name)', (factory) => {
       expect(item?.metadata).toEqual(head?.metadata);
       expect(item?.contentMd5).toBe(head?.contentMd5);
     } else expect(item?.metadata).toBeUndefined();
+  });
+
+  it('reads a small object whole with what HEAD says of it, in one GET', async () => {
+    if (!readsSmall(store)) throw new Error(`${factory.name} does not read small objects`);
+    const body = randomBytes(1000);
+    await store.put('small/whole.bin', body, {
+      ...write,
+      properties: { contentType: 'text/x-small', cacheControl: 'no-cache' },
+      metadata: { note: 'one-get' },
+    });
+    const read = await store.getSmall('small/whole.bin', 1000);
+    expect(read?.body?.equals(body)).toBe(true);
+    expect(read?.head).toEqual(await store.head('small/whole.bin'));
+    // Larger than asked for: the head alone.
+    const large = await store.getSmall('small/whole.bin', 999);
+    expect(large?.body).toBeUndefined();
+    expect(large?.head.size).toBe(1000);
+    expect(await store.getSmall('small/none.bin', 1000)).toBeUndefined();
+    const missing = factory.missing();
+    if (!readsSmall(missing)) throw new Error('unreachable');
+    await expect(missing.getSmall('small/whole.bin', 1000)).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it('says a missing bucket or container does not exist', async () => {

@@ -1,0 +1,181 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * `--profile <dir>` of the benchmarks: V8 CPU profiles (`--cpu-prof`) of every Node process of
+ * a run (the copier or the mirror, the S3 emulator, Azurite, the Azure shim), summarised as
+ * where each process's CPU time went. Profiles are matched to processes by the code they ran,
+ * so that the emulators' children need not report their process ids.
+ */
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** What a sample's own frame was doing, in words a reader of the README knows. */
+const CATEGORIES: Array<[string, (frame: ProfileNode['callFrame']) => boolean]> = [
+  ['idle', (f) => f.functionName === '(idle)'],
+  ['garbage collection', (f) => f.functionName === '(garbage collector)'],
+  [
+    'checksums (MD5, CRC)',
+    (f) =>
+      (f.url.includes('internal/crypto/hash') && f.functionName === 'update') ||
+      f.functionName === 'crc32' ||
+      f.url.startsWith('wasm://'),
+  ],
+  [
+    'buffer copies',
+    (f) =>
+      f.url === 'node:buffer' ||
+      f.url.includes('internal/buffer') ||
+      f.functionName === 'writeBuffer' ||
+      f.functionName === 'writeLatin1String' ||
+      f.functionName === 'writeUtf8String',
+  ],
+  [
+    'loading and compiling code',
+    (f) =>
+      f.url.includes('internal/modules') ||
+      f.url.includes('internal/bootstrap') ||
+      f.url.includes('tsx/dist') ||
+      f.url.includes('cjs-module-lexer') ||
+      f.functionName.startsWith('compile'),
+  ],
+  [
+    'sockets and HTTP parsing',
+    (f) =>
+      /node:(_http_|net|internal\/stream_base|internal\/http|http$|https$|_tls)/.test(f.url) ||
+      ['writev', 'writeBuffer', 'read', 'onStreamRead'].includes(f.functionName) ||
+      f.url.includes('undici'),
+  ],
+  [
+    'Node streams and events',
+    (f) =>
+      f.url.includes('internal/streams') ||
+      f.url === 'node:events' ||
+      f.url.includes('internal/process/task_queues') ||
+      f.url.includes('internal/timers') ||
+      f.functionName === 'runMicrotasks',
+  ],
+  ['AWS SDK', (f) => /@aws-sdk|@smithy|@aws-crypto|fast-xml-parser/.test(f.url)],
+  ['Azure SDK', (f) => /@azure|@typespec/.test(f.url)],
+  ['SQS and S3 emulator (fauxqs)', (f) => /fauxqs|fastify|light-my-request|@fastify/.test(f.url)],
+  ['Azure emulator (Azurite)', (f) => /azurite|sequelize|loki|express/.test(f.url)],
+  ['s3az (src/, handlers/, bundle)', (f) => /\/(src|handlers|dist)\//.test(f.url)],
+];
+
+/** Which process a profile came from, by the code it ran. */
+function processOf(profile: CpuProfile): string {
+  const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
+  const any = (pattern: RegExp) => [...urls].some((url) => pattern.test(url));
+  if (any(/azurite/)) return 'azurite';
+  if (any(/azure-shim-main/)) return 'azure shim';
+  if (any(/s3-emulator-main/)) return 's3 emulator';
+  if (any(/cli\/main\.ts|s3az\.mjs|dist\/cli\//)) return 's3az';
+  if (any(/limit\.ts/)) return 'limit pass';
+  return 'other';
+}
+
+export interface ProfileSummary {
+  process: string;
+  file: string;
+  /** CPU seconds by category (idle excluded), largest first. */
+  categories: Array<{ name: string; seconds: number }>;
+  cpuSeconds: number;
+  /** The functions that took the most CPU themselves. */
+  top: Array<{ name: string; seconds: number }>;
+}
+
+/** Summarises one `.cpuprofile` file. */
+export function summarizeProfile(file: string): ProfileSummary {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const microseconds = new Map<number, number>();
+  profile.samples.forEach((id, index) => {
+    microseconds.set(id, (microseconds.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+  });
+  const categories = new Map<string, number>();
+  const functions = new Map<string, number>();
+  for (const [id, time] of microseconds) {
+    const frame = byId.get(id)?.callFrame;
+    if (!frame) continue;
+    const category = CATEGORIES.find(([, test]) => test(frame))?.[0] ?? 'other';
+    categories.set(category, (categories.get(category) ?? 0) + time);
+    if (category === 'idle') continue;
+    const where = frame.url
+      .replace(/^.*node_modules\//, '')
+      .replace(/^file:\/\/.*?\/(src|handlers|test|dist)\//, '$1/');
+    const name = `${frame.functionName || '(anonymous)'} ${where}:${frame.lineNumber + 1}`;
+    functions.set(name, (functions.get(name) ?? 0) + time);
+  }
+  categories.delete('idle');
+  const seconds = (us: number) => us / 1e6;
+  const sorted = (map: Map<string, number>) =>
+    [...map].sort((a, b) => b[1] - a[1]).map(([name, time]) => ({ name, seconds: seconds(time) }));
+  return {
+    process: processOf(profile),
+    file,
+    categories: sorted(categories),
+    cpuSeconds: seconds([...categories.values()].reduce((a, b) => a + b, 0)),
+    top: sorted(functions).slice(0, 8),
+  };
+}
+
+/** Summaries of every profile under `dir` (recursively), merged per process. */
+export function summarizeProfiles(dir: string): ProfileSummary[] {
+  const files: string[] = [];
+  const walk = (folder: string) => {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      const path = join(folder, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.cpuprofile')) files.push(path);
+    }
+  };
+  walk(dir);
+  const merged = new Map<string, { categories: Map<string, number>; top: Map<string, number> }>();
+  for (const file of files) {
+    const summary = summarizeProfile(file);
+    // A worker thread of the tsx loader profiles nothing but loading.
+    if (summary.cpuSeconds < 0.05) continue;
+    const into = merged.get(summary.process) ?? { categories: new Map(), top: new Map() };
+    for (const { name, seconds } of summary.categories)
+      into.categories.set(name, (into.categories.get(name) ?? 0) + seconds);
+    for (const { name, seconds } of summary.top)
+      into.top.set(name, (into.top.get(name) ?? 0) + seconds);
+    merged.set(summary.process, into);
+  }
+  const sorted = (map: Map<string, number>) =>
+    [...map].sort((a, b) => b[1] - a[1]).map(([name, seconds]) => ({ name, seconds }));
+  return [...merged].map(([process, { categories, top }]) => ({
+    process,
+    file: dir,
+    categories: sorted(categories),
+    cpuSeconds: [...categories.values()].reduce((a, b) => a + b, 0),
+    top: sorted(top).slice(0, 8),
+  }));
+}
+
+/** The summaries as text: per process, its CPU seconds and the share of each category. */
+export function formatProfiles(summaries: ProfileSummary[]): string {
+  const lines: string[] = [];
+  for (const summary of [...summaries].sort((a, b) => b.cpuSeconds - a.cpuSeconds)) {
+    const shares = summary.categories
+      .filter(({ seconds }) => seconds / summary.cpuSeconds >= 0.03)
+      .map(({ name, seconds }) => `${name} ${((seconds / summary.cpuSeconds) * 100).toFixed(0)}%`);
+    lines.push(
+      `  ${summary.process}: ${summary.cpuSeconds.toFixed(2)} CPU-s: ${shares.join(', ')}`,
+    );
+    for (const { name, seconds } of summary.top.slice(0, 4)) {
+      lines.push(`      ${seconds.toFixed(2)} s  ${name}`);
+    }
+  }
+  return lines.join('\n');
+}
