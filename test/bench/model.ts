@@ -5,14 +5,18 @@ import type { Side } from './stores.ts';
 
 /** Options of `npm run bench -- throughput`. */
 export interface ThroughputOptions {
-  /** Size of the main object, bytes. */
+  /** Size of the main object, bytes (one size per measurement; see `sizes`). */
   size: number;
+  /** Sizes to measure one after the other (`--size 256MiB,512MiB`). */
+  sizes: number[];
   /** Repetitions of each measurement. */
   runs: number;
   /** s3az's part size and the limit passes', bytes. */
   partSize: number;
   /** s3az's ranges in flight and the limit passes'. */
   concurrency: number;
+  /** Where CPU profiles go (`--profile`); absent: none are taken. */
+  profile?: string;
   json: boolean;
 }
 

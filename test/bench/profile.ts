@@ -80,8 +80,8 @@ function processOf(profile: CpuProfile): string {
   if (any(/azure-shim-main/)) return 'azure shim';
   if (any(/s3-emulator-main/)) return 's3 emulator';
   if (any(/cli\/main\.ts|s3az\.mjs|dist\/cli\//)) return 's3az';
-  if (any(/limit\.ts/)) return 'limit pass';
-  return 'other';
+  // The loader thread each emulator runs TypeScript through (tsx), busy at start-up.
+  return 'module loader threads';
 }
 
 export interface ProfileSummary {
