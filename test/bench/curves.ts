@@ -36,9 +36,9 @@ export interface CurvesOptions {
   out: string;
 }
 
-const USAGE = `usage: npm run bench -- curves [--size 128MiB] [--delay-ms 40] [--bandwidth 16MiB]
+const USAGE = `usage: npm run bench -- curves [--size 512MiB] [--delay-ms 40] [--bandwidth 16MiB]
     [--pull-concurrency 1,2,4,8,16,32] [--stream-concurrency 1,2,4,8,16]
-    [--pull-part-sizes 4MiB,8MiB,16MiB] [--stream-part-sizes 4MiB,8MiB] [--runs 1]
+    [--pull-part-sizes 8MiB,16MiB] [--stream-part-sizes 4MiB,8MiB] [--runs 1]
     [--json] [--out docs/bench]
 
 Puts a modelled link to a distant cloud in front of each local emulator (a proxy holding every
@@ -53,12 +53,12 @@ also prints the results on stdout. Progress goes to stderr.`;
 /** Parses the curves mode's arguments (the mode name already removed). */
 export function parseCurvesOptions(args: readonly string[]): CurvesOptions {
   const options: CurvesOptions = {
-    size: 128 * MiB,
+    size: 512 * MiB,
     delayMs: 40,
     bandwidth: 16 * MiB,
     pullConcurrency: [1, 2, 4, 8, 16, 32],
     streamConcurrency: [1, 2, 4, 8, 16],
-    pullPartSizes: [4 * MiB, 8 * MiB, 16 * MiB],
+    pullPartSizes: [8 * MiB, 16 * MiB],
     streamPartSizes: [4 * MiB, 8 * MiB],
     runs: 1,
     json: false,
