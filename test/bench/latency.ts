@@ -9,7 +9,12 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { formatBytes } from '../../src/core/range-plan.ts';
 import type { BenchMode } from './lifecycle.ts';
-import { formatProfiles, type ProfileSummary, summarizeProfiles } from './profile.ts';
+import {
+  formatProfiles,
+  monotonicMicros,
+  type ProfileSummary,
+  summarizeProfiles,
+} from './profile.ts';
 import { RCLONE_MISSING, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { hasGnuTime, runTimed } from './run.ts';
 
@@ -291,6 +296,8 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
   const mirrored = Math.max(
     ...(await Promise.all(keys.map((key) => stage.replicated(`s3:${key}`)))),
   );
+  // The profiles' summary ends here: what follows is rclone's work.
+  const mirrorDone = monotonicMicros();
 
   let rclone: { seconds: number; version: string } | { missing: string } = {
     missing: RCLONE_MISSING,
@@ -324,6 +331,7 @@ async function smallFiles(stage: Stage, files: number, cleanup: Parameters<Bench
     rclone = { seconds: run.seconds, version };
   }
   return {
+    mirrorDone,
     files,
     writeSeconds: (written - started) / 1000,
     mirrorSeconds: (mirrored - started) / 1000,
@@ -341,6 +349,7 @@ export const runLatency: BenchMode = async (args, cleanup) => {
     if (!options.json) process.stdout.write(`${text}\n`);
   };
   say('latency on the local mirror: write acknowledged -> replica committed, both directions');
+  const measuring = monotonicMicros();
   // A short warm-up: first requests pay for connections and JIT.
   await steady(stage, 'warmup', 10, 1, [1024]);
   const series: Series[] = [];
@@ -376,8 +385,10 @@ export const runLatency: BenchMode = async (args, cleanup) => {
   if (options.profile) {
     // The profiles are written as the processes exit.
     await mirror.stop();
-    profiles = summarizeProfiles(options.profile);
-    say(`CPU profiles (${options.profile}; start-up included):\n${formatProfiles(profiles)}`);
+    profiles = summarizeProfiles(options.profile, { from: measuring, to: small.mirrorDone });
+    say(
+      `CPU profiles (${options.profile}), from the first series to the last small file mirrored (rclone's run left out):\n${formatProfiles(profiles)}`,
+    );
   }
   if (options.json) process.stdout.write(`${JSON.stringify({ series, small, profiles })}\n`);
 };

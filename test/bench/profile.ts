@@ -16,8 +16,24 @@ interface ProfileNode {
 
 interface CpuProfile {
   nodes: ProfileNode[];
+  /** Microseconds of the monotonic clock (the same for every process of the machine). */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/**
+ * A stretch of the monotonic clock, in microseconds (`monotonicMicros()`): samples outside it
+ * are left out, so that a summary covers one tool's work.
+ */
+export interface ProfileWindow {
+  from: number;
+  to: number;
+}
+
+/** Now on the clock V8 stamps profiles with (CLOCK_MONOTONIC), in microseconds. */
+export function monotonicMicros(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** What a sample's own frame was doing, in words a reader of the README knows. */
@@ -94,13 +110,17 @@ export interface ProfileSummary {
   top: Array<{ name: string; seconds: number }>;
 }
 
-/** Summarises one `.cpuprofile` file. */
-export function summarizeProfile(file: string): ProfileSummary {
+/** Summarises one `.cpuprofile` file, or the part of it inside `window`. */
+export function summarizeProfile(file: string, window?: ProfileWindow): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const microseconds = new Map<number, number>();
+  let at = profile.startTime;
   profile.samples.forEach((id, index) => {
-    microseconds.set(id, (microseconds.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+    const delta = profile.timeDeltas[index] ?? 0;
+    at += delta;
+    if (window && (at < window.from || at > window.to)) return;
+    microseconds.set(id, (microseconds.get(id) ?? 0) + delta);
   });
   const categories = new Map<string, number>();
   const functions = new Map<string, number>();
@@ -130,7 +150,7 @@ export function summarizeProfile(file: string): ProfileSummary {
 }
 
 /** Summaries of every profile under `dir` (recursively), merged per process. */
-export function summarizeProfiles(dir: string): ProfileSummary[] {
+export function summarizeProfiles(dir: string, window?: ProfileWindow): ProfileSummary[] {
   const files: string[] = [];
   const walk = (folder: string) => {
     for (const entry of readdirSync(folder, { withFileTypes: true })) {
@@ -142,7 +162,7 @@ export function summarizeProfiles(dir: string): ProfileSummary[] {
   walk(dir);
   const merged = new Map<string, { categories: Map<string, number>; top: Map<string, number> }>();
   for (const file of files) {
-    const summary = summarizeProfile(file);
+    const summary = summarizeProfile(file, window);
     // A worker thread of the tsx loader profiles nothing but loading.
     if (summary.cpuSeconds < 0.05) continue;
     const into = merged.get(summary.process) ?? { categories: new Map(), top: new Map() };
