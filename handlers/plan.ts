@@ -2,6 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { copyInline } from '../src/queue/inline-copy.ts';
 import { planBatch } from '../src/queue/plan-batch.ts';
 import { PLAN_STOP_MARGIN_SECONDS, PLAN_TIMEOUT_SECONDS } from '../src/queue/timing.ts';
 import { getRuntime, processTelemetry, type Runtime } from '../src/runtime/runtime.ts';
@@ -30,6 +31,17 @@ export function createPlanHandler(runtime: () => Promise<Runtime>) {
           storesOf: (rule) => built.storesOf(rule),
           ownS3Principals: built.ownS3Principals,
           telemetry: built.telemetry,
+          copyInline: (task, signal) =>
+            copyInline(
+              task,
+              {
+                rules: built.config.rules,
+                storesOf: (rule) => built.storesOf(rule),
+                pullMemory: built.pullMemory,
+                telemetry: built.telemetry,
+              },
+              signal,
+            ),
         },
         { stop: stop.signal },
       );

@@ -1,6 +1,8 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import type { ReplicationRule } from '../config/schema.ts';
+import { runPool } from '../copy/pool.ts';
+import { SMALL_OBJECT_BYTES } from '../copy/run-task.ts';
 import { type CopyTask, collapseKeyOf, isNewer, routeEvents } from '../core/route.ts';
 import { asReplicatorError } from '../errors.ts';
 import { EventParseError } from '../events/object-event.ts';
@@ -41,6 +43,29 @@ export interface PlanDependencies {
   directoryTasksPerMessage?: number;
   /** Keys per page when listing a directory (default: the store's own). */
   directoryPageSize?: number;
+  /**
+   * Copies one small new object here and now (see {@link copiesInline}); resolves to whether
+   * the task is done (copied, or skipped with its reason). A task it does not finish, for any
+   * reason, is sent to the tasks queue like the others, to be retried there.
+   */
+  copyInline?(task: CopyTask, signal: AbortSignal | undefined): Promise<boolean>;
+}
+
+/**
+ * New objects up to this size (the size copied through the function in one request) are
+ * copied by the plan step itself when it can, instead of through the tasks queue: their GET
+ * and PUT cost less than the three queue requests and the queue's hop of a task, and 8 of them
+ * at once hold 8 MiB of the function's memory. Larger ones, deletes, and what a directory or a
+ * reconcile run plans go through the queue.
+ */
+export const INLINE_COPY_BYTES = SMALL_OBJECT_BYTES;
+
+/** Small new objects copied at once by one plan invocation. */
+const INLINE_CONCURRENCY = 8;
+
+/** Whether the plan step copies `task` itself. */
+export function copiesInline(task: CopyTask): boolean {
+  return task.kind === 'created' && task.size !== undefined && task.size <= INLINE_COPY_BYTES;
 }
 
 /**
@@ -197,14 +222,28 @@ export async function planBatch(
       for (const id of entry.records) failed.add(id);
     } else planned.push(entry);
   }
+  // Small new objects: copied here, unless the invocation is stopping; what is not done
+  // (a failure, a source that grew) goes to the tasks queue with the rest.
+  const copyInline = dependencies.copyInline;
+  const inline = copyInline
+    ? planned.filter((entry) => copiesInline(entry.task) && !stop?.aborted)
+    : [];
+  const done = new Set<(typeof planned)[number]>();
+  if (copyInline && inline.length > 0) {
+    await runPool(inline, INLINE_CONCURRENCY, async (entry) => {
+      if (stop?.aborted) return;
+      if (await copyInline(entry.task, signal).catch(() => false)) done.add(entry);
+    });
+  }
+  const queued = planned.filter((entry) => !done.has(entry));
   const { failed: unsent } = await sendEach(
     dependencies.sqs,
     dependencies.tasksQueueUrl,
-    planned.map((entry) => ({ body: JSON.stringify(entry.task) })),
+    queued.map((entry) => ({ body: JSON.stringify(entry.task) })),
     signal,
   );
   for (const [index, why] of unsent) {
-    const entry = planned[index];
+    const entry = queued[index];
     if (!entry) continue;
     for (const id of entry.records) failed.add(id);
     logger?.warn('task not stored; its events will be retried', {

@@ -12,7 +12,7 @@ import { parseEventGridDelivery } from '../../src/events/event-grid.ts';
 import type { ObjectEvent } from '../../src/events/object-event.ts';
 import { parseS3Notification } from '../../src/events/s3-notification.ts';
 import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
-import type { ObjectHead, ObjectStore, Side } from '../../src/stores/object-store.ts';
+import type { ObjectHead, ObjectStore, Side, SmallObject } from '../../src/stores/object-store.ts';
 import { S3ObjectStore } from '../../src/stores/s3.ts';
 import {
   emulatorEnv,
@@ -151,6 +151,18 @@ class VirtualDates {
             const head = (await call(...args)) as ObjectHead | undefined;
             if (!head) return head;
             return { ...head, lastModified: dates.dateOf(target.side, head.key, head.etag) };
+          };
+        }
+        if (property === 'getSmall') {
+          // One GET's head, dated like HEAD's.
+          return async (...args: unknown[]) => {
+            const read = (await call(...args)) as SmallObject | undefined;
+            if (!read) return read;
+            const { head } = read;
+            return {
+              ...read,
+              head: { ...head, lastModified: dates.dateOf(target.side, head.key, head.etag) },
+            };
           };
         }
         if (property === 'put' || property === 'commitStaged' || property === 'putFromUrl') {

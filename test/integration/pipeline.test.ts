@@ -13,6 +13,7 @@ import { createCopyHandler } from '../../handlers/copy.ts';
 import { createPlanHandler } from '../../handlers/plan.ts';
 import { QueueRunner, recordOf } from '../../src/local/queue-runner.ts';
 import type { TaskReport } from '../../src/observe/telemetry.ts';
+import { INLINE_COPY_BYTES } from '../../src/queue/plan-batch.ts';
 import { COPY_STOP_MARGIN_SECONDS } from '../../src/queue/timing.ts';
 import { emulatorEnv, makeS3Client } from '../support/emulators.ts';
 import {
@@ -457,9 +458,10 @@ describe('Pipeline: the plan step', () => {
     const accountUrl = ruleOf(pipeline).azure.accountUrl;
     await pipeline.sendEvent(
       s3Notification(
+        // Over the size the plan step copies itself: its task goes to the tasks queue.
         s3Record('ObjectCreated:Put', pipeline.bucket, 'ok/one.txt', {
           etag: '"e1"',
-          size: 1,
+          size: INLINE_COPY_BYTES + 1,
           sequencer: nextS3Sequencer(),
         }),
       ),

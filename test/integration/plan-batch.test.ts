@@ -1,10 +1,22 @@
-import { type Message, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
 import type { CopyTask } from '../../src/core/route.ts';
-import { planBatch } from '../../src/queue/plan-batch.ts';
-import { emulatorEnv, makeSqsClient, planQueues, uniqueName } from '../support/emulators.ts';
+import { copyInline } from '../../src/queue/inline-copy.ts';
+import { INLINE_COPY_BYTES, planBatch } from '../../src/queue/plan-batch.ts';
+import { AzureBlobObjectStore } from '../../src/stores/azure-blob.ts';
+import { S3ObjectStore } from '../../src/stores/s3.ts';
+import {
+  emulatorEnv,
+  makeBlobServiceClient,
+  makeS3Client,
+  makeSqsClient,
+  planQueues,
+  uniqueName,
+} from '../support/emulators.ts';
 import { nextS3Sequencer, s3Notification, s3Record } from '../support/notifications.ts';
 
 const USER = 'AWS:AIDAPLANBATCHUSER';
@@ -29,6 +41,93 @@ function recordWith(body: string): SQSRecord {
     awsRegion: 'us-east-1',
   };
 }
+
+/** Every task waiting in `queueUrl`. */
+async function queuedTasks(sqs: SQSClient, queueUrl: string): Promise<CopyTask[]> {
+  const messages: Message[] = [];
+  for (;;) {
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10 }),
+    );
+    if (Messages.length === 0) break;
+    messages.push(...Messages);
+  }
+  return messages.map((message) => JSON.parse(message.Body ?? '{}') as CopyTask);
+}
+
+describe('Function: planBatch (small new objects copied in the plan step)', () => {
+  it('copies a small new object itself, and queues a large one and one it could not copy', async () => {
+    // Prepare: three objects in S3: small, small whose copy fails here, over the inline size.
+    const sqs = makeSqsClient();
+    const queues = await planQueues(sqs);
+    const s3Client = makeS3Client();
+    const bucket = uniqueName('inline');
+    await s3Client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const container = makeBlobServiceClient().getContainerClient(uniqueName('inline'));
+    await container.create();
+    const stores = {
+      s3: new S3ObjectStore(s3Client, bucket),
+      azure: new AzureBlobObjectStore(container),
+    };
+    const rules = validateConfig({
+      rules: [
+        {
+          name: 'inline',
+          s3: { bucket },
+          azure: { accountUrl: emulatorEnv().azureAccountUrl, container: container.containerName },
+        },
+      ],
+    }).rules;
+    const bodies = {
+      small: Buffer.from('small and new'),
+      failing: Buffer.from('this copy fails in the plan step'),
+      large: randomBytes(INLINE_COPY_BYTES + 1),
+    };
+    const records = [];
+    for (const [key, body] of Object.entries(bodies)) {
+      const { ETag } = await s3Client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }),
+      );
+      records.push(
+        s3Record(
+          'ObjectCreated:Put',
+          bucket,
+          key,
+          { etag: ETag ?? '', size: body.length, sequencer: nextS3Sequencer() },
+          USER,
+        ),
+      );
+    }
+    const tried: string[] = [];
+
+    // Act
+    const response = await planBatch(
+      records.map((record) => recordWith(s3Notification(record))),
+      {
+        sqs,
+        rules,
+        eventsQueueUrl: queues.events,
+        eventsDeadLetterQueueUrl: queues.eventsDeadLetter,
+        tasksQueueUrl: queues.tasks,
+        storesOf: async () => stores,
+        copyInline: (task, signal) => {
+          tried.push(task.sourceKey);
+          if (task.sourceKey === 'failing') return Promise.reject(new Error('store refused'));
+          return copyInline(task, { rules, storesOf: async () => stores }, signal);
+        },
+      },
+    );
+
+    // Assess: the small one is in Azure and not queued; the other two are queued, not copied.
+    expect(response.batchItemFailures).toEqual([]);
+    expect(tried.sort()).toEqual(['failing', 'small']);
+    expect((await stores.azure.head('small'))?.size).toBe(bodies.small.length);
+    expect(await stores.azure.head('failing')).toBeUndefined();
+    const tasks = await queuedTasks(sqs, queues.tasks);
+    expect(tasks.map((task) => task.sourceKey).sort()).toEqual(['failing', 'large']);
+    expect(tasks.find((task) => task.sourceKey === 'large')?.size).toBe(bodies.large.length);
+  });
+});
 
 describe('Function: planBatch (tasks of one key in one batch)', () => {
   it("sends a user's delete beside the newer event of a replica written back after it", async () => {
@@ -85,15 +184,7 @@ describe('Function: planBatch (tasks of one key in one batch)', () => {
 
     // Assess: one task of each kind; the user's delete is not dropped for the newer event.
     expect(response.batchItemFailures).toEqual([]);
-    const messages: Message[] = [];
-    for (;;) {
-      const { Messages = [] } = await sqs.send(
-        new ReceiveMessageCommand({ QueueUrl: queues.tasks, MaxNumberOfMessages: 10 }),
-      );
-      if (Messages.length === 0) break;
-      messages.push(...Messages);
-    }
-    const tasks = messages.map((message) => JSON.parse(message.Body ?? '{}') as CopyTask);
+    const tasks = await queuedTasks(sqs, queues.tasks);
     expect(tasks.map((task) => [task.kind, task.sequencer]).sort()).toEqual([
       ['created', writeBack.s3.object.sequencer],
       ['deleted', userDelete.s3.object.sequencer],

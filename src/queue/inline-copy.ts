@@ -1,0 +1,51 @@
+import type { ReplicationRule } from '../config/schema.ts';
+import type { PullMemory } from '../copy/pull-memory.ts';
+import { runCopyTask } from '../copy/run-task.ts';
+import type { CopyTask } from '../core/route.ts';
+import type { Telemetry } from '../observe/telemetry.ts';
+import type { ObjectStore } from '../stores/object-store.ts';
+
+/** What the plan step needs to copy a small new object itself. */
+export interface InlineCopyDependencies {
+  rules: ReplicationRule[];
+  storesOf(rule: ReplicationRule): Promise<{ s3: ObjectStore; azure: ObjectStore }>;
+  pullMemory?: PullMemory;
+  telemetry?: Telemetry;
+}
+
+/**
+ * Runs one small new object's task where it was planned (`PlanDependencies.copyInline`):
+ * decides and copies as the copy step would, and reports the outcome as it would. Resolves to
+ * false, leaving the task to the tasks queue (and its retries, backoff and dead letters), for
+ * anything but a copy made or a skip decided: a failure of any kind, and what only the copy
+ * step does (a held delete, a fan-out).
+ */
+export async function copyInline(
+  task: CopyTask,
+  dependencies: InlineCopyDependencies,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const rule = dependencies.rules.find((candidate) => candidate.name === task.rule);
+  if (!rule) return false;
+  try {
+    const stores = await dependencies.storesOf(rule);
+    const [source, destination] =
+      task.sourceSide === 's3' ? [stores.s3, stores.azure] : [stores.azure, stores.s3];
+    const outcome = await runCopyTask(task, {
+      rule,
+      source,
+      destination,
+      ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
+      ...(signal && { signal }),
+    });
+    if (outcome.action !== 'copied' && outcome.action !== 'skipped') return false;
+    dependencies.telemetry?.taskDone(task, outcome);
+    return true;
+  } catch (error) {
+    dependencies.telemetry?.logger.debug('small object not copied in the plan step; queued', {
+      correlationId: task.correlationId,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return false;
+  }
+}
