@@ -34,6 +34,9 @@ await runChild('azure shim', async () => {
         ...(process.env.S3AZ_EVENT_GRID_CONTAINERS && {
           containers: process.env.S3AZ_EVENT_GRID_CONTAINERS.split(','),
         }),
+        ...(process.env.S3AZ_EVENT_GRID_SKIP_CLIENT_REQUEST_ID_PREFIX && {
+          skipClientRequestIdPrefix: process.env.S3AZ_EVENT_GRID_SKIP_CLIENT_REQUEST_ID_PREFIX,
+        }),
         ...(process.env.S3AZ_EVENT_GRID_RETRY_SCALE && {
           retryScale: Number(process.env.S3AZ_EVENT_GRID_RETRY_SCALE),
         }),

@@ -23,7 +23,13 @@ export interface AzureShimOptions {
   port?: number;
   host?: string;
   /** Where successful blob writes and deletes are published as Event Grid events. */
-  eventGrid?: { url: string; secret?: string; containers?: string[]; retryScale?: number };
+  eventGrid?: {
+    url: string;
+    secret?: string;
+    containers?: string[];
+    skipClientRequestIdPrefix?: string;
+    retryScale?: number;
+  };
 }
 
 /** A listening shim. */
@@ -657,6 +663,9 @@ export async function startAzureShim(options: AzureShimOptions): Promise<Running
       ...(options.eventGrid.secret !== undefined && { secret: options.eventGrid.secret }),
       accountUrl,
       ...(options.eventGrid.containers && { containers: options.eventGrid.containers }),
+      ...(options.eventGrid.skipClientRequestIdPrefix !== undefined && {
+        skipClientRequestIdPrefix: options.eventGrid.skipClientRequestIdPrefix,
+      }),
       ...(options.eventGrid.retryScale !== undefined && {
         retryScale: options.eventGrid.retryScale,
       }),

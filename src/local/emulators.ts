@@ -50,6 +50,8 @@ export interface StartEmulatorsOptions {
     url: string;
     secret?: string;
     containers?: string[];
+    /** See `EventGridShimOptions.skipClientRequestIdPrefix`. */
+    skipClientRequestIdPrefix?: string;
     /** Scales Event Grid's retry schedule (10 s, 30 s, 1 min, …); tests shorten it. */
     retryScale?: number;
   };
@@ -278,6 +280,10 @@ export async function startEmulators(
         }),
         ...(options.eventGrid?.containers && {
           S3AZ_EVENT_GRID_CONTAINERS: options.eventGrid.containers.join(','),
+        }),
+        ...(options.eventGrid?.skipClientRequestIdPrefix !== undefined && {
+          S3AZ_EVENT_GRID_SKIP_CLIENT_REQUEST_ID_PREFIX:
+            options.eventGrid.skipClientRequestIdPrefix,
         }),
         ...(options.eventGrid?.retryScale !== undefined && {
           S3AZ_EVENT_GRID_RETRY_SCALE: String(options.eventGrid.retryScale),

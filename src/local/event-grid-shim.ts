@@ -22,6 +22,13 @@ export interface EventGridShimOptions {
    * container); all when absent.
    */
   containers?: string[];
+  /**
+   * The subscription's advanced filter `data.clientRequestId` `StringNotBeginsWith` this prefix,
+   * as `s3az setup azure` makes it: the events of the replicator's own writes are not delivered.
+   * Absent: every event is delivered (a subscription without the filter), and the webhook skips
+   * them itself.
+   */
+  skipClientRequestIdPrefix?: string;
   /** Events per delivery (Event Grid's maxEventsPerBatch); default 10. */
   maxEventsPerBatch?: number;
   /** Attempts per delivery (Event Grid's maxDeliveryAttempts); default 30, as Event Grid. */
@@ -117,6 +124,8 @@ export class EventGridShim {
       const etag = String(headers.etag ?? response.getHeader('etag') ?? '') || undefined;
       const length = headerValue(request.headers, 'content-length');
       const clientRequestId = headerValue(request.headers, 'x-ms-client-request-id');
+      const skipped = this.#options.skipClientRequestIdPrefix;
+      if (skipped && clientRequestId?.startsWith(skipped)) return;
       this.#publish(operation, target.container, target.blob, {
         ...(clientRequestId !== undefined && { clientRequestId }),
         ...(etag !== undefined && { etag }),

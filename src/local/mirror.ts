@@ -12,6 +12,7 @@ import { createEventGridHandler } from '../../handlers/eventgrid.ts';
 import { createPlanHandler } from '../../handlers/plan.ts';
 import { loadConfig, validateConfig } from '../config/load.ts';
 import type { ReplicationConfig } from '../config/schema.ts';
+import { OWN_CLIENT_REQUEST_ID_PREFIX } from '../core/metadata.ts';
 import { Telemetry } from '../observe/telemetry.ts';
 import { setupS3 } from '../ops/setup-s3.ts';
 import { LOCAL_NOTIFICATION_ID_PREFIX, type PipelineQueues } from '../ops/target.ts';
@@ -150,8 +151,9 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
   );
   const webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/eventgrid`;
 
-  // The Event Grid subscription covers the rules' containers only (subjectBeginsWith), as
-  // the README recommends for a real account.
+  // The Event Grid subscription covers the rules' containers only (subjectBeginsWith), and
+  // leaves out the replicator's own writes (by their client request id), as the
+  // subscriptions `s3az setup azure` makes for a real account do.
   const fromFile = options.configFile ? await loadConfig(options.configFile) : undefined;
   const containers = fromFile
     ? [...new Set(fromFile.rules.map((rule) => rule.azure.container))]
@@ -162,7 +164,12 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       ...(options.s3Port !== undefined && { s3Port: options.s3Port }),
       ...(options.azurePort !== undefined && { azurePort: options.azurePort }),
       ...(options.azuriteDataDir !== undefined && { azuriteDataDir: options.azuriteDataDir }),
-      eventGrid: { url: webhookUrl, secret, containers },
+      eventGrid: {
+        url: webhookUrl,
+        secret,
+        containers,
+        skipClientRequestIdPrefix: OWN_CLIENT_REQUEST_ID_PREFIX,
+      },
     }));
   // Emulators the caller started are the caller's to stop.
   const stopEmulators = () => (options.emulators ? Promise.resolve() : emulators.stop());
