@@ -7,7 +7,7 @@ import http, {
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
-import { EventGridShim } from './event-grid-shim.ts';
+import { type EventGridDelivery, EventGridShim } from './event-grid-shim.ts';
 import { EVENT_GRID_STATUS_PATH, headerValue } from './headers.ts';
 import { type AuthCheck, SAS_PARAMETERS, refused as sasRefusal, verifySas } from './sas.ts';
 import { sign, verify } from './shared-key.ts';
@@ -23,13 +23,7 @@ export interface AzureShimOptions {
   port?: number;
   host?: string;
   /** Where successful blob writes and deletes are published as Event Grid events. */
-  eventGrid?: {
-    url: string;
-    secret?: string;
-    containers?: string[];
-    skipClientRequestIdPrefix?: string;
-    retryScale?: number;
-  };
+  eventGrid?: EventGridDelivery;
 }
 
 /** A listening shim. */

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { EventGridDelivery } from './event-grid-shim.ts';
 import { EVENT_GRID_STATUS_PATH } from './headers.ts';
 
 /** Endpoints and credentials of a running local stack. */
@@ -46,15 +47,7 @@ export interface StartEmulatorsOptions {
   /** Receives what the emulators write on stderr. */
   log?: (line: string) => void;
   /** Publish Azure blob writes and deletes as Event Grid deliveries to this webhook. */
-  eventGrid?: {
-    url: string;
-    secret?: string;
-    containers?: string[];
-    /** See `EventGridShimOptions.skipClientRequestIdPrefix`. */
-    skipClientRequestIdPrefix?: string;
-    /** Scales Event Grid's retry schedule (10 s, 30 s, 1 min, …); tests shorten it. */
-    retryScale?: number;
-  };
+  eventGrid?: EventGridDelivery;
 }
 
 /**

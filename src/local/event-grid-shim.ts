@@ -10,6 +10,12 @@ import { headerValue } from './headers.ts';
  * the configured shared secret, and delivered again with backoff when the webhook does not
  * answer 2xx. https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage
  */
+/** Where the local Event Grid delivers, as `startEmulators` and the Azure shim take it. */
+export type EventGridDelivery = Pick<
+  EventGridShimOptions,
+  'url' | 'secret' | 'containers' | 'skipClientRequestIdPrefix' | 'retryScale'
+>;
+
 export interface EventGridShimOptions {
   /** The webhook's URL. */
   url: string;

@@ -32,7 +32,7 @@ import type {
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
-import { readWhole } from './read-whole.ts';
+import { smallObjectOf } from './read-whole.ts';
 
 /** Length of the staging id inside every block id; Azure requires equal-length ids per blob. */
 const STAGING_ID_LENGTH = 16;
@@ -246,13 +246,12 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl, SmallRead
     }
     // Get Blob of the whole blob answers with the blob's own Content-MD5 property, as Get Blob
     // Properties does. https://learn.microsoft.com/rest/api/storageservices/get-blob
-    const head = headOf(key, out);
-    const body = out.readableStreamBody as Readable | undefined;
-    if (!body || head.size > maxBytes) {
-      body?.destroy();
-      return { head };
-    }
-    return { head, body: await readWhole(body, head.size, this.describe(key)) };
+    return smallObjectOf(
+      headOf(key, out),
+      out.readableStreamBody as Readable | undefined,
+      maxBytes,
+      this.describe(key),
+    );
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {

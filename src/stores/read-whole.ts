@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { RetryableError } from '../errors.ts';
+import type { ObjectHead, SmallObject } from './object-store.ts';
 
 /**
  * Reads a response body of `size` bytes whole. A body that ends short (a connection that broke
@@ -26,4 +27,21 @@ export async function readWhole(body: Readable, size: number, what: string): Pro
     throw new RetryableError(`${what}: the body ended after ${at} of its ${size} bytes`);
   }
   return bytes;
+}
+
+/**
+ * A whole GET's answer as `getSmall` gives it: the head, and the body read when it holds at
+ * most `maxBytes` (a larger one is not read, and its connection is let go).
+ */
+export async function smallObjectOf(
+  head: ObjectHead,
+  body: Readable | undefined,
+  maxBytes: number,
+  what: string,
+): Promise<SmallObject> {
+  if (!body || head.size > maxBytes) {
+    body?.destroy();
+    return { head };
+  }
+  return { head, body: await readWhole(body, head.size, what) };
 }

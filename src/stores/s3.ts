@@ -47,7 +47,7 @@ import type {
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
-import { readWhole } from './read-whole.ts';
+import { smallObjectOf } from './read-whole.ts';
 import { classifyS3Error, s3ErrorCode } from './s3-errors.ts';
 
 /** CRC32 of a body as S3 wants it: base64 of the big-endian value. */
@@ -217,13 +217,12 @@ export class S3ObjectStore implements ObjectStore, Presigner, SmallReads {
       }
       throw classified;
     }
-    const head = headOf(key, out);
-    const body = out.Body as Readable | undefined;
-    if (!body || head.size > maxBytes) {
-      body?.destroy();
-      return { head };
-    }
-    return { head, body: await readWhole(body, head.size, this.describe(key)) };
+    return smallObjectOf(
+      headOf(key, out),
+      out.Body as Readable | undefined,
+      maxBytes,
+      this.describe(key),
+    );
   }
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectBody> {

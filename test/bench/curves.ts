@@ -8,7 +8,7 @@ import { type CurvePanel, type CurvesPlot, renderCurvesSvg } from './curves-svg.
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
 import { GNU_TIME, hasGnuTime, median, runTimed, tail } from './run.ts';
-import { bundleS3az, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleS3az, parseCopySummary, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side, StoreEnvironment } from './stores.ts';
 
@@ -261,7 +261,7 @@ export async function runCurves(args: readonly string[], cleanup: Cleanup): Prom
         `${what} failed with exit code ${run.code}: ${tail(run.stderr)}${run.stdout ? ` | stdout: ${tail(run.stdout)}` : ''}`,
       );
     }
-    const summary = parseSummary(run.stdout, what);
+    const summary = parseCopySummary(run.stdout, what);
     if (summary.objects !== 1 || summary.failed !== 0 || summary.bytes !== options.size) {
       throw new Error(
         `${what} reported ${JSON.stringify(summary)}; expected 1 object of ${options.size} bytes`,
@@ -499,31 +499,4 @@ function printSummary(result: CurvesResult, log: (line: string) => void): void {
   table('s3-to-azure', options.pullPartSizes, options.pullConcurrency);
   table('azure-to-s3', options.streamPartSizes, options.streamConcurrency);
   log('(*: every part of the object was in flight at once; more concurrency cannot help it)');
-}
-
-interface Summary {
-  objects: number;
-  failed: number;
-  bytes: number;
-  seconds: number;
-  transfer: string[];
-}
-
-function parseSummary(stdout: string, what: string): Summary {
-  const line = stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    const value = JSON.parse(line) as Partial<Summary>;
-    if (
-      typeof value.objects === 'number' &&
-      typeof value.failed === 'number' &&
-      typeof value.bytes === 'number' &&
-      typeof value.seconds === 'number' &&
-      Array.isArray(value.transfer)
-    ) {
-      return value as Summary;
-    }
-  } catch {
-    // reported below
-  }
-  throw new Error(`${what}: unexpected --json output: ${JSON.stringify(stdout.slice(0, 300))}`);
 }

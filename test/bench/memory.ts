@@ -26,7 +26,7 @@ import type { StoreLimits } from '../../src/stores/object-store.ts';
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
 import { GNU_TIME, hasGnuTime, runTimed, tail } from './run.ts';
-import { bundleS3az, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleS3az, parseCopySummary, s3azEnvironment, sourceState } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import { type BenchStores, blockId, type Side } from './stores.ts';
 
@@ -302,7 +302,7 @@ export async function runMemory(args: readonly string[], cleanup: Cleanup): Prom
           `${what}: s3az copy failed with exit code ${run.code}: ${tail(run.stderr)}${run.stdout ? ` | stdout: ${tail(run.stdout)}` : ''}`,
         );
       }
-      const summary = parseSummary(run.stdout, what);
+      const summary = parseCopySummary(run.stdout, what);
       if (summary.objects !== 1 || summary.failed !== 0 || summary.bytes !== size) {
         throw new Error(
           `${what}: reported ${JSON.stringify(summary)}; expected 1 object of ${size} bytes`,
@@ -447,34 +447,4 @@ function printMemoryReport(
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-}
-
-interface Summary {
-  objects: number;
-  failed: number;
-  bytes: number;
-  seconds: number;
-  mibPerSecond: number;
-  transfer: string[];
-  maxRssBytes: number;
-}
-
-function parseSummary(stdout: string, what: string): Summary {
-  const line = stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    const value = JSON.parse(line) as Partial<Summary>;
-    if (
-      typeof value.objects === 'number' &&
-      typeof value.failed === 'number' &&
-      typeof value.bytes === 'number' &&
-      typeof value.mibPerSecond === 'number' &&
-      typeof value.maxRssBytes === 'number' &&
-      Array.isArray(value.transfer)
-    ) {
-      return value as Summary;
-    }
-  } catch {
-    // reported below
-  }
-  throw new Error(`${what}: unexpected --json output: ${JSON.stringify(stdout.slice(0, 300))}`);
 }

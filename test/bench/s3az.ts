@@ -2,6 +2,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { CopySummary } from '../../src/cli/copy-command.ts';
 import type { StoreEnvironment } from './stores.ts';
 
 const execFileAsync = promisify(execFile);
@@ -63,4 +64,26 @@ export function sourceState(): { commit: string; uncommitted: string[] } {
       .filter((line) => line.length > 3)
       .map((line) => line.slice(3)),
   };
+}
+
+/** The summary `s3az copy --json` prints last; `what` names the run in the error otherwise. */
+export function parseCopySummary(stdout: string, what: string): CopySummary {
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    const value = JSON.parse(line) as Partial<CopySummary>;
+    if (
+      typeof value.objects === 'number' &&
+      typeof value.failed === 'number' &&
+      typeof value.bytes === 'number' &&
+      typeof value.seconds === 'number' &&
+      typeof value.mibPerSecond === 'number' &&
+      typeof value.maxRssBytes === 'number' &&
+      Array.isArray(value.transfer)
+    ) {
+      return value as CopySummary;
+    }
+  } catch {
+    // reported below
+  }
+  throw new Error(`${what}: unexpected --json output: ${JSON.stringify(stdout.slice(0, 300))}`);
 }

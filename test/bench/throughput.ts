@@ -19,7 +19,7 @@ import { formatProfiles, summarizeProfiles } from './profile.ts';
 import { RCLONE_MISSING, RCLONE_SETTINGS, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { printThroughputReport } from './report.ts';
 import { GNU_TIME, hasGnuTime, runTimed, type TimedRun, tail } from './run.ts';
-import { bundleS3az, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleS3az, parseCopySummary, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side } from './stores.ts';
 
@@ -214,7 +214,7 @@ export async function runThroughput(args: readonly string[], cleanup: Cleanup): 
       let selfSeconds: number | undefined;
       let transfer: string | undefined;
       if (tool === 's3az') {
-        const summary = parseS3azSummary(run.stdout, what);
+        const summary = parseCopySummary(run.stdout, what);
         if (summary.objects !== 1 || summary.failed !== 0 || summary.bytes !== size) {
           throw new Error(
             `${what} reported ${JSON.stringify(summary)}; expected 1 object of ${size} bytes`,
@@ -345,31 +345,4 @@ function describeCpu(clientSeconds: number, cpu: CpuUsage): string {
   const other =
     cpu.machineSeconds - clientSeconds - Object.values(cpu.processes).reduce((a, b) => a + b, 0);
   return `CPU s: client ${clientSeconds.toFixed(1)}, ${parts.join(', ')}, other ${Math.max(0, other).toFixed(1)}; machine ${(cpu.machineBusy * 100).toFixed(0)}% busy`;
-}
-
-interface S3azSummary {
-  objects: number;
-  failed: number;
-  bytes: number;
-  seconds: number;
-  transfer: string[];
-}
-
-function parseS3azSummary(stdout: string, what: string): S3azSummary {
-  const line = stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    const value = JSON.parse(line) as Partial<S3azSummary>;
-    if (
-      typeof value.objects === 'number' &&
-      typeof value.failed === 'number' &&
-      typeof value.bytes === 'number' &&
-      typeof value.seconds === 'number' &&
-      Array.isArray(value.transfer)
-    ) {
-      return value as S3azSummary;
-    }
-  } catch {
-    // reported below
-  }
-  throw new Error(`${what}: unexpected --json output: ${JSON.stringify(stdout.slice(0, 300))}`);
 }
