@@ -95,8 +95,8 @@ const named = process.argv[2];
 const needed =
   named !== undefined && BUILT_IN.has(named)
     ? []
-    : named !== undefined && REGISTRATIONS[named]
-      ? [REGISTRATIONS[named]]
+    : named !== undefined && Object.hasOwn(REGISTRATIONS, named)
+      ? [REGISTRATIONS[named] as Registration]
       : [...new Set(Object.values(REGISTRATIONS))];
 for (const register of await Promise.all(needed.map((load) => load()))) register(program);
 

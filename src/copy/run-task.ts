@@ -48,6 +48,11 @@ export interface TaskContext {
   fanOut?: FanOutHook;
   /** An earlier run held this delete; see `DecisionInput.held`. */
   held?: { etag: string; over: boolean };
+  /**
+   * The largest source this run copies (the plan step copies small objects only): a larger one
+   * fails the task with a retryable error before anything is written, for the copy step.
+   */
+  maxSourceBytes?: number;
 }
 
 /**
@@ -179,6 +184,15 @@ export async function runCopyTask(
     // one to copy; after a change, it is read again (HEAD) with nothing of the old bytes.
     if (sourceHead === undefined) sourceBody = undefined;
     if (!read) sourceHead ??= await source.head(task.sourceKey, call);
+    if (
+      sourceHead !== undefined &&
+      context.maxSourceBytes !== undefined &&
+      sourceHead.size > context.maxSourceBytes
+    ) {
+      throw new RetryableError(
+        `${source.describe(task.sourceKey)} holds ${sourceHead.size} bytes, more than the ${context.maxSourceBytes} this run copies`,
+      );
+    }
     const small = sourceHead !== undefined && sourceHead.size <= SMALL_OBJECT_BYTES;
     // Only the first decision may assume the destination absent. A source that looks like
     // our own replica needs the destination to tell an echo from a rollback.

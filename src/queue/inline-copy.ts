@@ -4,6 +4,7 @@ import { runCopyTask } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
 import type { Telemetry } from '../observe/telemetry.ts';
 import type { ObjectStore } from '../stores/object-store.ts';
+import { INLINE_COPY_BYTES } from './plan-batch.ts';
 
 /** What the plan step needs to copy a small new object itself. */
 export interface InlineCopyDependencies {
@@ -15,10 +16,11 @@ export interface InlineCopyDependencies {
 
 /**
  * Runs one small new object's task where it was planned (`PlanDependencies.copyInline`):
- * decides and copies as the copy step would, and reports the outcome as it would. Resolves to
+ * decides and copies as the copy step does, and reports the outcome as it does, but without
+ * the copy step's time budget, continuations, fan-out or credential renewal. Resolves to
  * false, leaving the task to the tasks queue (and its retries, backoff and dead letters), for
- * anything but a copy made or a skip decided: a failure of any kind, and what only the copy
- * step does (a held delete, a fan-out).
+ * anything but a copy made or a skip decided: a failure of any kind (a source that grew past
+ * `INLINE_COPY_BYTES` included), and what only the copy step does (a held delete).
  */
 export async function copyInline(
   task: CopyTask,
@@ -37,6 +39,9 @@ export async function copyInline(
       destination,
       ...(dependencies.pullMemory && { pullMemory: dependencies.pullMemory }),
       ...(signal && { signal }),
+      // A source that grew since its event is the copy step's, with its time budget,
+      // continuations and fan-out.
+      maxSourceBytes: INLINE_COPY_BYTES,
     });
     if (outcome.action !== 'copied' && outcome.action !== 'skipped') return false;
     dependencies.telemetry?.taskDone(task, outcome);

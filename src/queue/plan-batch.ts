@@ -72,8 +72,8 @@ export function copiesInline(task: CopyTask): boolean {
  * The plan step for one batch of the events queue: parse each message, route its events
  * through the rules (events no rule covers are counted and dropped), expand directory events
  * by listing, collapse the tasks of one key and kind across the batch to the newest (at most
- * one `created` and one `deleted` task per key: see `collapseKeyOf`), and send them to the
- * tasks queue. A reconcile run's follow-up message goes on with the run
+ * one `created` and one `deleted` task per key: see `collapseKeyOf`), copy the small new
+ * objects among them itself (`copyInline`, when given), and send the rest to the tasks queue. A reconcile run's follow-up message goes on with the run
  * (src/queue/reconcile.ts), which sends its own tasks. A message that can never parse goes to the events
  * dead-letter queue with its reason. Returns the records to retry: exactly those whose tasks
  * could not all be planned or stored, so the rest of the batch is not done twice.
@@ -230,9 +230,15 @@ export async function planBatch(
     : [];
   const done = new Set<(typeof planned)[number]>();
   if (copyInline && inline.length > 0) {
+    // Copies under way stop with the invocation's stop too, and go to the queue.
+    const halt = stop && signal ? AbortSignal.any([signal, stop]) : (stop ?? signal);
     await runPool(inline, INLINE_CONCURRENCY, async (entry) => {
       if (stop?.aborted) return;
-      if (await copyInline(entry.task, signal).catch(() => false)) done.add(entry);
+      try {
+        if (await copyInline(entry.task, halt)) done.add(entry);
+      } catch {
+        // Not done here: queued below.
+      }
     });
   }
   const queued = planned.filter((entry) => !done.has(entry));

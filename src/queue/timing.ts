@@ -15,7 +15,10 @@
  * queues and functions cannot disagree with the code.
  */
 export const COPY_TIMEOUT_SECONDS = 900;
-/** The plan step lists directories at most; five minutes is ample. */
+/**
+ * The plan step lists directories, and copies objects of up to 1 MiB (each bounded by the stop
+ * margin below), at most; five minutes is ample.
+ */
 export const PLAN_TIMEOUT_SECONDS = 300;
 /**
  * The plan step lists no new page of a directory this long before its timeout: the rest goes

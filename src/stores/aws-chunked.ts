@@ -28,6 +28,10 @@ export function awsChunkedWithCrc32(size: number): Transform & { checksum(): str
   let done: string | undefined;
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      if (chunk.length === 0) {
+        callback();
+        return;
+      }
       seen += chunk.length;
       if (seen > size) {
         callback(new Error(`the body is longer than the ${size} bytes it declared`));

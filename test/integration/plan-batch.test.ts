@@ -56,7 +56,7 @@ async function queuedTasks(sqs: SQSClient, queueUrl: string): Promise<CopyTask[]
 }
 
 describe('Function: planBatch (small new objects copied in the plan step)', () => {
-  it('copies a small new object itself, and queues a large one and one it could not copy', async () => {
+  it('copies a small new object itself, and queues a large one, a grown one and one it could not copy', async () => {
     // Prepare: three objects in S3: small, small whose copy fails here, over the inline size.
     const sqs = makeSqsClient();
     const queues = await planQueues(sqs);
@@ -98,6 +98,24 @@ describe('Function: planBatch (small new objects copied in the plan step)', () =
         ),
       );
     }
+    // An object whose event announced 10 bytes, overwritten since with more than the plan
+    // step copies: left to the copy step (its time budget, continuations, fan-out).
+    await s3Client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'grown',
+        Body: randomBytes(INLINE_COPY_BYTES + 1),
+      }),
+    );
+    records.push(
+      s3Record(
+        'ObjectCreated:Put',
+        bucket,
+        'grown',
+        { etag: '"0123456789abcdef0123456789abcdef"', size: 10, sequencer: nextS3Sequencer() },
+        USER,
+      ),
+    );
     const tried: string[] = [];
 
     // Act
@@ -120,11 +138,12 @@ describe('Function: planBatch (small new objects copied in the plan step)', () =
 
     // Assess: the small one is in Azure and not queued; the other two are queued, not copied.
     expect(response.batchItemFailures).toEqual([]);
-    expect(tried.sort()).toEqual(['failing', 'small']);
+    expect(tried.sort()).toEqual(['failing', 'grown', 'small']);
     expect((await stores.azure.head('small'))?.size).toBe(bodies.small.length);
     expect(await stores.azure.head('failing')).toBeUndefined();
+    expect(await stores.azure.head('grown')).toBeUndefined();
     const tasks = await queuedTasks(sqs, queues.tasks);
-    expect(tasks.map((task) => task.sourceKey).sort()).toEqual(['failing', 'large']);
+    expect(tasks.map((task) => task.sourceKey).sort()).toEqual(['failing', 'grown', 'large']);
     expect(tasks.find((task) => task.sourceKey === 'large')?.size).toBe(bodies.large.length);
   });
 });

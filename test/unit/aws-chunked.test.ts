@@ -20,7 +20,12 @@ async function encode(pieces: Buffer[], size: number): Promise<Buffer> {
 describe('awsChunkedWithCrc32', () => {
   it('frames a body that arrives in pieces as one chunk, with its CRC32 in the trailer', async () => {
     const data = randomBytes(300_000);
-    const pieces = [data.subarray(0, 1), data.subarray(1, 70_000), data.subarray(70_000)];
+    const pieces = [
+      Buffer.alloc(0),
+      data.subarray(0, 1),
+      data.subarray(1, 70_000),
+      data.subarray(70_000),
+    ];
     const encoded = await encode(pieces, data.length);
     expect(encoded.subarray(0, 7).toString('latin1')).toBe(`${data.length.toString(16)}\r\n`);
     const decoded = decodeAwsChunked(encoded);
