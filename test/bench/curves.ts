@@ -7,6 +7,7 @@ import { type FaultProxy, startFaultProxy } from '../../src/local/fault-proxy.ts
 import { type CurvePanel, type CurvesPlot, renderCurvesSvg } from './curves-svg.ts';
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
+import { readOptions } from './options.ts';
 import { GNU_TIME, hasGnuTime, median, runTimed, tail } from './run.ts';
 import { bundleS3az, parseCopySummary, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
@@ -64,19 +65,7 @@ export function parseCurvesOptions(args: readonly string[]): CurvesOptions {
     json: false,
     out: join(ROOT, 'docs/bench'),
   };
-  for (let index = 0; index < args.length; index++) {
-    const name = args[index];
-    const value = () => {
-      const text = args[++index];
-      if (text === undefined || text.startsWith('--')) throw new Error(`${name} needs a value`);
-      return text;
-    };
-    const whole = (text: string, min: number) => {
-      const number = Number(text);
-      if (!Number.isInteger(number) || number < min)
-        throw new Error(`${name} must be a whole number >= ${min}, got "${text}"`);
-      return number;
-    };
+  readOptions(args, (name, { value, whole }) => {
     const list = <T>(text: string, item: (part: string) => T): T[] => {
       const items = text
         .split(',')
@@ -104,7 +93,7 @@ export function parseCurvesOptions(args: readonly string[]): CurvesOptions {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new Error(`unknown option "${name}"\n${USAGE}`);
-  }
+  });
   return options;
 }
 

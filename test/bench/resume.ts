@@ -24,6 +24,7 @@ import { S3ObjectStore } from '../../src/stores/s3.ts';
 import type { Cleanup } from './lifecycle.ts';
 import { createRandomSource, table } from './memory.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
+import { readOptions } from './options.ts';
 import { sourceState } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 
@@ -97,13 +98,7 @@ export interface ResumeResult {
 
 export function parseResumeOptions(args: readonly string[]): ResumeOptions {
   const options: ResumeOptions = { size: 2 * GiB, budgetSeconds: undefined, json: false };
-  for (let index = 0; index < args.length; index++) {
-    const name = args[index];
-    const value = () => {
-      const text = args[++index];
-      if (text === undefined || text.startsWith('--')) throw new Error(`${name} needs a value`);
-      return text;
-    };
+  readOptions(args, (name, { value }) => {
     if (name === '--json') options.json = true;
     else if (name === '--size') {
       options.size = parseSize(value());
@@ -117,7 +112,7 @@ export function parseResumeOptions(args: readonly string[]): ResumeOptions {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new Error(`unknown option "${name}"\n${USAGE}`);
-  }
+  });
   return options;
 }
 

@@ -15,6 +15,7 @@ import {
   type ThroughputResult,
   type Tool,
 } from './model.ts';
+import { readOptions } from './options.ts';
 import { formatProfiles, summarizeProfiles } from './profile.ts';
 import { RCLONE_MISSING, RCLONE_SETTINGS, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { printThroughputReport } from './report.ts';
@@ -52,19 +53,7 @@ export function parseThroughputOptions(args: readonly string[]): ThroughputOptio
     concurrency: 8,
     json: false,
   };
-  for (let index = 0; index < args.length; index++) {
-    const name = args[index];
-    const value = () => {
-      const text = args[++index];
-      if (text === undefined || text.startsWith('--')) throw new Error(`${name} needs a value`);
-      return text;
-    };
-    const whole = (text: string, min: number) => {
-      const number = Number(text);
-      if (!Number.isInteger(number) || number < min)
-        throw new Error(`${name} must be a whole number >= ${min}, got "${text}"`);
-      return number;
-    };
+  readOptions(args, (name, { value, whole }) => {
     if (name === '--json') options.json = true;
     else if (name === '--size') {
       options.sizes = value().split(',').map(parseSize);
@@ -77,7 +66,7 @@ export function parseThroughputOptions(args: readonly string[]): ThroughputOptio
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new Error(`unknown option "${name}"\n${USAGE}`);
-  }
+  });
   return options;
 }
 
