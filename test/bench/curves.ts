@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
 import { DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE } from '../../src/cli/copy-defaults.ts';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
@@ -9,7 +8,7 @@ import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
 import { readOptions } from './options.ts';
 import { GNU_TIME, hasGnuTime, median, runTimed, tail } from './run.ts';
-import { bundleS3az, parseCopySummary, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleSnapshot, parseCopySummary, ROOT, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side, StoreEnvironment } from './stores.ts';
 
@@ -161,11 +160,7 @@ export async function runCurves(args: readonly string[], cleanup: Cleanup): Prom
       `GNU time is missing at ${GNU_TIME}: install it with "apt-get update && apt-get install -y time"`,
     );
   }
-  const temp = mkdtempSync(join(tmpdir(), 's3az-curves-'));
-  cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
-  log('bundling the s3az CLI from the current sources...');
-  const bundle = await bundleS3az(temp);
-  const source = sourceState();
+  const { bundle, source } = await bundleSnapshot(cleanup, 'curves', log);
 
   log('starting the emulators...');
   const stack = await startBenchStack(cleanup, CONTAINER);

@@ -1,7 +1,4 @@
 import { createHash, randomFill } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -26,7 +23,7 @@ import type { StoreLimits } from '../../src/stores/object-store.ts';
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
 import { GNU_TIME, hasGnuTime, runTimed, tail } from './run.ts';
-import { bundleS3az, parseCopySummary, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleSnapshot, parseCopySummary, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import { type BenchStores, blockId, type Side } from './stores.ts';
 
@@ -253,11 +250,7 @@ export async function runMemory(args: readonly string[], cleanup: Cleanup): Prom
   const smallSize = Math.min(SMALL_SIZE, options.size);
   const sizes = [smallSize, options.size];
 
-  const temp = mkdtempSync(join(tmpdir(), 's3az-bench-memory-'));
-  cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
-  log('bundling the s3az CLI from the current sources...');
-  const bundle = await bundleS3az(temp);
-  const source = sourceState();
+  const { bundle, source } = await bundleSnapshot(cleanup, 'bench-memory', log);
   log('starting the emulators...');
   const stack = await startBenchStack(cleanup, CONTAINER);
   const { stores } = stack;

@@ -1,8 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CopySummary } from '../../src/cli/copy-command.ts';
+import type { Cleanup } from './lifecycle.ts';
 import type { StoreEnvironment } from './stores.ts';
 
 const execFileAsync = promisify(execFile);
@@ -86,4 +89,19 @@ export function parseCopySummary(stdout: string, what: string): CopySummary {
     // reported below
   }
   throw new Error(`${what}: unexpected --json output: ${JSON.stringify(stdout.slice(0, 300))}`);
+}
+
+/**
+ * A temporary folder (removed by `cleanup`) holding a snapshot bundle of the CLI (see
+ * {@link bundleS3az}), and the sources' state it was made from.
+ */
+export async function bundleSnapshot(
+  cleanup: Cleanup,
+  name: string,
+  log: (line: string) => void,
+): Promise<{ temp: string; bundle: string; source: ReturnType<typeof sourceState> }> {
+  const temp = mkdtempSync(join(tmpdir(), `s3az-${name}-`));
+  cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
+  log('bundling the s3az CLI from the current sources...');
+  return { temp, bundle: await bundleS3az(temp), source: sourceState() };
 }

@@ -1,6 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatBytes, parseSize } from '../../src/core/range-plan.ts';
@@ -20,7 +19,7 @@ import { formatProfiles, summarizeProfiles } from './profile.ts';
 import { RCLONE_MISSING, RCLONE_SETTINGS, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { printThroughputReport } from './report.ts';
 import { GNU_TIME, hasGnuTime, runTimed, type TimedRun, tail } from './run.ts';
-import { bundleS3az, parseCopySummary, ROOT, s3azEnvironment, sourceState } from './s3az.ts';
+import { bundleSnapshot, parseCopySummary, ROOT, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side } from './stores.ts';
 
@@ -89,11 +88,7 @@ export async function runThroughput(args: readonly string[], cleanup: Cleanup): 
   if (version === undefined) log(RCLONE_MISSING);
   const tools: Tool[] = version === undefined ? ['s3az'] : ['s3az', 'rclone'];
 
-  const temp = mkdtempSync(join(tmpdir(), 's3az-bench-'));
-  cleanup.addSync(() => rmSync(temp, { recursive: true, force: true }));
-  log('bundling the s3az CLI from the current sources...');
-  const s3azBundle = await bundleS3az(temp);
-  const source = sourceState();
+  const { temp, bundle: s3azBundle, source } = await bundleSnapshot(cleanup, 'bench', log);
 
   if (all.profile) {
     rmSync(all.profile, { recursive: true, force: true });
