@@ -16,7 +16,9 @@ import {
   processTelemetry,
   provideRuleStores,
   type Runtime,
+  taskStoresOf,
 } from '../src/runtime/runtime.ts';
+import type { Side } from '../src/stores/object-store.ts';
 
 // Every task uses a rule's stores: their SDKs load with the function (in Lambda's init phase),
 // not in the first task.
@@ -31,13 +33,8 @@ export function createCopyHandler(runtime: () => Promise<Runtime>) {
       queueUrl: built.queueUrl('tasks'),
       deadLetterQueueUrl: built.queueUrl('tasksDeadLetter'),
       rules: built.config.rules,
-      storesFor: async (rule: Parameters<Runtime['storesOf']>[0], task: { sourceSide: string }) => {
-        const stores = await built.storesOf(rule);
-        const renewCredential = () => built.renewAzureCredential(rule, stores);
-        return task.sourceSide === 's3'
-          ? { source: stores.s3, destination: stores.azure, renewCredential }
-          : { source: stores.azure, destination: stores.s3, renewCredential };
-      },
+      storesFor: (rule: Parameters<Runtime['storesOf']>[0], task: { sourceSide: Side }) =>
+        taskStoresOf(built, rule, task.sourceSide),
       pullMemory: built.pullMemory,
       telemetry: built.telemetry,
       retryBaseSeconds: built.retryBaseSeconds,

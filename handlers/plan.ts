@@ -5,7 +5,12 @@ import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { copyInline } from '../src/queue/inline-copy.ts';
 import { planBatch } from '../src/queue/plan-batch.ts';
 import { PLAN_STOP_MARGIN_SECONDS, PLAN_TIMEOUT_SECONDS } from '../src/queue/timing.ts';
-import { getRuntime, processTelemetry, type Runtime } from '../src/runtime/runtime.ts';
+import {
+  getRuntime,
+  processTelemetry,
+  type Runtime,
+  taskStoresOf,
+} from '../src/runtime/runtime.ts';
 
 /** The events queue's consumer: notifications in, one task per object out. */
 export function createPlanHandler(runtime: () => Promise<Runtime>) {
@@ -36,7 +41,7 @@ export function createPlanHandler(runtime: () => Promise<Runtime>) {
               task,
               {
                 rules: built.config.rules,
-                storesOf: (rule) => built.storesOf(rule),
+                storesFor: (rule, from) => taskStoresOf(built, rule, from.sourceSide),
                 pullMemory: built.pullMemory,
                 telemetry: built.telemetry,
               },

@@ -25,10 +25,10 @@ import {
   type WriteCondition,
   type WriteOptions,
 } from '../stores/object-store.ts';
+import { exactLength, readExactly } from '../stores/read-exactly.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { runPool } from './pool.ts';
 import { PullMemory } from './pull-memory.ts';
-import { exactLength, readExactly } from './read-exactly.ts';
 
 /** What to copy, where, and how. */
 export interface CopyObjectRequest {

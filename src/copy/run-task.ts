@@ -166,24 +166,25 @@ export async function runCopyTask(
   // The bytes of `sourceHead`'s version, when one GET read both (a small new object).
   let sourceBody: Buffer | undefined;
   for (let decisions = 1; decisions <= limit; decisions++) {
-    let read = false;
-    if (
-      decisions === 1 &&
-      task.kind === 'created' &&
-      task.size !== undefined &&
-      task.size <= CREATE_FIRST_BYTES &&
-      readsSmall(source)
-    ) {
-      // One GET answers what a HEAD would, and brings the bytes along.
-      const small = await source.getSmall(task.sourceKey, CREATE_FIRST_BYTES, call);
-      sourceHead = small?.head;
-      sourceBody = small?.body;
-      read = true;
-    }
     // After a create that found the destination there, the source just read is still the
     // one to copy; after a change, it is read again (HEAD) with nothing of the old bytes.
-    if (sourceHead === undefined) sourceBody = undefined;
-    if (!read) sourceHead ??= await source.head(task.sourceKey, call);
+    if (sourceHead === undefined) {
+      if (
+        decisions === 1 &&
+        task.kind === 'created' &&
+        task.size !== undefined &&
+        task.size <= CREATE_FIRST_BYTES &&
+        readsSmall(source)
+      ) {
+        // One GET answers what a HEAD would, and brings the bytes along.
+        const small = await source.getSmall(task.sourceKey, CREATE_FIRST_BYTES, call);
+        sourceHead = small?.head;
+        sourceBody = small?.body;
+      } else {
+        sourceBody = undefined;
+        sourceHead = await source.head(task.sourceKey, call);
+      }
+    }
     if (
       sourceHead !== undefined &&
       context.maxSourceBytes !== undefined &&

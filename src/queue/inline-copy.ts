@@ -3,13 +3,14 @@ import type { PullMemory } from '../copy/pull-memory.ts';
 import { runCopyTask } from '../copy/run-task.ts';
 import type { CopyTask } from '../core/route.ts';
 import type { Telemetry } from '../observe/telemetry.ts';
-import type { ObjectStore } from '../stores/object-store.ts';
 import { INLINE_COPY_BYTES } from './plan-batch.ts';
+import type { TaskStores } from './task-record.ts';
 
 /** What the plan step needs to copy a small new object itself. */
 export interface InlineCopyDependencies {
   rules: ReplicationRule[];
-  storesOf(rule: ReplicationRule): Promise<{ s3: ObjectStore; azure: ObjectStore }>;
+  /** Source and destination of the task's rule and side (see `TaskRecordDependencies`). */
+  storesFor(rule: ReplicationRule, task: CopyTask): Promise<TaskStores>;
   pullMemory?: PullMemory;
   telemetry?: Telemetry;
 }
@@ -30,9 +31,7 @@ export async function copyInline(
   const rule = dependencies.rules.find((candidate) => candidate.name === task.rule);
   if (!rule) return false;
   try {
-    const stores = await dependencies.storesOf(rule);
-    const [source, destination] =
-      task.sourceSide === 's3' ? [stores.s3, stores.azure] : [stores.azure, stores.s3];
+    const { source, destination } = await dependencies.storesFor(rule, task);
     const outcome = await runCopyTask(task, {
       rule,
       source,

@@ -73,7 +73,8 @@ export function copiesInline(task: CopyTask): boolean {
  * through the rules (events no rule covers are counted and dropped), expand directory events
  * by listing, collapse the tasks of one key and kind across the batch to the newest (at most
  * one `created` and one `deleted` task per key: see `collapseKeyOf`), copy the small new
- * objects among them itself (`copyInline`, when given), and send the rest to the tasks queue. A reconcile run's follow-up message goes on with the run
+ * objects among them itself (`copyInline`, when given), and send the rest to the tasks queue.
+ * A reconcile run's follow-up message goes on with the run
  * (src/queue/reconcile.ts), which sends its own tasks. A message that can never parse goes to the events
  * dead-letter queue with its reason. Returns the records to retry: exactly those whose tasks
  * could not all be planned or stored, so the rest of the batch is not done twice.
@@ -225,9 +226,7 @@ export async function planBatch(
   // Small new objects: copied here, unless the invocation is stopping; what is not done
   // (a failure, a source that grew) goes to the tasks queue with the rest.
   const copyInline = dependencies.copyInline;
-  const inline = copyInline
-    ? planned.filter((entry) => copiesInline(entry.task) && !stop?.aborted)
-    : [];
+  const inline = copyInline ? planned.filter((entry) => copiesInline(entry.task)) : [];
   const done = new Set<(typeof planned)[number]>();
   if (copyInline && inline.length > 0) {
     // Copies under way stop with the invocation's stop too, and go to the queue.

@@ -13,9 +13,11 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { ReplicationConfig, ReplicationRule } from '../config/schema.ts';
 import { PullMemory } from '../copy/pull-memory.ts';
 import { Telemetry } from '../observe/telemetry.ts';
+import type { TaskStores } from '../queue/task-record.ts';
 import { DELETE_HOLD_SECONDS, MAX_RECEIVES, RETRY_BASE_SECONDS } from '../queue/timing.ts';
 import { awsClientSettings, type Environment, makeSqsClient } from '../stores/aws-settings.ts';
 import type { AzureBlobObjectStore } from '../stores/azure-blob.ts';
+import type { Side } from '../stores/object-store.ts';
 import type { S3ObjectStore } from '../stores/s3.ts';
 
 // What a function may not need is loaded on first use, each in its own chunk of the bundle
@@ -318,6 +320,23 @@ export const processTelemetry: Telemetry = createTelemetry();
 let current: Promise<Runtime> | undefined;
 
 /** The runtime of this process (cold start), built on first use from `process.env`. */
+/**
+ * A rule's stores as a task copying from `sourceSide` uses them (the copy step, and the plan
+ * step's own copies), with the renewal of the rule's Azure credential that the copy step tries
+ * once after a refusal.
+ */
+export async function taskStoresOf(
+  built: Runtime,
+  rule: ReplicationRule,
+  sourceSide: Side,
+): Promise<TaskStores> {
+  const stores = await built.storesOf(rule);
+  const renewCredential = () => built.renewAzureCredential(rule, stores);
+  return sourceSide === 's3'
+    ? { source: stores.s3, destination: stores.azure, renewCredential }
+    : { source: stores.azure, destination: stores.s3, renewCredential };
+}
+
 export function getRuntime(): Promise<Runtime> {
   current ??= buildRuntime({ telemetry: processTelemetry });
   current.catch(() => {

@@ -32,7 +32,7 @@ import type {
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
-import { smallObjectOf } from './read-whole.ts';
+import { smallObjectOf } from './read-exactly.ts';
 
 /** Length of the staging id inside every block id; Azure requires equal-length ids per blob. */
 const STAGING_ID_LENGTH = 16;
@@ -213,16 +213,21 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl, SmallRead
     }
   }
 
+  /** `undefined` for a blob that is not there (its container is); anything else is thrown. */
+  #absent(error: unknown, key: string): undefined {
+    const classified = classifyAzureError(error, this.describe(key));
+    if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
+      return undefined;
+    }
+    throw classified;
+  }
+
   async head(key: string, options: CallOptions = {}): Promise<ObjectHead | undefined> {
     try {
       const out = await this.#client.getBlobClient(key).getProperties(abortOf(options.signal));
       return headOf(key, out);
     } catch (error) {
-      const classified = classifyAzureError(error, this.describe(key));
-      if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
-        return undefined;
-      }
-      throw classified;
+      return this.#absent(error, key);
     }
   }
 
@@ -238,11 +243,7 @@ export class AzureBlobObjectStore implements ObjectStore, PullFromUrl, SmallRead
         maxRetryRequests: 0,
       });
     } catch (error) {
-      const classified = classifyAzureError(error, this.describe(key));
-      if (classified instanceof NotFoundError && azureErrorCode(error) !== 'ContainerNotFound') {
-        return undefined;
-      }
-      throw classified;
+      return this.#absent(error, key);
     }
     // Get Blob of the whole blob answers with the blob's own Content-MD5 property, as Get Blob
     // Properties does. https://learn.microsoft.com/rest/api/storageservices/get-blob

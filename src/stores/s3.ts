@@ -47,7 +47,7 @@ import type {
   WriteCondition,
   WriteOptions,
 } from './object-store.ts';
-import { smallObjectOf } from './read-whole.ts';
+import { smallObjectOf } from './read-exactly.ts';
 import { classifyS3Error, s3ErrorCode } from './s3-errors.ts';
 
 /** CRC32 of a body as S3 wants it: base64 of the big-endian value. */

@@ -131,7 +131,17 @@ describe('Function: planBatch (small new objects copied in the plan step)', () =
         copyInline: (task, signal) => {
           tried.push(task.sourceKey);
           if (task.sourceKey === 'failing') return Promise.reject(new Error('store refused'));
-          return copyInline(task, { rules, storesOf: async () => stores }, signal);
+          return copyInline(
+            task,
+            {
+              rules,
+              storesFor: async (_rule, { sourceSide }) =>
+                sourceSide === 's3'
+                  ? { source: stores.s3, destination: stores.azure }
+                  : { source: stores.azure, destination: stores.s3 },
+            },
+            signal,
+          );
         },
       },
     );

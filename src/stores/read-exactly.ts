@@ -1,5 +1,6 @@
 import { type Readable, Transform } from 'node:stream';
 import { RetryableError } from '../errors.ts';
+import type { ObjectHead, SmallObject } from './object-store.ts';
 
 /**
  * Reads a body of known size into one buffer (`into`, when given, else a new one), copying each
@@ -55,4 +56,21 @@ export function exactLength(size: number, what: string): Transform {
       );
     },
   });
+}
+
+/**
+ * A whole GET's answer as `getSmall` gives it: the head, and the body read when it holds at
+ * most `maxBytes` (a larger one is not read, and its connection is let go).
+ */
+export async function smallObjectOf(
+  head: ObjectHead,
+  body: Readable | undefined,
+  maxBytes: number,
+  what: string,
+): Promise<SmallObject> {
+  if (!body || head.size > maxBytes) {
+    body?.destroy();
+    return { head };
+  }
+  return { head, body: await readExactly(body, head.size, what) };
 }
