@@ -7,7 +7,7 @@ import { type CurvePanel, type CurvesPlot, renderCurvesSvg } from './curves-svg.
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
 import { readOptions } from './options.ts';
-import { GNU_TIME, hasGnuTime, median, runTimed, tail } from './run.ts';
+import { median, requireGnuTime, runTimed, tail } from './run.ts';
 import { bundleSnapshot, parseCopySummary, ROOT, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side, StoreEnvironment } from './stores.ts';
@@ -155,11 +155,7 @@ export function linkEnvironment(
 export async function runCurves(args: readonly string[], cleanup: Cleanup): Promise<void> {
   const options = parseCurvesOptions(args);
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  if (!hasGnuTime()) {
-    throw new Error(
-      `GNU time is missing at ${GNU_TIME}: install it with "apt-get update && apt-get install -y time"`,
-    );
-  }
+  requireGnuTime();
   const { bundle, source } = await bundleSnapshot(cleanup, 'curves', log);
 
   log('starting the emulators...');

@@ -22,7 +22,7 @@ import { COPY_BATCH_SIZE, COPY_MEMORY_MB } from '../../src/queue/timing.ts';
 import type { StoreLimits } from '../../src/stores/object-store.ts';
 import type { Cleanup } from './lifecycle.ts';
 import { DIRECTIONS, type Direction } from './model.ts';
-import { GNU_TIME, hasGnuTime, runTimed, tail } from './run.ts';
+import { requireGnuTime, runTimed, tail } from './run.ts';
 import { bundleSnapshot, parseCopySummary, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import { type BenchStores, blockId, type Side } from './stores.ts';
@@ -242,11 +242,7 @@ export function planRows(runs: readonly MemoryRun[], bigSize: number): PlanRow[]
 export async function runMemory(args: readonly string[], cleanup: Cleanup): Promise<void> {
   const options = parseMemoryOptions(args);
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  if (!hasGnuTime()) {
-    throw new Error(
-      `GNU time is missing at ${GNU_TIME}: install it with "apt-get update && apt-get install -y time"`,
-    );
-  }
+  requireGnuTime();
   const smallSize = Math.min(SMALL_SIZE, options.size);
   const sizes = [smallSize, options.size];
 

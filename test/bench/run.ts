@@ -28,6 +28,15 @@ export function hasGnuTime(): boolean {
   return existsSync(GNU_TIME);
 }
 
+/** Throws, saying how to install it, when GNU time is missing (the modes that time copies). */
+export function requireGnuTime(): void {
+  if (!hasGnuTime()) {
+    throw new Error(
+      `GNU time is missing at ${GNU_TIME}: install it with "apt-get update && apt-get install -y time"`,
+    );
+  }
+}
+
 /**
  * Runs a command under GNU time, so that every tool's peak RSS and CPU time are measured the
  * same way (`wait4` rusage of the command and whatever it waited for), and times it from spawn

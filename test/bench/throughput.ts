@@ -18,7 +18,7 @@ import { readOptions } from './options.ts';
 import { formatProfiles, summarizeProfiles } from './profile.ts';
 import { RCLONE_MISSING, RCLONE_SETTINGS, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { printThroughputReport } from './report.ts';
-import { GNU_TIME, hasGnuTime, runTimed, type TimedRun, tail } from './run.ts';
+import { requireGnuTime, runTimed, type TimedRun, tail } from './run.ts';
 import { bundleSnapshot, parseCopySummary, ROOT, s3azEnvironment } from './s3az.ts';
 import { startBenchStack } from './stack.ts';
 import type { Side } from './stores.ts';
@@ -79,11 +79,7 @@ function rotate<T>(items: readonly T[], by: number): T[] {
 export async function runThroughput(args: readonly string[], cleanup: Cleanup): Promise<void> {
   const all = parseThroughputOptions(args);
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  if (!hasGnuTime()) {
-    throw new Error(
-      `GNU time is missing at ${GNU_TIME}: install it with "apt-get update && apt-get install -y time"`,
-    );
-  }
+  requireGnuTime();
   const version = rcloneVersion();
   if (version === undefined) log(RCLONE_MISSING);
   const tools: Tool[] = version === undefined ? ['s3az'] : ['s3az', 'rclone'];
