@@ -110,6 +110,21 @@ export interface ProfileSummary {
   top: Array<{ name: string; seconds: number }>;
 }
 
+/** Adds `amount` to `name`'s total. */
+function add(totals: Map<string, number>, name: string, amount: number): void {
+  totals.set(name, (totals.get(name) ?? 0) + amount);
+}
+
+/** Totals as a list, largest first, in seconds (`secondsPerUnit`: one unit of the totals). */
+function largestFirst(
+  totals: Map<string, number>,
+  secondsPerUnit = 1,
+): Array<{ name: string; seconds: number }> {
+  return [...totals]
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, amount]) => ({ name, seconds: amount * secondsPerUnit }));
+}
+
 /** Summarises one `.cpuprofile` file, or the part of it inside `window`. */
 export function summarizeProfile(file: string, window?: ProfileWindow): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
@@ -128,24 +143,21 @@ export function summarizeProfile(file: string, window?: ProfileWindow): ProfileS
     const frame = byId.get(id)?.callFrame;
     if (!frame) continue;
     const category = CATEGORIES.find(([, test]) => test(frame))?.[0] ?? 'other';
-    categories.set(category, (categories.get(category) ?? 0) + time);
+    add(categories, category, time);
     if (category === 'idle') continue;
     const where = frame.url
       .replace(/^.*node_modules\//, '')
       .replace(/^file:\/\/.*?\/(src|handlers|test|dist)\//, '$1/');
     const name = `${frame.functionName || '(anonymous)'} ${where}:${frame.lineNumber + 1}`;
-    functions.set(name, (functions.get(name) ?? 0) + time);
+    add(functions, name, time);
   }
   categories.delete('idle');
-  const seconds = (us: number) => us / 1e6;
-  const sorted = (map: Map<string, number>) =>
-    [...map].sort((a, b) => b[1] - a[1]).map(([name, time]) => ({ name, seconds: seconds(time) }));
   return {
     process: processOf(profile),
     file,
-    categories: sorted(categories),
-    cpuSeconds: seconds([...categories.values()].reduce((a, b) => a + b, 0)),
-    top: sorted(functions).slice(0, 8),
+    categories: largestFirst(categories, 1e-6),
+    cpuSeconds: [...categories.values()].reduce((a, b) => a + b, 0) * 1e-6,
+    top: largestFirst(functions, 1e-6).slice(0, 8),
   };
 }
 
@@ -166,20 +178,16 @@ export function summarizeProfiles(dir: string, window?: ProfileWindow): ProfileS
     // A worker thread of the tsx loader profiles nothing but loading.
     if (summary.cpuSeconds < 0.05) continue;
     const into = merged.get(summary.process) ?? { categories: new Map(), top: new Map() };
-    for (const { name, seconds } of summary.categories)
-      into.categories.set(name, (into.categories.get(name) ?? 0) + seconds);
-    for (const { name, seconds } of summary.top)
-      into.top.set(name, (into.top.get(name) ?? 0) + seconds);
+    for (const { name, seconds } of summary.categories) add(into.categories, name, seconds);
+    for (const { name, seconds } of summary.top) add(into.top, name, seconds);
     merged.set(summary.process, into);
   }
-  const sorted = (map: Map<string, number>) =>
-    [...map].sort((a, b) => b[1] - a[1]).map(([name, seconds]) => ({ name, seconds }));
   return [...merged].map(([process, { categories, top }]) => ({
     process,
     file: dir,
-    categories: sorted(categories),
+    categories: largestFirst(categories),
     cpuSeconds: [...categories.values()].reduce((a, b) => a + b, 0),
-    top: sorted(top).slice(0, 8),
+    top: largestFirst(top).slice(0, 8),
   }));
 }
 
