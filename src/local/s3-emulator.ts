@@ -15,6 +15,7 @@ import {
   readBody,
   requestAccessKey,
 } from './s3-notifications.ts';
+import { hashOnce } from './s3-store-digests.ts';
 import {
   createFauxqsS3Store,
   type FauxqsObject,
@@ -120,7 +121,7 @@ interface RequestState {
 }
 
 type BodyCheck =
-  | { ok: true; body: Buffer; checksums: Array<[string, string]> }
+  | { ok: true; body: Buffer; checksums: Array<[string, string]>; md5?: string }
   | { ok: false; status: number; code: string; message: string };
 
 const state = new WeakMap<FastifyRequest, RequestState>();
@@ -380,6 +381,7 @@ function checkBody(request: FastifyRequest): BodyCheck {
     };
   }
   const md5 = header(request, 'content-md5');
+  let md5Hex: string | undefined;
   if (md5 !== undefined) {
     if (!/^[A-Za-z0-9+/]{22}==$/.test(md5)) {
       return {
@@ -389,7 +391,8 @@ function checkBody(request: FastifyRequest): BodyCheck {
         message: 'The Content-MD5 you specified was invalid.',
       };
     }
-    if (createHash('md5').update(body).digest('base64') !== md5) {
+    const digest = createHash('md5').update(body).digest();
+    if (digest.toString('base64') !== md5) {
       return {
         ok: false,
         status: 400,
@@ -397,6 +400,7 @@ function checkBody(request: FastifyRequest): BodyCheck {
         message: 'The Content-MD5 you specified did not match what we received.',
       };
     }
+    md5Hex = digest.toString('hex');
   }
   const given = new Map<string, string>();
   for (const [name, value] of Object.entries(trailers)) {
@@ -428,7 +432,7 @@ function checkBody(request: FastifyRequest): BodyCheck {
     }
     checksums.push([name, value]);
   }
-  return { ok: true, body, checksums };
+  return { ok: true, body, checksums, ...(md5Hex !== undefined && { md5: md5Hex }) };
 }
 
 /** Per-key lock so a conditional check and its write cannot interleave with another write. */
@@ -513,6 +517,8 @@ export function installS3Fidelity(
           typeof options.accessKeyId === 'string' ? [options.accessKeyId] : options.accessKeyId,
         );
   const versions = new S3Versions(options.store);
+  const knownMd5 = new WeakMap<Buffer, string>();
+  hashOnce(options.store, knownMd5);
   const properties = new Map<string, KeptProperties>();
   const uploads = new Map<string, UploadRecord>();
   const locks = new KeyLocks();
@@ -728,6 +734,15 @@ export function installS3Fidelity(
       const checked = checkBody(request);
       if (!checked.ok) return fail(bucket, reply, checked.status, checked.code, checked.message);
       current.checksums = checked.checksums;
+      // fauxqs stores the decoded bytes as they are (it would decode them again) and, when
+      // their MD5 is known, with that MD5 (see hashOnce).
+      if (checked.body !== request.body) {
+        request.body = checked.body;
+        const encoding = keptHeaders(request, ['content-encoding'])['content-encoding'];
+        if (encoding === undefined) delete request.headers['content-encoding'];
+        else request.headers['content-encoding'] = encoding;
+      }
+      if (checked.md5 !== undefined) knownMd5.set(checked.body, checked.md5);
       const sent = checked.checksums.find(([name]) => name === 'x-amz-checksum-crc32')?.[1];
       current.part = {
         size: checked.body.length,

@@ -609,6 +609,61 @@ describe('Class: S3 emulator', () => {
   });
 
   describe('checksums', () => {
+    it('answers the MD5 ETags S3 does for bodies sent with Content-MD5, plain and aws-chunked', async () => {
+      // Prepare
+      const small = randomBytes(3000);
+      const parts = [randomBytes(5 * MiB), randomBytes(70_000)];
+      // Act
+      const put = await s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'sum/etag',
+          Body: small,
+          ContentMD5: md5(small).toString('base64'),
+        }),
+      );
+      const created = await s3.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'sum/etag-mpu' }),
+      );
+      const etags: string[] = [];
+      for (const [index, body] of parts.entries()) {
+        // A stream of unknown length goes aws-chunked, with the CRC32 in a trailer.
+        const out = await s3.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: 'sum/etag-mpu',
+            UploadId: created.UploadId,
+            PartNumber: index + 1,
+            Body: Readable.from([body]),
+            ContentLength: body.length,
+            ContentMD5: md5(body).toString('base64'),
+          }),
+        );
+        etags.push(out.ETag ?? '');
+      }
+      const done = await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: 'sum/etag-mpu',
+          UploadId: created.UploadId,
+          MultipartUpload: {
+            Parts: etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })),
+          },
+        }),
+      );
+      // Assess
+      expect(put.ETag).toBe(`"${md5(small).toString('hex')}"`);
+      expect(etags).toEqual(parts.map((body) => `"${md5(body).toString('hex')}"`));
+      const ofParts = createHash('md5')
+        .update(Buffer.concat(parts.map(md5)))
+        .digest('hex');
+      expect(done.ETag).toBe(`"${ofParts}-2"`);
+      const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'sum/etag-mpu' }));
+      const bytes = Buffer.from((await stored.Body?.transformToByteArray()) ?? []);
+      expect(bytes.equals(Buffer.concat(parts))).toBe(true);
+      expect(stored.ContentEncoding).toBeUndefined();
+    });
+
     it('refuses a wrong Content-MD5 with 400 BadDigest and stores nothing', async () => {
       const error = await failure(
         s3.send(
