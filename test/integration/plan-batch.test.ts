@@ -224,4 +224,74 @@ describe('Function: planBatch (tasks of one key in one batch)', () => {
     });
     expect(tasks.find((task) => task.kind === 'created')).not.toHaveProperty('writtenBy');
   });
+
+  it("lets every copy in flight listen on the invocation's stop, with no listener warning", async () => {
+    // Prepare: more small new objects than copies at once, each copy listening as the SDK
+    // does (a listener per request, and one more per failed request, a 404 included).
+    const sqs = makeSqsClient();
+    const queues = await planQueues(sqs);
+    const rules = validateConfig({
+      rules: [
+        {
+          name: 'listeners',
+          s3: { bucket: 'listeners' },
+          azure: { accountUrl: emulatorEnv().azureAccountUrl, container: 'listeners' },
+        },
+      ],
+    }).rules;
+    const records = Array.from({ length: 16 }, (_, index) =>
+      recordWith(
+        s3Notification(
+          s3Record(
+            'ObjectCreated:Put',
+            'listeners',
+            `key-${index}`,
+            { etag: `"${index}"`, size: 10, sequencer: nextS3Sequencer() },
+            USER,
+          ),
+        ),
+      ),
+    );
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    const stop = new AbortController();
+    let inFlight = 0;
+    let peak = 0;
+    try {
+      // Act
+      const response = await planBatch(
+        records,
+        {
+          sqs,
+          rules,
+          eventsQueueUrl: queues.events,
+          eventsDeadLetterQueueUrl: queues.eventsDeadLetter,
+          tasksQueueUrl: queues.tasks,
+          storesOf: () => Promise.reject(new Error('no directory here')),
+          copyInline: async (_task, signal) => {
+            const listeners = [() => {}, () => {}, () => {}, () => {}];
+            for (const listener of listeners) signal?.addEventListener('abort', listener);
+            inFlight += 1;
+            peak = Math.max(peak, inFlight);
+            await new Promise((resolve) => setImmediate(resolve));
+            inFlight -= 1;
+            for (const listener of listeners) signal?.removeEventListener('abort', listener);
+            return true;
+          },
+        },
+        { stop: stop.signal },
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+
+      // Assess
+      expect(response.batchItemFailures).toEqual([]);
+      expect(peak).toBe(8);
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual(
+        [],
+      );
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
 });
