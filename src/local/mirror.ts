@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { createCopyHandler } from '../../handlers/copy.ts';
@@ -17,7 +17,12 @@ import { Telemetry } from '../observe/telemetry.ts';
 import { setupS3 } from '../ops/setup-s3.ts';
 import { LOCAL_NOTIFICATION_ID_PREFIX, type PipelineQueues } from '../ops/target.ts';
 import { buildRuntime, type Runtime } from '../runtime/runtime.ts';
-import { type Environment, makeS3Client, makeSqsClient } from '../stores/clients.ts';
+import {
+  awsClientSettings,
+  type Environment,
+  makeS3Client,
+  makeSqsClient,
+} from '../stores/clients.ts';
 import { type RunningEmulators, startEmulators } from './emulators.ts';
 import { type FaultPlan, type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { QueueRunner, type SqsHandler } from './queue-runner.ts';
@@ -308,6 +313,10 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       plan: createPlanHandler,
       copy: createCopyHandler,
     };
+    // The runners stand in for Lambda's pollers, whose requests are AWS's work, not the
+    // functions'. They send every request without per-call options, so their client can
+    // resolve each command's middleware once (`cacheMiddleware`) instead of on every call.
+    const pollers = new SQSClient({ ...awsClientSettings(env, 'SQS'), cacheMiddleware: true });
     for (const fn of wiring.functions) {
       if (!fn.sqs) continue;
       const factory = factories[fn.module];
@@ -317,7 +326,7 @@ export async function startLocalMirror(options: LocalMirrorOptions = {}): Promis
       }
       runners.push(
         new QueueRunner({
-          sqs,
+          sqs: pollers,
           queueUrl: queue.url,
           handler: factory(get),
           functionName: fn.name,

@@ -23,6 +23,7 @@ import {
   type ObjectVersion,
   S3Versions,
 } from './s3-versioning.ts';
+import { pollLikeSqs } from './sqs-long-poll.ts';
 
 /** Where and how to run the S3 emulator. */
 export interface S3EmulatorOptions {
@@ -1093,6 +1094,7 @@ export async function startS3Emulator(options: S3EmulatorOptions = {}): Promise<
   const host = options.host ?? '127.0.0.1';
   const store = await createFauxqsS3Store();
   listInS3Order(store);
+  await pollLikeSqs();
   const app = buildApp({
     logger: false,
     host,

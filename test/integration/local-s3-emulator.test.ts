@@ -25,6 +25,7 @@ import {
 import {
   CreateQueueCommand,
   DeleteMessageCommand,
+  GetQueueAttributesCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
@@ -831,6 +832,42 @@ describe('Class: S3 emulator', () => {
           ReceiptHandle: message?.ReceiptHandle,
         }),
       );
+    });
+
+    it('answers a long poll with no messages only when its wait ends, as SQS does', async () => {
+      // Prepare: two receives waiting on an empty queue.
+      const sqs = makeSqsClient();
+      const { QueueUrl } = await sqs.send(
+        new CreateQueueCommand({ QueueName: uniqueName('poll') }),
+      );
+      const settled: string[] = [];
+      const receive = (name: string) =>
+        sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 20 })).then((out) => {
+          settled.push(name);
+          return out.Messages ?? [];
+        });
+      const first = receive('first');
+      const second = receive('second');
+      // A request sent after both, and answered, gives them time to reach the queue.
+      await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
+      // Act: one message, then (once one receive has it) another.
+      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'one' }));
+      const [early] = await Promise.race([
+        first.then((messages) => [messages]),
+        second.then((messages) => [messages]),
+      ]);
+      await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
+      const stillWaiting = settled.length;
+      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'two' }));
+      const both = await Promise.all([first, second]);
+      // Assess: the other receive did not answer empty when the first message came; it waited
+      // and took the second.
+      expect(early?.map((message) => message.Body)).toEqual(['one']);
+      expect(stillWaiting).toBe(1);
+      expect(both.map((messages) => messages.map((message) => message.Body)).sort()).toEqual([
+        ['one'],
+        ['two'],
+      ]);
     });
   });
 
