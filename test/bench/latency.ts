@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { formatBytes } from '../../src/core/range-plan.ts';
+import { findChildren, startCpuMeter } from './cpu.ts';
 import type { BenchMode } from './lifecycle.ts';
 import {
   formatProfiles,
@@ -17,6 +18,7 @@ import {
 } from './profile.ts';
 import { RCLONE_MISSING, rcloneEnvironment, rcloneVersion } from './rclone.ts';
 import { hasGnuTime, runTimed } from './run.ts';
+import { EMULATOR_PROCESSES } from './stack.ts';
 
 /**
  * `npm run bench -- latency`: replication latency on the local mirror (the same handlers and
@@ -77,6 +79,8 @@ interface Series {
   p99: number;
   max: number;
   objectsPerSecond: number;
+  /** CPU milliseconds per object of each process, and how busy the machine was (0..1). */
+  cpu?: { perObjectMs: Record<string, number>; machineBusy: number };
 }
 
 const percentile = (sorted: number[], p: number) =>
@@ -150,6 +154,7 @@ async function startMirrorProcess(cleanup: Parameters<BenchMode>[1], profile?: s
   });
   return {
     ready: await ready,
+    pid: child.pid ?? 0,
     onLine: (listener: (line: Record<string, unknown>) => void) => listeners.add(listener),
     stop,
   };
@@ -349,27 +354,54 @@ export const runLatency: BenchMode = async (args, cleanup) => {
     if (!options.json) process.stdout.write(`${text}\n`);
   };
   say('latency on the local mirror: write acknowledged -> replica committed, both directions');
+  // CPU of every process of the mirror, and of the writers here, per object of each series.
+  const emulators = findChildren(mirror.pid, EMULATOR_PROCESSES);
+  const metered = async (run: () => Promise<Series>): Promise<Series> => {
+    const meter = startCpuMeter([{ name: 'mirror', pid: mirror.pid }, ...emulators]);
+    const writersBefore = process.cpuUsage();
+    const result = await run();
+    const usage = meter.stop();
+    const writers = process.cpuUsage(writersBefore);
+    const seconds: Record<string, number> = { ...usage.processes };
+    // The mirror's process tree holds the emulators it started; its own share is the rest.
+    for (const { name } of emulators) seconds.mirror = (seconds.mirror ?? 0) - (seconds[name] ?? 0);
+    seconds.writers = (writers.user + writers.system) / 1e6;
+    const perObjectMs = Object.fromEntries(
+      Object.entries(seconds).map(([name, value]) => [name, (value * 1000) / result.objects]),
+    );
+    return { ...result, cpu: { perObjectMs, machineBusy: usage.machineBusy } };
+  };
+  const cpuLine = (result: Series) =>
+    result.cpu
+      ? `      CPU per object: ${Object.entries(result.cpu.perObjectMs)
+          .map(([name, ms]) => `${name} ${ms.toFixed(1)} ms`)
+          .join(', ')}; machine ${(result.cpu.machineBusy * 100).toFixed(0)}% busy`
+      : '';
   const measuring = monotonicMicros();
   // A short warm-up: first requests pay for connections and JIT.
   await steady(stage, 'warmup', 10, 1, [1024]);
   const series: Series[] = [];
   for (const rate of options.rates) {
-    const result = await steady(stage, `rate-${rate}`, rate, options.seconds, [
-      1024,
-      16 * 1024,
-      256 * 1024,
-      1024 * 1024,
-    ]);
+    const result = await metered(() =>
+      steady(stage, `rate-${rate}`, rate, options.seconds, [
+        1024,
+        16 * 1024,
+        256 * 1024,
+        1024 * 1024,
+      ]),
+    );
     series.push(result);
     say(
       `  ${String(rate).padStart(3)} objects/s (1 KiB-1 MiB): p50 ${result.p50.toFixed(0)} ms  p95 ${result.p95.toFixed(0)} ms  p99 ${result.p99.toFixed(0)} ms  max ${result.max.toFixed(0)} ms  (${result.objects} objects, ${result.objectsPerSecond.toFixed(1)}/s; median notification ${result.notifyP50.toFixed(0)} ms + pipeline ${result.pipelineP50.toFixed(0)} ms)`,
     );
+    say(cpuLine(result));
   }
-  const large = await steady(stage, 'large', 1, options.seconds, [8 * 1024 * 1024]);
+  const large = await metered(() => steady(stage, 'large', 1, options.seconds, [8 * 1024 * 1024]));
   series.push(large);
   say(
     `    1 objects/s (8 MiB):         p50 ${large.p50.toFixed(0)} ms  p95 ${large.p95.toFixed(0)} ms  p99 ${large.p99.toFixed(0)} ms  max ${large.max.toFixed(0)} ms  (${large.objects} objects)`,
   );
+  say(cpuLine(large));
   say(`${options.files} small files (1 KiB) written to S3 with 32 writers, mirrored to Azure:`);
   const small = await smallFiles(stage, options.files, cleanup);
   say(

@@ -14,7 +14,8 @@ export interface BenchStack {
 }
 
 /** How the emulator processes are recognised among this process's children. */
-const EMULATOR_PROCESSES = {
+/** How each emulator process is found among the children of whoever started it. */
+export const EMULATOR_PROCESSES = {
   's3 emulator': 's3-emulator-main',
   'azure shim': 'azure-shim-main',
   azurite: 'azurite',
