@@ -1,6 +1,12 @@
+/** A waiting receive as fauxqs 1.9's `SqsQueue` keeps it. */
+interface PollWaiter {
+  resolve: () => void;
+  timer: NodeJS.Timeout;
+}
+
 /** The part of fauxqs 1.9's `SqsQueue` that long polling goes through. */
 interface PollingQueue {
-  pollWaiters: Array<{ resolve: () => void; timer: NodeJS.Timeout }>;
+  pollWaiters: PollWaiter[];
   messages: unknown[];
   isFifo(): boolean;
   hasAvailableFifoMessages(): boolean;
@@ -8,14 +14,18 @@ interface PollingQueue {
   waitForMessages(waitTimeSeconds: number): Promise<void>;
   notifyWaiters(): void;
   cancelWaiters(): void;
+  startPollTimerIfNeeded(): void;
+  stopPollTimerIfEmpty(): void;
 }
 
 interface QueueClass {
   prototype: PollingQueue;
 }
 
-/** Times `cancelWaiters` ran on a queue (a purge, a deleted queue, shutdown). */
+/** Times `cancelWaiters` ran on a queue (a deleted queue, shutdown): every wait ends. */
 const cancellations = new WeakMap<PollingQueue, number>();
+/** Queues with a woken receive that has not taken its messages yet. */
+const handing = new WeakSet<PollingQueue>();
 const patched = new WeakSet<object>();
 
 function hasReadyMessages(queue: PollingQueue): boolean {
@@ -25,6 +35,7 @@ function hasReadyMessages(queue: PollingQueue): boolean {
 function wakeOne(queue: PollingQueue): void {
   const waiter = queue.pollWaiters.shift();
   if (!waiter) return;
+  handing.add(queue);
   clearTimeout(waiter.timer);
   waiter.resolve();
 }
@@ -33,11 +44,12 @@ function wakeOne(queue: PollingQueue): void {
  * Makes fauxqs's long polling answer as SQS does. A ReceiveMessage that waits "returns sooner
  * than WaitTimeSeconds" when a message is available and returns no messages only when "the
  * wait time expires" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html).
- * fauxqs 1.9 wakes every waiting receive when one message arrives; all but one then answer
+ * fauxqs 1.9 wakes every waiting receive when a message arrives; all but one then answer
  * empty at once, and each poller sends another request: about one empty receive per message
- * that a real queue would not answer. Here one waiting receive is woken at a time, the next
- * only while messages are left after it took its share, and a receive woken with nothing
- * left waits on for the rest of its time.
+ * that a real queue would not answer. Here one waiting receive is woken at a time: messages
+ * that arrive before it has taken its share (a SendMessageBatch enqueues one by one) wake no
+ * one else, and what it leaves wakes the next. A receive woken with nothing to take (a FIFO
+ * group locked meanwhile) waits on for the rest of its time.
  */
 export async function pollLikeSqs(): Promise<void> {
   const url = new URL('./sqs/sqsStore.js', import.meta.resolve('fauxqs'));
@@ -45,10 +57,10 @@ export async function pollLikeSqs(): Promise<void> {
   const prototype = module.SqsQueue?.prototype;
   if (
     !prototype ||
-    typeof prototype.waitForMessages !== 'function' ||
     typeof prototype.dequeue !== 'function' ||
-    typeof prototype.notifyWaiters !== 'function' ||
-    typeof prototype.cancelWaiters !== 'function'
+    typeof prototype.cancelWaiters !== 'function' ||
+    typeof prototype.startPollTimerIfNeeded !== 'function' ||
+    typeof prototype.stopPollTimerIfEmpty !== 'function'
   ) {
     throw new Error(
       `fauxqs has no SqsQueue at ${url.href}; this emulator is written for fauxqs 1.9`,
@@ -56,21 +68,22 @@ export async function pollLikeSqs(): Promise<void> {
   }
   if (patched.has(prototype)) return;
   patched.add(prototype);
-  const wait = prototype.waitForMessages;
   const dequeue = prototype.dequeue;
   const cancel = prototype.cancelWaiters;
 
   prototype.notifyWaiters = function notifyWaiters(this: PollingQueue) {
-    wakeOne(this);
+    if (!handing.has(this)) wakeOne(this);
   };
-  prototype.dequeue = function dequeueAndPass(this: PollingQueue, ...args: unknown[]) {
+  prototype.dequeue = function dequeueAndHandOn(this: PollingQueue, ...args: unknown[]) {
     const taken = dequeue.apply(this, args);
+    handing.delete(this);
     // What this receive left is the next waiting receive's.
     if (this.pollWaiters.length > 0 && hasReadyMessages(this)) wakeOne(this);
     return taken;
   };
   prototype.cancelWaiters = function cancelWaiters(this: PollingQueue) {
     cancellations.set(this, (cancellations.get(this) ?? 0) + 1);
+    handing.delete(this);
     cancel.call(this);
   };
   prototype.waitForMessages = async function waitForMessages(
@@ -79,13 +92,28 @@ export async function pollLikeSqs(): Promise<void> {
   ) {
     const ends = Date.now() + waitTimeSeconds * 1000;
     const cancelled = cancellations.get(this) ?? 0;
-    await wait.call(this, waitTimeSeconds);
-    while (
-      !hasReadyMessages(this) &&
-      (cancellations.get(this) ?? 0) === cancelled &&
-      Date.now() < ends
-    ) {
-      await wait.call(this, (ends - Date.now()) / 1000);
+    for (;;) {
+      const woken = await new Promise<boolean>((resolve) => {
+        const waiter: PollWaiter = {
+          resolve: () => resolve(true),
+          timer: setTimeout(
+            () => {
+              const index = this.pollWaiters.indexOf(waiter);
+              if (index !== -1) this.pollWaiters.splice(index, 1);
+              resolve(false);
+            },
+            Math.max(0, ends - Date.now()),
+          ),
+        };
+        this.pollWaiters.push(waiter);
+        this.startPollTimerIfNeeded();
+      });
+      this.stopPollTimerIfEmpty();
+      // The receive takes its messages (dequeue) in the same tick, and hands on what it leaves.
+      if (!woken || (cancellations.get(this) ?? 0) !== cancelled || hasReadyMessages(this)) return;
+      // Woken with nothing to take: the next arrival may wake another receive, or this one.
+      handing.delete(this);
+      if (Date.now() >= ends) return;
     }
   };
 }

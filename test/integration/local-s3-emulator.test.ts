@@ -27,6 +27,7 @@ import {
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
+  SendMessageBatchCommand,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -842,32 +843,35 @@ describe('Class: S3 emulator', () => {
       );
       const settled: string[] = [];
       const receive = (name: string) =>
-        sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 20 })).then((out) => {
-          settled.push(name);
-          return out.Messages ?? [];
-        });
+        sqs
+          .send(
+            new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 20, MaxNumberOfMessages: 10 }),
+          )
+          .then((out) => {
+            settled.push(name);
+            return (out.Messages ?? []).map((message) => message.Body);
+          });
       const first = receive('first');
       const second = receive('second');
       // A request sent after both, and answered, gives them time to reach the queue.
       await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
-      // Act: one message, then (once one receive has it) another.
-      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'one' }));
-      const [early] = await Promise.race([
-        first.then((messages) => [messages]),
-        second.then((messages) => [messages]),
-      ]);
+      // Act: a batch (enqueued one message at a time), then (once one receive has it) another.
+      await sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl,
+          Entries: ['a', 'b', 'c'].map((body) => ({ Id: body, MessageBody: body })),
+        }),
+      );
+      const early = await Promise.race([first, second]);
       await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
       const stillWaiting = settled.length;
-      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'two' }));
+      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'd' }));
       const both = await Promise.all([first, second]);
-      // Assess: the other receive did not answer empty when the first message came; it waited
-      // and took the second.
-      expect(early?.map((message) => message.Body)).toEqual(['one']);
+      // Assess: the other receive did not answer empty when the batch came; it waited and took
+      // the next message.
+      expect(early.sort()).toEqual(['a', 'b', 'c']);
       expect(stillWaiting).toBe(1);
-      expect(both.map((messages) => messages.map((message) => message.Body)).sort()).toEqual([
-        ['one'],
-        ['two'],
-      ]);
+      expect(both.map((bodies) => bodies.join(',')).sort()).toEqual(['a,b,c', 'd']);
     });
   });
 
