@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { FauxqsObject } from './s3-versioning.ts';
 
+/** A part of a multipart upload as fauxqs 1.9 keeps it. */
+type StoredPart = { partNumber: number; body: Buffer; etag: string; lastModified: Date };
+
 /** The parts of fauxqs 1.9's `S3Store` that compute an MD5 this layer may already know. */
 interface DigestingStore {
   buckets: Map<string, Map<string, FauxqsObject>>;
@@ -11,7 +14,7 @@ interface DigestingStore {
       key: string;
       contentType: string;
       metadata: Record<string, string>;
-      parts: Map<number, { partNumber: number; body: Buffer; etag: string; lastModified: Date }>;
+      parts: Map<number, StoredPart>;
     }
   >;
   multipartUploadsByBucket: Map<string, Set<string>>;
@@ -32,6 +35,35 @@ interface DigestingStore {
 
 /** S3's smallest part but the last, checked at CompleteMultipartUpload. */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
+
+/**
+ * The parts `specs` names, in its order, when S3 would complete them as named (ascending part
+ * numbers, each part there with that ETag, an MD5 ETag, all but the last of 5 MiB or more);
+ * otherwise undefined.
+ */
+function partsToComplete(
+  stored: Map<number, StoredPart>,
+  specs: Array<{ partNumber: number; etag: string }>,
+): StoredPart[] | undefined {
+  if (specs.length === 0) return undefined;
+  const parts: StoredPart[] = [];
+  let previous = 0;
+  for (const [index, spec] of specs.entries()) {
+    const part = stored.get(spec.partNumber);
+    if (
+      !part ||
+      spec.partNumber <= previous ||
+      part.etag.replaceAll('"', '') !== spec.etag.replaceAll('"', '') ||
+      !/^"?[0-9a-f]{32}"?$/.test(part.etag) ||
+      (index < specs.length - 1 && part.body.length < MIN_PART_BYTES)
+    ) {
+      return undefined;
+    }
+    previous = spec.partNumber;
+    parts.push(part);
+  }
+  return parts;
+}
 
 function isDigestingStore(store: object): store is DigestingStore {
   const candidate = store as Partial<DigestingStore>;
@@ -97,24 +129,11 @@ export function hashOnce(store: object, knownMd5: WeakMap<Buffer, string>): void
   store.completeMultipartUpload = (uploadId, specs) => {
     const upload = store.multipartUploads.get(uploadId);
     const objects = upload && store.buckets.get(upload.bucket);
-    const parts = specs.map((spec) => upload?.parts.get(spec.partNumber));
-    const valid =
-      specs.length > 0 &&
-      upload !== undefined &&
-      objects !== undefined &&
-      !store.spy &&
-      specs.every(
-        (spec, index) =>
-          (index === 0 || spec.partNumber > (specs[index - 1]?.partNumber ?? 0)) &&
-          parts[index] !== undefined &&
-          parts[index]?.etag.replaceAll('"', '') === spec.etag.replaceAll('"', '') &&
-          /^"?[0-9a-f]{32}"?$/.test(parts[index]?.etag ?? '') &&
-          (index === specs.length - 1 || (parts[index]?.body.length ?? 0) >= MIN_PART_BYTES),
-      );
+    const parts = upload && !store.spy ? partsToComplete(upload.parts, specs) : undefined;
     // fauxqs answers whatever is wrong (order, a missing part, an ETag, a small part) itself.
-    if (!valid) return complete(uploadId, specs);
-    const bodies = parts.map((part) => part?.body ?? Buffer.alloc(0));
-    const digests = parts.map((part) => Buffer.from((part?.etag ?? '').replaceAll('"', ''), 'hex'));
+    if (!upload || !objects || !parts) return complete(uploadId, specs);
+    const bodies = parts.map((part) => part.body);
+    const digests = parts.map((part) => Buffer.from(part.etag.replaceAll('"', ''), 'hex'));
     const md5 = createHash('md5').update(Buffer.concat(digests)).digest('hex');
     const body = Buffer.concat(bodies);
     const object: FauxqsObject = {

@@ -1,4 +1,4 @@
-import { setMaxListeners } from 'node:events';
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import type { ReplicationRule } from '../config/schema.ts';
@@ -234,7 +234,7 @@ export async function planBatch(
     const halt = stop && signal ? AbortSignal.any([signal, stop]) : (stop ?? signal);
     // Every request of every copy in flight listens on it (and the AWS SDK once more on each
     // failed request, a 404 included): more than Node's default of 10 is expected.
-    if (halt) setMaxListeners(Math.max(10, INLINE_CONCURRENCY * 4), halt);
+    if (halt) setMaxListeners(Math.max(getMaxListeners(halt), INLINE_CONCURRENCY * 4), halt);
     await runPool(inline, INLINE_CONCURRENCY, async (entry) => {
       if (stop?.aborted) return;
       try {
